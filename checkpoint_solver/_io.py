@@ -1,0 +1,107 @@
+"""JSON files: canonical text, atomic writes, schema validation with readable errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from checkpoint_solver.errors import ScheduleFormatError
+
+__all__ = ["canonical_json", "load_json", "validate", "write_atomic"]
+
+
+def canonical_json(obj: Any) -> str:
+    """Stable text: sorted keys, two-space indent (one list item per line), trailing newline."""
+    return json.dumps(obj, sort_keys=True, indent=2, allow_nan=False) + "\n"
+
+
+def write_atomic(path: str | os.PathLike[str], text: str) -> Path:
+    """Write `text` to `path` through a temporary file in the same folder and `os.replace`.
+
+    Either the whole new file is there afterwards or the old state is untouched: a failure leaves
+    no partial file and no temporary file behind.
+
+    Raises
+    ------
+    OSError
+        When the folder does not exist or is not writable; the message names the path.
+    """
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise OSError(
+            exc.errno, f"cannot write {target}: {exc.strerror}; choose a writable folder"
+        ) from None
+    try:
+        # mkstemp makes 0600 files; give the result the mode a plain open() would have.
+        os.chmod(tmp, _existing_mode(target))
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return target
+
+
+def _existing_mode(target: Path) -> int:
+    try:
+        return target.stat().st_mode & 0o777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+def load_json(path: str | os.PathLike[str], what: str) -> Any:
+    """Read JSON from `path`, turning a missing file or bad JSON into a clear error."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{what} file {p} does not exist; check the path") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ScheduleFormatError(
+            f"{what} file {p} is not valid JSON ({exc.msg} at line {exc.lineno}, column "
+            f"{exc.colno}); regenerate it or fix the file"
+        ) from None
+
+
+@cache
+def _schema(package: str, name: str) -> dict[str, Any]:
+    text = resources.files(package).joinpath(name).read_text(encoding="utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+def validate(data: Any, package: str, schema_name: str, what: str) -> None:
+    """Validate `data` against a JSON Schema shipped in `package`.
+
+    Raises
+    ------
+    ScheduleFormatError
+        Naming the first failing field by its JSON path.
+    """
+    import jsonschema
+
+    schema = _schema(package, schema_name)
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+    if errors:
+        err = errors[0]
+        where = "/".join(str(p) for p in err.absolute_path) or "(top level)"
+        raise ScheduleFormatError(f"{what} does not match {schema_name} at {where}: {err.message}")
