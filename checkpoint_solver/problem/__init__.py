@@ -1,0 +1,31 @@
+"""What is being solved: the `Chain` and `Graph` problem models, their JSON and fingerprints."""
+
+from __future__ import annotations
+
+from typing import TypeAlias
+
+from checkpoint_solver.problem.chain import Chain, CostUnit
+from checkpoint_solver.problem.fingerprint import fingerprint
+from checkpoint_solver.problem.graph import Graph
+from checkpoint_solver.problem.io import (
+    example_names,
+    load_problem,
+    problem_from_dict,
+    problem_to_dict,
+    save_problem,
+)
+
+Problem: TypeAlias = Chain | Graph
+
+__all__ = [
+    "Chain",
+    "CostUnit",
+    "Graph",
+    "Problem",
+    "example_names",
+    "fingerprint",
+    "load_problem",
+    "problem_from_dict",
+    "problem_to_dict",
+    "save_problem",
+]

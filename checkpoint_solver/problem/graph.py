@@ -1,0 +1,328 @@
+"""The graph problem of Jain et al., "Checkmate" (MLSys 2020): a DAG of forward and backward ops."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import networkx as nx
+
+from checkpoint_solver.errors import InvalidProblemError
+from checkpoint_solver.problem.chain import COST_UNITS, CostUnit
+
+__all__ = ["RNG_POLICIES", "ROLES", "Graph"]
+
+RNG_POLICIES: tuple[str, ...] = ("none", "forbid_recompute", "replay_state")
+ROLES: tuple[str, ...] = ("op", "input", "param")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Graph:
+    """A DAG of the operations of one training step, nodes numbered ``0..n-1`` in topological order.
+
+    Every edge ``(u, v)`` has ``u < v``: the numbering is a topological order, so a graph built here
+    cannot have a cycle. Use `Graph.from_networkx` or `Graph.from_node_link` to load graphs whose
+    nodes have other names; they are renumbered in a deterministic topological order and keep their
+    names in `names`.
+
+    Attributes
+    ----------
+    names : tuple[str, ...]
+        Human names of the nodes.
+    cost : tuple[float, ...]
+        Compute cost of each node, in `cost_unit`.
+    out_bytes : tuple[int, ...]
+        Bytes of each node's output.
+    is_backward : tuple[bool, ...]
+        True for nodes of the backward pass.
+    rng : tuple[str, ...]
+        Random-op policy per node: ``"none"`` (deterministic), ``"forbid_recompute"`` (never
+        recomputed, e.g. dropout without a saved RNG state) or ``"replay_state"`` (recomputed with its
+        saved RNG state).
+    role : tuple[str, ...]
+        ``"op"`` for computed nodes; ``"input"`` and ``"param"`` for values that exist before the
+        step starts. Those are live throughout, never computed or freed, and counted in memory only
+        when `sources_in_budget` is true.
+    edges : tuple[tuple[int, int], ...]
+        Data dependencies ``(producer, consumer)``, sorted.
+    cost_unit : {"seconds", "flops", "abstract"}
+    sources_in_budget : bool
+        Whether input and parameter bytes count against the budget.
+    name : str
+        Free text, not part of the fingerprint.
+    """
+
+    names: tuple[str, ...]
+    cost: tuple[float, ...]
+    out_bytes: tuple[int, ...]
+    is_backward: tuple[bool, ...]
+    edges: tuple[tuple[int, int], ...]
+    rng: tuple[str, ...] = ()
+    role: tuple[str, ...] = ()
+    cost_unit: CostUnit = "seconds"
+    sources_in_budget: bool = False
+    name: str = ""
+    kind: Literal["graph"] = field(default="graph", init=False)
+    preds: tuple[tuple[int, ...], ...] = field(default=(), init=False, repr=False, compare=False)
+    succs: tuple[tuple[int, ...], ...] = field(default=(), init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        n = len(self.names)
+        object.__setattr__(self, "names", tuple(str(s) for s in self.names))
+        if not self.rng:
+            object.__setattr__(self, "rng", ("none",) * n)
+        if not self.role:
+            object.__setattr__(self, "role", ("op",) * n)
+        for fname in ("cost", "out_bytes", "is_backward", "rng", "role"):
+            value = tuple(getattr(self, fname))
+            object.__setattr__(self, fname, value)
+            if len(value) != n:
+                raise InvalidProblemError(
+                    f"Graph.{fname} has {len(value)} entries but the graph has {n} nodes (len(names))"
+                )
+        costs = []
+        for i, c in enumerate(self.cost):
+            if (
+                isinstance(c, bool)
+                or not isinstance(c, (int, float))
+                or not math.isfinite(c)
+                or c < 0
+            ):
+                raise InvalidProblemError(
+                    f"Graph.cost of node {i} ({self.names[i]}) is {c!r}; costs must be finite numbers >= 0"
+                )
+            costs.append(float(c))
+        object.__setattr__(self, "cost", tuple(costs))
+        sizes = []
+        for i, raw in enumerate(self.out_bytes):
+            b: object = raw
+            if isinstance(b, float) and b.is_integer():
+                b = int(b)
+            if isinstance(b, bool) or not isinstance(b, int) or b < 0:
+                raise InvalidProblemError(
+                    f"Graph.out_bytes of node {i} ({self.names[i]}) is {b!r}; sizes must be integers >= 0"
+                )
+            sizes.append(b)
+        object.__setattr__(self, "out_bytes", tuple(sizes))
+        object.__setattr__(self, "is_backward", tuple(bool(b) for b in self.is_backward))
+        for i, p in enumerate(self.rng):
+            if p not in RNG_POLICIES:
+                raise InvalidProblemError(
+                    f"Graph.rng of node {i} ({self.names[i]}) is {p!r}; use one of {', '.join(RNG_POLICIES)}"
+                )
+        for i, r in enumerate(self.role):
+            if r not in ROLES:
+                raise InvalidProblemError(
+                    f"Graph.role of node {i} ({self.names[i]}) is {r!r}; use one of {', '.join(ROLES)}"
+                )
+        edges = set()
+        for e in self.edges:
+            if len(e) != 2:
+                raise InvalidProblemError(f"Graph edge {e!r} is not a (producer, consumer) pair")
+            u, v = int(e[0]), int(e[1])
+            if not (0 <= u < n and 0 <= v < n):
+                raise InvalidProblemError(
+                    f"Graph edge ({u}, {v}) names a node outside 0..{n - 1}: every input of a node "
+                    f"must be a node of the graph"
+                )
+            if u >= v:
+                raise InvalidProblemError(
+                    f"Graph edge ({u}, {v}) goes backwards in the node numbering; nodes must be "
+                    f"numbered in topological order (load with Graph.from_networkx to renumber), "
+                    f"and a graph with a cycle cannot be scheduled"
+                )
+            edges.add((u, v))
+        object.__setattr__(self, "edges", tuple(sorted(edges)))
+        if self.cost_unit not in COST_UNITS:
+            raise InvalidProblemError(
+                f"Graph.cost_unit is {self.cost_unit!r}; use one of {', '.join(COST_UNITS)}"
+            )
+        preds: list[list[int]] = [[] for _ in range(n)]
+        succs: list[list[int]] = [[] for _ in range(n)]
+        for u, v in self.edges:
+            preds[v].append(u)
+            succs[u].append(v)
+        for v in range(n):
+            if self.role[v] != "op" and preds[v]:
+                raise InvalidProblemError(
+                    f"Graph node {v} ({self.names[v]}) is an {self.role[v]} but has inputs {preds[v]}; "
+                    f"inputs and parameters exist before the step and cannot depend on other nodes"
+                )
+        object.__setattr__(self, "preds", tuple(tuple(p) for p in preds))
+        object.__setattr__(self, "succs", tuple(tuple(s) for s in succs))
+
+    @property
+    def size(self) -> int:
+        """Number of nodes."""
+        return len(self.names)
+
+    @property
+    def ops(self) -> tuple[int, ...]:
+        """Indices of the nodes that are computed (role ``"op"``)."""
+        return tuple(i for i, r in enumerate(self.role) if r == "op")
+
+    @property
+    def store_all_time(self) -> float:
+        """Compute time with no recomputation: the sum of the costs of all op nodes."""
+        return math.fsum(self.cost[i] for i in self.ops)
+
+    def to_networkx(self) -> nx.DiGraph:
+        """Return a networkx DiGraph with the node attributes of this graph."""
+        g = nx.DiGraph(name=self.name)
+        for i in range(self.size):
+            g.add_node(
+                i,
+                name=self.names[i],
+                cost=self.cost[i],
+                out_bytes=self.out_bytes[i],
+                is_backward=self.is_backward[i],
+                rng=self.rng[i],
+                role=self.role[i],
+            )
+        g.add_edges_from(self.edges)
+        return g
+
+    @classmethod
+    def from_networkx(
+        cls,
+        g: nx.DiGraph,
+        *,
+        cost: str = "cost",
+        out_bytes: str = "out_bytes",
+        is_backward: str = "is_backward",
+        cost_unit: CostUnit = "seconds",
+        name: str | None = None,
+    ) -> Graph:
+        """Build a graph from a networkx DiGraph, renumbering nodes in topological order.
+
+        The order is the lexicographic topological sort keyed by each node's position in ``g.nodes``,
+        so the same DiGraph always gives the same numbering.
+
+        Raises
+        ------
+        InvalidProblemError
+            If `g` has a cycle (the message shows one), or a node lacks a required attribute.
+        """
+        if not isinstance(g, nx.DiGraph):
+            raise InvalidProblemError(
+                f"expected a networkx DiGraph, got {type(g).__name__}; build one with nx.DiGraph()"
+            )
+        position = {node: k for k, node in enumerate(g.nodes)}
+        try:
+            order = list(nx.lexicographical_topological_sort(g, key=position.__getitem__))
+        except nx.NetworkXUnfeasible:
+            cycle = nx.find_cycle(g)
+            path = " -> ".join(str(u) for u, _ in cycle) + f" -> {cycle[0][0]}"
+            raise InvalidProblemError(
+                f"the graph has a cycle ({path}); a training graph must be acyclic"
+            ) from None
+        index = {node: k for k, node in enumerate(order)}
+
+        def attr(node: Any, key: str, default: Any = None) -> Any:
+            data = g.nodes[node]
+            if key in data:
+                return data[key]
+            if default is None:
+                raise InvalidProblemError(
+                    f"graph node {node!r} has no attribute {key!r}; every node needs it "
+                    f"(rename with the cost=/out_bytes=/is_backward= arguments)"
+                )
+            return default
+
+        return cls(
+            names=tuple(str(g.nodes[v].get("name", v)) for v in order),
+            cost=tuple(attr(v, cost) for v in order),
+            out_bytes=tuple(attr(v, out_bytes) for v in order),
+            is_backward=tuple(bool(g.nodes[v].get(is_backward, False)) for v in order),
+            rng=tuple(g.nodes[v].get("rng", "none") for v in order),
+            role=tuple(g.nodes[v].get("role", "op") for v in order),
+            edges=tuple((index[u], index[v]) for u, v in g.edges),
+            cost_unit=cost_unit,
+            name=str(g.graph.get("name", "")) if name is None else name,
+        )
+
+    @classmethod
+    def from_node_link(cls, data: Mapping[str, Any], *, cost_unit: CostUnit = "abstract") -> Graph:
+        """Load networkx node-link JSON, including both schemas of the Checkmate/Moccasin graphs.
+
+        Recognised node fields: ``cost``/``cost_cpu``/``duration`` (compute cost),
+        ``out_bytes``/``cost_ram``/``out_cost`` (output size), ``is_backward``/``backward``. Links may
+        be ``{"source", "target"}`` or ``{"0", "1"}`` objects. Node ids come from ``id`` or ``name``.
+        """
+        nodes: Sequence[Mapping[str, Any]] = data.get("nodes", ())
+        links: Iterable[Mapping[str, Any]] = data.get("links", data.get("edges", ()))
+        if not nodes:
+            raise InvalidProblemError(
+                "node-link data has no 'nodes'; expected networkx node-link JSON"
+            )
+        g = nx.DiGraph(name=str(data.get("graph", {}).get("name", "")))
+
+        def pick(d: Mapping[str, Any], keys: tuple[str, ...], what: str) -> Any:
+            for k in keys:
+                if k in d:
+                    return d[k]
+            raise InvalidProblemError(
+                f"node {dict(d)!r} has no {what} field; expected one of {', '.join(keys)}"
+            )
+
+        for d in nodes:
+            node_id = pick(d, ("id", "name"), "id")
+            g.add_node(
+                node_id,
+                name=str(d.get("name", node_id)),
+                cost=pick(d, ("cost", "cost_cpu", "duration"), "compute cost"),
+                out_bytes=pick(d, ("out_bytes", "cost_ram", "out_cost"), "output size"),
+                is_backward=bool(d.get("is_backward", d.get("backward", False))),
+                rng=d.get("rng", "none"),
+                role=d.get("role", "op"),
+            )
+        for link in links:
+            u = pick(link, ("source", "0"), "source")
+            v = pick(link, ("target", "1"), "target")
+            for end in (u, v):
+                if end not in g:
+                    raise InvalidProblemError(
+                        f"edge ({u!r}, {v!r}) names node {end!r}, which is not in 'nodes'"
+                    )
+            g.add_edge(u, v)
+        return cls.from_networkx(g, cost_unit=cost_unit)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON-ready body (without the format header)."""
+        return {
+            "kind": "graph",
+            "name": self.name,
+            "cost_unit": self.cost_unit,
+            "sources_in_budget": self.sources_in_budget,
+            "nodes": [
+                {
+                    "name": self.names[i],
+                    "cost": self.cost[i],
+                    "out_bytes": self.out_bytes[i],
+                    "is_backward": self.is_backward[i],
+                    "rng": self.rng[i],
+                    "role": self.role[i],
+                }
+                for i in range(self.size)
+            ],
+            "edges": [list(e) for e in self.edges],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Graph:
+        """Build a graph from `to_dict` output."""
+        nodes = data["nodes"]
+        return cls(
+            names=tuple(d["name"] for d in nodes),
+            cost=tuple(d["cost"] for d in nodes),
+            out_bytes=tuple(d["out_bytes"] for d in nodes),
+            is_backward=tuple(d["is_backward"] for d in nodes),
+            rng=tuple(d.get("rng", "none") for d in nodes),
+            role=tuple(d.get("role", "op") for d in nodes),
+            edges=tuple((int(u), int(v)) for u, v in data["edges"]),
+            cost_unit=data.get("cost_unit", "seconds"),
+            sources_in_budget=bool(data.get("sources_in_budget", False)),
+            name=data.get("name", ""),
+        )

@@ -1,0 +1,109 @@
+"""Versioned JSON for problems: ``{"format": "checkpoint-problem", "version": 1, ...}``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from checkpoint_solver._io import canonical_json, load_json, validate, write_atomic
+from checkpoint_solver.errors import ScheduleFormatError
+from checkpoint_solver.problem.chain import Chain
+from checkpoint_solver.problem.fingerprint import fingerprint
+from checkpoint_solver.problem.graph import Graph
+
+__all__ = [
+    "PROBLEM_FORMAT",
+    "PROBLEM_VERSIONS",
+    "example_names",
+    "load_problem",
+    "problem_from_dict",
+    "problem_to_dict",
+    "save_problem",
+]
+
+PROBLEM_FORMAT = "checkpoint-problem"
+PROBLEM_VERSIONS = (1,)
+
+
+def problem_to_dict(problem: Chain | Graph) -> dict[str, Any]:
+    """Return the versioned JSON object of `problem`, with its fingerprint."""
+    body = problem.to_dict()
+    body.update(format=PROBLEM_FORMAT, version=1, fingerprint=fingerprint(problem))
+    return body
+
+
+def problem_from_dict(data: Mapping[str, Any], *, source: str = "problem") -> Chain | Graph:
+    """Build a problem from a versioned JSON object, or from networkx node-link graph JSON.
+
+    Raises
+    ------
+    ScheduleFormatError
+        Wrong format or version, a schema violation, or a stored fingerprint that does not match
+        the content (the file was edited by hand).
+    InvalidProblemError
+        When the content parses but is inconsistent (mismatched lengths, a cycle, ...).
+    """
+    if not isinstance(data, Mapping):
+        raise ScheduleFormatError(f"{source} must be a JSON object, got {type(data).__name__}")
+    if "format" not in data and "nodes" in data:
+        return Graph.from_node_link(data)
+    fmt = data.get("format")
+    if fmt != PROBLEM_FORMAT:
+        raise ScheduleFormatError(
+            f"{source} has format {fmt!r}; expected {PROBLEM_FORMAT!r} (or networkx node-link "
+            f"graph JSON with 'nodes' and 'links')"
+        )
+    version = data.get("version")
+    if version not in PROBLEM_VERSIONS:
+        raise ScheduleFormatError(
+            f"{source} has version {version!r}; this checkpoint_solver reads versions "
+            f"{', '.join(map(str, PROBLEM_VERSIONS))}"
+        )
+    validate(dict(data), "checkpoint_solver.problem", "problem.v1.schema.json", source)
+    problem: Chain | Graph = (
+        Chain.from_dict(data) if data["kind"] == "chain" else Graph.from_dict(data)
+    )
+    stored = data.get("fingerprint")
+    if stored is not None and stored != fingerprint(problem):
+        raise ScheduleFormatError(
+            f"{source} says fingerprint {stored} but its content hashes to {fingerprint(problem)}; "
+            f"the file was changed after it was written: regenerate it, or delete the "
+            f"'fingerprint' field to accept the new content"
+        )
+    return problem
+
+
+def save_problem(problem: Chain | Graph, path: str | os.PathLike[str]) -> Path:
+    """Write `problem` as versioned JSON, atomically."""
+    return write_atomic(path, canonical_json(problem_to_dict(problem)))
+
+
+def example_names() -> list[str]:
+    """Names of the example problems shipped with the package (usable as ``example:NAME``)."""
+    folder = resources.files("checkpoint_solver.examples")
+    return sorted(p.name[: -len(".json")] for p in folder.iterdir() if p.name.endswith(".json"))
+
+
+def load_problem(path: str | os.PathLike[str]) -> Chain | Graph:
+    """Load a problem from a JSON file, or a bundled example given as ``"example:NAME"``.
+
+    Examples
+    --------
+    >>> chain = load_problem("example:transformer-chain")
+    >>> chain.kind, chain.length
+    ('chain', 14)
+    """
+    text = str(path)
+    if text.startswith("example:"):
+        name = text[len("example:") :]
+        if name not in example_names():
+            raise FileNotFoundError(
+                f"no bundled example {name!r}; available: {', '.join(example_names())}"
+            )
+        ref = resources.files("checkpoint_solver.examples").joinpath(f"{name}.json")
+        with resources.as_file(ref) as real:
+            return problem_from_dict(load_json(real, "problem"), source=f"example {name}")
+    return problem_from_dict(load_json(path, "problem"), source=f"problem file {path}")

@@ -1,0 +1,78 @@
+"""Hypothesis strategies for problems and budgets."""
+
+from __future__ import annotations
+
+from hypothesis import strategies as st
+
+from checkpoint_solver.problem import Chain, Graph
+
+sizes = st.integers(min_value=0, max_value=20)
+times = st.integers(min_value=0, max_value=10).map(float)
+
+
+@st.composite
+def chains(draw: st.DrawFn, min_length: int = 0, max_length: int = 12) -> Chain:
+    """Heterogeneous chains with small integer sizes and times (exact arithmetic)."""
+    n = draw(st.integers(min_value=min_length, max_value=max_length))
+    x = draw(st.lists(sizes, min_size=n + 1, max_size=n + 1))
+    extra = draw(st.lists(sizes, min_size=n, max_size=n))
+    return Chain(
+        uf=tuple(draw(st.lists(times, min_size=n, max_size=n))),
+        ub=tuple(draw(st.lists(times, min_size=n, max_size=n))),
+        x=tuple(x),
+        xbar=tuple(x[i + 1] + extra[i] for i in range(n)),
+        of=tuple(draw(st.lists(sizes, min_size=n, max_size=n))),
+        ob=tuple(draw(st.lists(sizes, min_size=n, max_size=n))),
+        cost_unit="abstract",
+    )
+
+
+@st.composite
+def uniform_chains(draw: st.DrawFn, max_length: int = 30) -> Chain:
+    """Chains whose stages are all equal (Revolve's setting)."""
+    from checkpoint_solver.problem.synthetic import uniform_chain
+
+    n = draw(st.integers(min_value=0, max_value=max_length))
+    x = draw(st.integers(min_value=1, max_value=8))
+    return uniform_chain(
+        n,
+        x=x,
+        xbar=x + draw(st.integers(min_value=0, max_value=8)),
+        of=draw(st.integers(min_value=0, max_value=4)),
+        ob=draw(st.integers(min_value=0, max_value=4)),
+    )
+
+
+@st.composite
+def graphs(draw: st.DrawFn, max_nodes: int = 14) -> Graph:
+    """DAGs numbered in topological order, with some inputs/params and random ops."""
+    n = draw(st.integers(min_value=1, max_value=max_nodes))
+    n_sources = draw(st.integers(min_value=0, max_value=min(2, n - 1)))
+    edges = []
+    for v in range(n_sources, n):
+        preds = draw(st.sets(st.integers(min_value=0, max_value=v - 1), max_size=3)) if v else set()
+        edges.extend((u, v) for u in preds)
+    roles = ["input"] * n_sources + ["op"] * (n - n_sources)
+    rng = ["none"] * n
+    if n > n_sources and draw(st.booleans()):
+        rng[draw(st.integers(min_value=n_sources, max_value=n - 1))] = "forbid_recompute"
+    return Graph(
+        names=tuple(f"n{i}" for i in range(n)),
+        cost=tuple(draw(st.lists(times, min_size=n, max_size=n))),
+        out_bytes=tuple(draw(st.lists(st.integers(0, 20), min_size=n, max_size=n))),
+        is_backward=tuple(i >= n // 2 for i in range(n)),
+        edges=tuple(edges),
+        rng=tuple(rng),
+        role=tuple(roles),
+        sources_in_budget=draw(st.booleans()),
+        cost_unit="abstract",
+    )
+
+
+def feasible_budgets(low: int, high: int) -> st.SearchStrategy[int]:
+    """Budgets from the minimum `low` to a bit above `high` (the store-all peak)."""
+    low = max(low, 1)
+    return st.one_of(
+        st.just(low),
+        st.integers(min_value=low, max_value=max(low, high) + 5),
+    )
