@@ -1,0 +1,127 @@
+"""Versioned, validated, atomic, byte-stable schedule JSON.
+
+The file is ``{"format": "checkpoint-schedule", "version": 1, ...}`` with sorted keys, two-space
+indent and one op per line, so two schedules diff readably. Every load checks the format and
+version and validates against ``schedule.v1.schema.json`` shipped in this package.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from checkpoint_solver._io import canonical_json, load_json, validate, write_atomic
+from checkpoint_solver.errors import ScheduleFormatError
+from checkpoint_solver.schedule.ops import parse_op
+from checkpoint_solver.schedule.schedule import Prediction, Schedule, Status
+
+__all__ = [
+    "SCHEDULE_FORMAT",
+    "SCHEDULE_VERSIONS",
+    "load_schedule",
+    "save_schedule",
+    "schedule_from_dict",
+    "schedule_to_dict",
+]
+
+SCHEDULE_FORMAT = "checkpoint-schedule"
+SCHEDULE_VERSIONS = (1,)
+
+
+def _json_float(value: float | None) -> float | None:
+    if value is None:
+        return None
+    if not math.isfinite(value):
+        raise ValueError(f"cannot write non-finite number {value!r} to a schedule")
+    return float(value)
+
+
+def schedule_to_dict(schedule: Schedule, *, timing: bool = True) -> dict[str, Any]:
+    """Return the versioned JSON object of `schedule`."""
+    solver: dict[str, Any] = {
+        "name": schedule.solver,
+        "options": dict(schedule.options),
+        "status": schedule.status.value,
+        "gap": _json_float(schedule.gap),
+        "lower_bound": _json_float(schedule.lower_bound),
+        "solve_s": _json_float(schedule.solve_s) if timing else None,
+    }
+    if schedule.notes:
+        solver["notes"] = schedule.notes
+    return {
+        "format": SCHEDULE_FORMAT,
+        "version": 1,
+        "problem": {
+            "kind": schedule.kind,
+            "fingerprint": schedule.fingerprint,
+            "size": schedule.size,
+        },
+        "budget_bytes": schedule.budget_bytes,
+        "solver": solver,
+        "predicted": {
+            "peak_bytes": schedule.predicted.peak_bytes,
+            "compute_time": _json_float(schedule.predicted.compute_time),
+            "overhead": _json_float(schedule.predicted.overhead),
+        },
+        "ops": [str(op) for op in schedule.ops],
+    }
+
+
+def schedule_from_dict(data: Any, *, source: str = "schedule") -> Schedule:
+    """Validate a JSON object and build the `Schedule` it describes.
+
+    Raises
+    ------
+    ScheduleFormatError
+        Wrong format, unsupported version (the message lists the supported ones), a schema
+        violation (the message names the field), or an op of the wrong kind.
+    """
+    if not isinstance(data, Mapping):
+        raise ScheduleFormatError(f"{source} must be a JSON object, got {type(data).__name__}")
+    fmt = data.get("format")
+    if fmt != SCHEDULE_FORMAT:
+        raise ScheduleFormatError(
+            f"{source} has format {fmt!r}; expected {SCHEDULE_FORMAT!r} "
+            f"(is this a problem file? pass it as the PROBLEM argument instead)"
+        )
+    version = data.get("version")
+    if version not in SCHEDULE_VERSIONS:
+        raise ScheduleFormatError(
+            f"{source} has version {version!r}; this checkpoint_solver reads versions "
+            f"{', '.join(map(str, SCHEDULE_VERSIONS))}: upgrade checkpoint_solver or re-solve"
+        )
+    validate(dict(data), "checkpoint_solver.schedule", "schedule.v1.schema.json", source)
+    solver = data["solver"]
+    predicted = data["predicted"]
+    return Schedule(
+        kind=data["problem"]["kind"],
+        fingerprint=data["problem"]["fingerprint"],
+        size=data["problem"]["size"],
+        budget_bytes=data["budget_bytes"],
+        ops=tuple(parse_op(text) for text in data["ops"]),
+        solver=solver["name"],
+        options=dict(solver["options"]),
+        status=Status(solver["status"]),
+        gap=solver["gap"],
+        lower_bound=solver.get("lower_bound"),
+        solve_s=solver["solve_s"],
+        predicted=Prediction(
+            peak_bytes=predicted["peak_bytes"],
+            compute_time=float(predicted["compute_time"]),
+            overhead=float(predicted["overhead"]),
+        ),
+        notes=solver.get("notes", ""),
+    )
+
+
+def save_schedule(schedule: Schedule, path: str | os.PathLike[str], *, timing: bool = True) -> Path:
+    """Write `schedule` to `path` atomically as canonical JSON."""
+    return write_atomic(path, canonical_json(schedule_to_dict(schedule, timing=timing)))
+
+
+def load_schedule(path: str | os.PathLike[str]) -> Schedule:
+    """Read and validate a schedule file."""
+    return schedule_from_dict(load_json(path, "schedule"), source=f"schedule file {path}")
