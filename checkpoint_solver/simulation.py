@@ -1,0 +1,407 @@
+"""The one judge of schedules: validity, peak memory, compute time and the memory timeline.
+
+`simulate` replays a schedule's ops against a problem's memory rules, stops at the first violation
+and reports it with its op index. It is pure and deterministic, never prints and never "fixes" a
+schedule. Every solver's output is checked by it, and the chain DP shares these exact rules.
+
+Chain memory rules
+------------------
+After Beaumont, Eyraud-Dubois, Herrmann, Joly, Shilova, "Optimal checkpointing for heterogeneous
+chains" (2019). Stages are 1-based; ``x[j]`` is the size of activation ``a[j]`` and of its gradient
+``delta[j]``; ``xbar[i]`` is the size of stage i's tape ``abar[i]``, which *contains* ``a[i]``.
+
+Three kinds of values can be live: a *plain* activation ``a[j]`` (``x[j]`` bytes), a tape
+``abar[i]`` (``xbar[i]`` bytes; it makes ``a[i]`` available too) and a gradient ``delta[j]``
+(``x[j]`` bytes). ``a[j]`` is *available* when ``a[j]`` is live plain or ``abar[j]`` is live.
+
+At the start only ``a[0]`` (the model input) is live: memory is ``x[0]``. For each op, "peak"
+is the memory while it runs; the memory after it is what the timeline records.
+
+==============  =====================================  ====================================  ====================================
+op              must hold before                       peak while running                    after
+==============  =====================================  ====================================  ====================================
+``F_n(i)``      ``a[i-1]`` live plain, ``i >= 2``;     ``M + x[i] + of[i]``                  ``a[i]`` live plain; ``a[i-1]``
+                ``a[i]`` not live plain                                                      dropped: ``M + x[i] - x[i-1]``
+``F_ck(i)``     ``a[i-1]`` available;                  ``M + x[i] + of[i]``                  ``a[i]`` live plain, ``a[i-1]`` kept:
+                ``a[i]`` not live plain                                                      ``M + x[i]``
+``F_all(i)``    ``a[i-1]`` available;                  ``M + xbar[i] + of[i]``               ``abar[i]`` live: ``M + xbar[i]``
+                ``abar[i]`` not live
+``B(i)``        ``abar[i]`` live; ``a[i-1]``           ``M' + x[i-1] + ob[i]`` where         ``delta[i-1]`` live; ``abar[i]``,
+                available; ``delta[i]`` live (for      ``M' = M + x[L]`` for ``i = L``       ``delta[i]`` and a plain ``a[i-1]``
+                ``i = L`` the loss creates             (the seed gradient) else ``M``        freed: ``M' + x[i-1] - xbar[i] -
+                ``delta[L]`` first)                                                          x[i] - (x[i-1] if plain)``
+``free(a[j])``  ``a[j]`` live plain, ``j >= 1``        ``M``                                 ``M - x[j]``
+==============  =====================================  ====================================  ====================================
+
+A forward op of stage ``i`` after ``B(i)`` and a second ``B(i)`` are violations. ``a[0]`` belongs
+to the caller, so neither ``F_n(1)`` nor ``free(a[0])`` may drop it. A schedule is complete when
+``B(L), ..., B(1)`` have all run; it is valid when it is complete, breaks no rule, and no op's peak
+exceeds the schedule's budget. Compute time is the sum of ``uf[i]`` over forward ops and ``ub[i]``
+over ``B(i)`` ops.
+
+Graph memory rules
+------------------
+Checkmate's accounting (Jain et al., MLSys 2020). Nodes with role ``"input"`` or ``"param"`` are
+live throughout and count only when ``graph.sources_in_budget``. ``compute(v)`` needs every input
+of ``v`` live and ``v`` not live; its peak is the memory with ``v``'s output added, which stays live
+until ``free(v)``. Recomputing a node whose rng policy is ``"forbid_recompute"`` is a violation.
+The schedule is complete when every op node has been computed at least once.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from checkpoint_solver.errors import FingerprintMismatchError, InvalidScheduleError
+from checkpoint_solver.problem import Chain, Graph, Problem, fingerprint
+from checkpoint_solver.schedule.ops import (
+    Bwd,
+    Compute,
+    Free,
+    FreeActivation,
+    FwdCheckpoint,
+    FwdNoTape,
+    FwdTape,
+    Op,
+)
+from checkpoint_solver.schedule.schedule import Schedule
+
+__all__ = ["SimulationReport", "Violation", "check", "simulate", "simulate_ops"]
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """The first broken rule: the op's position, its text, and why."""
+
+    index: int
+    op: str | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SimulationReport:
+    """What `simulate` found.
+
+    Attributes
+    ----------
+    valid : bool
+        Complete, no rule broken, every op within the budget.
+    violation : Violation | None
+        The first violation (``None`` when valid).
+    peak_bytes : int
+        The largest memory while any op ran (up to the violation, if any).
+    peak_index : int
+        Index of the op at which the peak occurs (-1 for an empty schedule).
+    compute_time : float
+        Sum of the costs of the ops run, recomputations included.
+    recompute_time : float
+        ``compute_time`` minus the store-all time.
+    overhead : float
+        ``compute_time / store_all_time - 1`` (0 when the store-all time is 0).
+    timeline : tuple[int, ...]
+        Memory after each op (for plots).
+    op_peaks : tuple[int, ...]
+        Memory while each op runs.
+    budget_bytes : int | None
+        The budget the schedule was checked against.
+    """
+
+    valid: bool
+    violation: Violation | None
+    peak_bytes: int
+    peak_index: int
+    compute_time: float
+    recompute_time: float
+    overhead: float
+    timeline: tuple[int, ...]
+    op_peaks: tuple[int, ...]
+    budget_bytes: int | None
+
+
+def simulate(problem: Problem, schedule: Schedule) -> SimulationReport:
+    """Replay `schedule` on `problem` and report validity, peak memory and time.
+
+    Raises
+    ------
+    FingerprintMismatchError
+        When the schedule was solved for another problem (kind, size or fingerprint differ).
+
+    Examples
+    --------
+    >>> from checkpoint_solver.problem.synthetic import uniform_chain
+    >>> from checkpoint_solver.solvers import solve
+    >>> chain = uniform_chain(4, x=10)
+    >>> report = simulate(chain, solve(chain, 1000, solver="store_all"))
+    >>> report.valid, report.peak_bytes, report.overhead
+    (True, 70, 0.0)
+    """
+    _check_match(problem, schedule)
+    return simulate_ops(problem, schedule.ops, budget_bytes=schedule.budget_bytes)
+
+
+def check(problem: Problem, schedule: Schedule) -> SimulationReport:
+    """Like `simulate`, but raise `InvalidScheduleError` for the first violation."""
+    report = simulate(problem, schedule)
+    if report.violation is not None:
+        v = report.violation
+        raise InvalidScheduleError(v.index, v.op, v.reason)
+    return report
+
+
+def simulate_ops(
+    problem: Problem, ops: tuple[Op, ...] | list[Op], *, budget_bytes: int | None = None
+) -> SimulationReport:
+    """Simulate a bare op sequence (no fingerprint check); `budget_bytes=None` means unbounded."""
+    if problem.kind == "chain":
+        return _ChainSim(problem, budget_bytes).run(ops)
+    return _GraphSim(problem, budget_bytes).run(ops)
+
+
+def _check_match(problem: Problem, schedule: Schedule) -> None:
+    size = problem.length if problem.kind == "chain" else problem.size
+    if schedule.kind != problem.kind:
+        raise FingerprintMismatchError(
+            f"the schedule is for a {schedule.kind} problem but a {problem.kind} was given; "
+            f"simulate it with the problem it was solved for"
+        )
+    fp = fingerprint(problem)
+    if schedule.fingerprint != fp or schedule.size != size:
+        raise FingerprintMismatchError(
+            f"the schedule was solved for problem {schedule.fingerprint} (size {schedule.size}) "
+            f"but this problem is {fp} (size {size}); re-solve for this problem"
+        )
+
+
+class _Stop(Exception):
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+class _Sim:
+    """Shared bookkeeping: memory, peaks, time and the first violation."""
+
+    def __init__(self, budget_bytes: int | None, store_all_time: float) -> None:
+        self.budget = budget_bytes
+        self.store_all_time = store_all_time
+        self.mem = 0
+        self.peak = 0
+        self.peak_index = -1
+        self.times: list[float] = []
+        self.timeline: list[int] = []
+        self.op_peaks: list[int] = []
+
+    def account(self, index: int, op_peak: int) -> None:
+        self.op_peaks.append(op_peak)
+        if op_peak > self.peak:
+            self.peak = op_peak
+            self.peak_index = index
+        if self.budget is not None and op_peak > self.budget:
+            raise _Stop(
+                f"needs {op_peak} bytes while running, over the budget of {self.budget} bytes "
+                f"by {op_peak - self.budget}"
+            )
+
+    def step(self, op: Op) -> None:
+        raise NotImplementedError
+
+    def finish(self) -> str | None:
+        raise NotImplementedError
+
+    def run(self, ops: tuple[Op, ...] | list[Op]) -> SimulationReport:
+        self.peak = self.mem
+        violation = None
+        for index, op in enumerate(ops):
+            try:
+                self.step_at(index, op)
+            except _Stop as stop:
+                violation = Violation(index, str(op), stop.reason)
+                break
+            self.timeline.append(self.mem)
+        else:
+            reason = self.finish()
+            if reason is not None:
+                violation = Violation(len(ops), None, reason)
+        compute_time = math.fsum(self.times)
+        overhead = compute_time / self.store_all_time - 1 if self.store_all_time > 0 else 0.0
+        return SimulationReport(
+            valid=violation is None,
+            violation=violation,
+            peak_bytes=self.peak,
+            peak_index=self.peak_index,
+            compute_time=compute_time,
+            recompute_time=compute_time - self.store_all_time,
+            overhead=overhead,
+            timeline=tuple(self.timeline),
+            op_peaks=tuple(self.op_peaks),
+            budget_bytes=self.budget,
+        )
+
+    def step_at(self, index: int, op: Op) -> None:
+        self.index = index
+        self.step(op)
+
+
+class _ChainSim(_Sim):
+    def __init__(self, chain: Chain, budget_bytes: int | None) -> None:
+        super().__init__(budget_bytes, chain.store_all_time)
+        self.c = chain
+        n = chain.length
+        self.plain = [False] * (n + 1)
+        self.tape = [False] * (n + 1)  # index 0 unused
+        self.grad = [False] * (n + 1)
+        self.done = [False] * (n + 1)
+        self.plain[0] = True
+        self.mem = chain.x[0]
+
+    def available(self, j: int) -> bool:
+        return self.plain[j] or (j >= 1 and self.tape[j])
+
+    def _stage(self, op: FwdNoTape | FwdCheckpoint | FwdTape | Bwd) -> int:
+        i = op.stage
+        if not 1 <= i <= self.c.length:
+            raise _Stop(f"stage {i} does not exist; this chain has stages 1..{self.c.length}")
+        return i
+
+    def _forward_checks(self, i: int) -> None:
+        if self.done[i]:
+            raise _Stop(f"stage {i} was already back-propagated by B({i}); it is not needed again")
+        if not self.available(i - 1):
+            raise _Stop(
+                f"needs a[{i - 1}], which is not live (neither kept plain nor inside the tape "
+                f"abar[{i - 1}])"
+            )
+
+    def step(self, op: Op) -> None:
+        c = self.c
+        if isinstance(op, (FwdNoTape, FwdCheckpoint)):
+            i = self._stage(op)
+            self._forward_checks(i)
+            if isinstance(op, FwdNoTape):
+                if i == 1:
+                    raise _Stop(
+                        "F_n(1) would drop the model input a[0], which the caller owns and B(1) "
+                        "needs; use F_ck(1)"
+                    )
+                if not self.plain[i - 1]:
+                    raise _Stop(
+                        f"F_n({i}) would drop a[{i - 1}], but a[{i - 1}] is only held inside the "
+                        f"tape abar[{i - 1}]; use F_ck({i})"
+                    )
+            if self.plain[i]:
+                raise _Stop(f"a[{i}] is already live; computing it again wastes time and memory")
+            self.mem += c.x[i]
+            self.account(self.index, self.mem + c.of[i - 1])
+            self.times.append(c.uf[i - 1])
+            self.plain[i] = True
+            if isinstance(op, FwdNoTape):
+                self.plain[i - 1] = False
+                self.mem -= c.x[i - 1]
+        elif isinstance(op, FwdTape):
+            i = self._stage(op)
+            self._forward_checks(i)
+            if self.tape[i]:
+                raise _Stop(f"the tape abar[{i}] is already live")
+            self.mem += c.xbar[i - 1]
+            self.account(self.index, self.mem + c.of[i - 1])
+            self.times.append(c.uf[i - 1])
+            self.tape[i] = True
+        elif isinstance(op, Bwd):
+            i = self._stage(op)
+            if self.done[i]:
+                raise _Stop(f"B({i}) already ran")
+            if not self.tape[i]:
+                raise _Stop(f"needs the tape abar[{i}]; run F_all({i}) first")
+            if i < c.length and not self.grad[i]:
+                raise _Stop(f"needs delta[{i}], which B({i + 1}) produces; run B({i + 1}) first")
+            if not self.available(i - 1):
+                raise _Stop(f"needs its input a[{i - 1}], which is not live")
+            if i == c.length:
+                # The loss creates the seed gradient delta[L] right before the first backward.
+                self.grad[i] = True
+                self.mem += c.x[i]
+            self.mem += c.x[i - 1]
+            self.account(self.index, self.mem + c.ob[i - 1])
+            self.times.append(c.ub[i - 1])
+            self.grad[i - 1] = True
+            self.tape[i] = False
+            self.grad[i] = False
+            self.mem -= c.xbar[i - 1] + c.x[i]
+            if self.plain[i - 1]:
+                self.plain[i - 1] = False
+                self.mem -= c.x[i - 1]
+            self.done[i] = True
+        elif isinstance(op, FreeActivation):
+            j = op.index
+            if not 0 <= j <= c.length:
+                raise _Stop(f"a[{j}] does not exist; this chain has a[0..{c.length}]")
+            if j == 0:
+                raise _Stop("a[0] is the model input, owned by the caller; it cannot be freed")
+            if not self.plain[j]:
+                raise _Stop(f"a[{j}] is not live plain, so there is nothing to free")
+            self.plain[j] = False
+            self.mem -= c.x[j]
+            self.account(self.index, self.mem)
+        else:
+            raise _Stop(f"{type(op).__name__} is not a chain op")
+
+    def finish(self) -> str | None:
+        for i in range(self.c.length, 0, -1):
+            if not self.done[i]:
+                return f"the schedule ends before B({i}); the backward pass is incomplete"
+        return None
+
+
+class _GraphSim(_Sim):
+    def __init__(self, graph: Graph, budget_bytes: int | None) -> None:
+        super().__init__(budget_bytes, graph.store_all_time)
+        self.g = graph
+        self.live = [r != "op" for r in graph.role]
+        self.count = [0] * graph.size
+        if graph.sources_in_budget:
+            self.mem = sum(b for b, r in zip(graph.out_bytes, graph.role, strict=True) if r != "op")
+
+    def _node(self, v: int) -> int:
+        if not 0 <= v < self.g.size:
+            raise _Stop(f"node {v} does not exist; this graph has nodes 0..{self.g.size - 1}")
+        if self.g.role[v] != "op":
+            raise _Stop(
+                f"node {v} ({self.g.names[v]}) is an {self.g.role[v]}: it exists before the step "
+                f"and is never computed or freed"
+            )
+        return v
+
+    def step(self, op: Op) -> None:
+        g = self.g
+        if isinstance(op, Compute):
+            v = self._node(op.node)
+            if self.live[v]:
+                raise _Stop(f"node {v} ({g.names[v]}) is already live")
+            for u in g.preds[v]:
+                if not self.live[u]:
+                    raise _Stop(f"needs the output of node {u} ({g.names[u]}), which is not live")
+            if self.count[v] and g.rng[v] == "forbid_recompute":
+                raise _Stop(
+                    f"node {v} ({g.names[v]}) is a random op without a saved RNG state; it may "
+                    f"not be recomputed"
+                )
+            self.mem += g.out_bytes[v]
+            self.account(self.index, self.mem)
+            self.times.append(g.cost[v])
+            self.live[v] = True
+            self.count[v] += 1
+        elif isinstance(op, Free):
+            v = self._node(op.node)
+            if not self.live[v]:
+                raise _Stop(f"node {v} ({g.names[v]}) is not live, so there is nothing to free")
+            self.live[v] = False
+            self.mem -= g.out_bytes[v]
+            self.account(self.index, self.mem)
+        else:
+            raise _Stop(f"{type(op).__name__} is not a graph op")
+
+    def finish(self) -> str | None:
+        for v in self.g.ops:
+            if self.count[v] == 0:
+                return f"node {v} ({self.g.names[v]}) is never computed"
+        return None
