@@ -1,0 +1,192 @@
+"""Solvers: pure functions ``(problem, budget_bytes, **options) -> Schedule``, chosen by name.
+
+Examples
+--------
+>>> from checkpoint_solver.problem.synthetic import uniform_chain
+>>> chain = uniform_chain(9, x=10)
+>>> s = solve(chain, "1KiB", solver="sqrt")
+>>> s.solver, s.options["segments"], s.predicted.overhead
+('sqrt', 3, 0.333...)
+>>> min_budget(chain, solver="store_all")  # a[0] + 9 tapes + delta[9] + delta[8]
+120
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from checkpoint_solver.errors import CheckpointSolverError, InfeasibleBudgetError
+from checkpoint_solver.problem import Problem
+from checkpoint_solver.schedule import Schedule
+from checkpoint_solver.simulation import simulate
+from checkpoint_solver.solvers import auto, periodic, store_all
+from checkpoint_solver.solvers._registry import REGISTRY, SolverSpec, get_spec, register
+from checkpoint_solver.units import parse_bytes
+
+__all__ = [
+    "SolverSpec",
+    "TradeoffPoint",
+    "available_solvers",
+    "min_budget",
+    "solve",
+    "tradeoff",
+]
+
+register(
+    SolverSpec(
+        name="store_all",
+        kinds=("chain", "graph"),
+        fn=store_all.solve_store_all,
+        min_budget=store_all.min_budget_store_all,
+        guarantee="no recomputation: optimal time, the memory reference",
+    )
+)
+register(
+    SolverSpec(
+        name="uniform",
+        kinds=("chain",),
+        fn=periodic.solve_uniform,
+        min_budget=periodic.min_budget_uniform,
+        guarantee="checkpoint_sequential segments (the fastest segment count that fits)",
+    )
+)
+register(
+    SolverSpec(
+        name="sqrt",
+        kinds=("chain",),
+        fn=periodic.solve_sqrt,
+        min_budget=periodic.min_budget_sqrt,
+        guarantee="Chen et al. 2016 sqrt(L) segments; a heuristic",
+    )
+)
+register(
+    SolverSpec(
+        name="auto",
+        kinds=("chain", "graph"),
+        fn=auto.solve_auto,
+        min_budget=auto.min_budget_auto,
+        guarantee="the fastest schedule among the applicable solvers; says which it picked",
+    )
+)
+
+
+def available_solvers(kind: str | None = None) -> dict[str, str]:
+    """Registered solver names (for `kind`, when given) with their one-line guarantee."""
+    return {
+        name: spec.guarantee
+        for name, spec in sorted(REGISTRY.items())
+        if kind is None or kind in spec.kinds
+    }
+
+
+def _resolve(problem: Problem, solver: str, options: dict[str, Any]) -> SolverSpec:
+    kind = getattr(problem, "kind", None)
+    if kind not in ("chain", "graph"):
+        raise TypeError(
+            f"problem must be a Chain or a Graph, got {type(problem).__name__}; load one with "
+            f"checkpoint_solver.load_problem"
+        )
+    spec = get_spec(solver, kind)
+    reason = spec.requires(problem)
+    if reason is not None:
+        from checkpoint_solver.errors import UnknownSolverError
+
+        raise UnknownSolverError(f"solver {solver!r} cannot solve this problem: {reason}")
+    spec.check_options(options)
+    return spec
+
+
+def solve(
+    problem: Problem, budget: int | float | str, solver: str = "auto", **options: Any
+) -> Schedule:
+    """Return a schedule for `problem` whose peak memory is at most `budget`.
+
+    Parameters
+    ----------
+    problem : Chain | Graph
+    budget : int | float | str
+        Bytes, or a string such as ``"6GiB"`` (see `checkpoint_solver.units.parse_bytes`).
+    solver : str
+        A registered name (`available_solvers`); ``"auto"`` picks the fastest schedule that fits.
+    **options
+        Solver options; an unknown one raises `UnknownOptionError` listing the valid ones.
+
+    Raises
+    ------
+    InvalidBudgetError
+        For a budget that is not a positive finite number of bytes.
+    InfeasibleBudgetError
+        When the solver has no schedule within the budget; carries ``min_budget_bytes``.
+    UnknownSolverError, UnknownOptionError, InvalidOptionError
+    """
+    budget_bytes = parse_bytes(budget)
+    spec = _resolve(problem, solver, options)
+    start = time.perf_counter()
+    schedule = spec.fn(problem, budget_bytes, **options)
+    elapsed = time.perf_counter() - start
+    if schedule.solve_s is None:
+        schedule = schedule.replace(solve_s=elapsed)
+    report = simulate(problem, schedule)
+    if not report.valid:
+        raise CheckpointSolverError(
+            f"internal error: solver {schedule.solver!r} produced a schedule the simulator rejects "
+            f"({report.violation}); please report this with the problem file"
+        )
+    return schedule
+
+
+def min_budget(problem: Problem, solver: str = "auto", **options: Any) -> int:
+    """The exact smallest budget (bytes) at which `solver` returns a schedule for `problem`.
+
+    Budgets are positive, so this is at least 1 even for a problem whose values are all empty.
+    """
+    spec = _resolve(problem, solver, options)
+    return max(1, spec.min_budget(problem, **options))
+
+
+@dataclass(frozen=True, slots=True)
+class TradeoffPoint:
+    """One point of a memory/time trade-off curve."""
+
+    budget_bytes: int
+    peak_bytes: int | None
+    compute_time: float
+    overhead: float
+    feasible: bool
+
+
+def tradeoff(
+    problem: Problem,
+    budgets: Iterable[int | float | str] | None = None,
+    solver: str = "auto",
+    *,
+    points: int = 20,
+    **options: Any,
+) -> list[TradeoffPoint]:
+    """The memory/time trade-off of `solver`: one point per budget.
+
+    With `budgets` ``None``, `points` budgets evenly spaced from the solver's minimum budget to the
+    store-all peak. Infeasible budgets give ``feasible=False`` points with infinite time.
+    """
+    spec = _resolve(problem, solver, options)
+    if budgets is None:
+        low = spec.min_budget(problem, **options)
+        high = max(low, store_all.min_budget_store_all(problem))
+        n = max(points, 1)
+        values = sorted({low + (high - low) * k // max(n - 1, 1) for k in range(n)})
+    else:
+        values = [parse_bytes(b) for b in budgets]
+    curve = []
+    for b in values:
+        try:
+            s = solve(problem, b, solver, **options)
+        except InfeasibleBudgetError:
+            curve.append(TradeoffPoint(b, None, math.inf, math.inf, False))
+            continue
+        p = s.predicted
+        curve.append(TradeoffPoint(b, p.peak_bytes, p.compute_time, p.overhead, True))
+    return curve

@@ -1,0 +1,47 @@
+"""Helpers shared by solvers: building the `Schedule` record."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from checkpoint_solver.problem import Problem, fingerprint
+from checkpoint_solver.schedule import Op, Prediction, Schedule, Status
+
+__all__ = ["make_schedule"]
+
+
+def make_schedule(
+    problem: Problem,
+    budget_bytes: int,
+    ops: Sequence[Op],
+    *,
+    solver: str,
+    peak_bytes: int,
+    compute_time: float,
+    options: Mapping[str, Any] | None = None,
+    status: Status = Status.HEURISTIC,
+    gap: float | None = None,
+    lower_bound: float | None = None,
+    notes: str = "",
+) -> Schedule:
+    """Wrap a solver's ops and its *own* prediction of peak and time into a `Schedule`."""
+    base = problem.store_all_time
+    return Schedule(
+        kind=problem.kind,
+        fingerprint=fingerprint(problem),
+        size=problem.length if problem.kind == "chain" else problem.size,
+        budget_bytes=budget_bytes,
+        ops=tuple(ops),
+        solver=solver,
+        options=dict(options or {}),
+        status=status,
+        gap=gap,
+        lower_bound=lower_bound,
+        predicted=Prediction(
+            peak_bytes=int(peak_bytes),
+            compute_time=float(compute_time),
+            overhead=float(compute_time / base - 1) if base > 0 else 0.0,
+        ),
+        notes=notes,
+    )

@@ -1,0 +1,49 @@
+"""Budgets below the minimum raise with the exact minimum; the minimum itself solves."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+
+from checkpoint_solver import InfeasibleBudgetError, min_budget, simulate, solve
+from checkpoint_solver.problem.synthetic import transformer_chain
+from checkpoint_solver.solvers import available_solvers
+from tests.strategies import chains, graphs
+
+
+@pytest.mark.parametrize("solver", sorted(available_solvers("chain")))
+@given(chain=chains())
+def test_chain_minimum_is_exact(solver: str, chain) -> None:
+    """At min_budget the solver succeeds with that peak; one byte less raises with the minimum."""
+    low = min_budget(chain, solver)
+    s = solve(chain, low, solver)
+    assert simulate(chain, s).peak_bytes <= low
+    if low > 1:
+        with pytest.raises(InfeasibleBudgetError) as info:
+            solve(chain, low - 1, solver)
+        assert info.value.min_budget_bytes == low
+        assert info.value.budget_bytes == low - 1
+
+
+@pytest.mark.parametrize("solver", sorted(available_solvers("graph")))
+@given(graph=graphs())
+def test_graph_minimum_is_exact(solver: str, graph) -> None:
+    """Graph solvers: the minimum solves, one byte less raises with the minimum."""
+    low = min_budget(graph, solver)
+    assert simulate(graph, solve(graph, max(low, 1), solver)).valid
+    if low > 1:
+        with pytest.raises(InfeasibleBudgetError) as info:
+            solve(graph, low - 1, solver)
+        assert info.value.min_budget_bytes == low
+
+
+def test_message_names_both_budgets_and_the_fix() -> None:
+    """The error message gives the budget and the minimum in bytes and human units, and what to do."""
+    chain = transformer_chain(4)
+    low = min_budget(chain, "sqrt")
+    with pytest.raises(InfeasibleBudgetError) as info:
+        solve(chain, "1GiB", "sqrt")
+    msg = str(info.value)
+    assert "budget 1073741824 bytes (1.00 GiB)" in msg
+    assert f"minimum feasible budget is {low} bytes" in msg
+    assert "raise the budget" in msg and "use dp" in msg

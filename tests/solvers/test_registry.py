@@ -1,0 +1,90 @@
+"""Dispatch by name, option checking, and auto's record of its choice."""
+
+from __future__ import annotations
+
+import pytest
+
+from checkpoint_solver import (
+    InvalidOptionError,
+    UnknownOptionError,
+    UnknownSolverError,
+    available_solvers,
+    solve,
+    tradeoff,
+)
+from checkpoint_solver.problem.synthetic import random_chain, random_dag, transformer_chain
+
+
+def test_available_solvers_by_kind() -> None:
+    """Chain and graph solver lists contain the baselines."""
+    assert {"store_all", "uniform", "sqrt", "auto"} <= set(available_solvers("chain"))
+    assert {"store_all", "auto"} <= set(available_solvers("graph"))
+    assert "uniform" not in available_solvers("graph")
+
+
+def test_unknown_solver_lists_valid_ones() -> None:
+    """An unknown name raises UnknownSolverError listing the solvers for that kind."""
+    with pytest.raises(
+        UnknownSolverError,
+        match=r"unknown solver 'magic'; the solvers for chain problems are: .*sqrt",
+    ):
+        solve(random_chain(3), 10**6, "magic")
+
+
+def test_solver_of_the_wrong_kind() -> None:
+    """A chain-only solver on a graph says which solvers fit graphs."""
+    with pytest.raises(UnknownSolverError, match=r"handles chain problems, not graph; .*store_all"):
+        solve(random_dag(5), 10**6, "sqrt")
+
+
+def test_unknown_option_lists_valid_ones() -> None:
+    """An unknown option raises UnknownOptionError naming the valid options."""
+    with pytest.raises(UnknownOptionError, match=r"no option 'segmnts'; its options are: segments"):
+        solve(random_chain(4), 10**6, "uniform", segmnts=2)
+    with pytest.raises(UnknownOptionError, match=r"its options are: none"):
+        solve(random_chain(4), 10**6, "sqrt", segments=2)
+
+
+def test_bad_option_value() -> None:
+    """An option of the right name and a wrong value raises InvalidOptionError with the valid range."""
+    with pytest.raises(InvalidOptionError, match=r"give an integer in 1..4"):
+        solve(random_chain(4), 10**6, "uniform", segments=9)
+
+
+def test_not_a_problem() -> None:
+    """Passing something other than a Chain or Graph raises TypeError."""
+    with pytest.raises(TypeError, match="must be a Chain or a Graph"):
+        solve([1, 2, 3], 10**6)  # type: ignore[arg-type]
+
+
+def test_auto_records_its_choice() -> None:
+    """auto returns the fastest candidate and notes which it picked among which."""
+    chain = transformer_chain(4)
+    s = solve(chain, "6GiB")
+    assert s.solver in available_solvers("chain")
+    assert f"auto picked {s.solver}" in s.notes
+    for name in ("uniform", "sqrt", "store_all"):
+        assert f"{name}:" in s.notes
+    for name in ("uniform", "sqrt"):
+        try:
+            other = solve(chain, "6GiB", name)
+        except Exception:
+            continue
+        assert s.predicted.compute_time <= other.predicted.compute_time
+
+
+def test_solve_records_solve_time() -> None:
+    """solve() fills solve_s with the measured solver time."""
+    s = solve(random_chain(5), 10**6, "uniform")
+    assert s.solve_s is not None and s.solve_s >= 0
+
+
+def test_tradeoff_curve_is_monotone() -> None:
+    """uniform's trade-off curve: time never increases with the budget; infeasible points are marked."""
+    chain = transformer_chain(4)
+    curve = tradeoff(chain, solver="uniform", points=8)
+    assert len(curve) >= 2 and all(p.feasible for p in curve)
+    times = [p.compute_time for p in curve]
+    assert times == sorted(times, reverse=True)
+    low = tradeoff(chain, [1], "uniform")
+    assert not low[0].feasible and low[0].peak_bytes is None
