@@ -1,0 +1,96 @@
+"""checkpoint_solver: optimal activation-recomputation schedules for PyTorch training.
+
+Profile a model into a problem (`Chain` or `Graph`), `solve` it for a memory budget, save the
+`Schedule` as JSON, check it with `simulate`, and replay it at training time. Importing this
+package never imports torch.
+
+Examples
+--------
+>>> import checkpoint_solver as cs
+>>> chain = cs.load_problem("example:transformer-chain")
+>>> sched = cs.solve(chain, "12GiB", "uniform")
+>>> cs.simulate(chain, sched).valid
+True
+"""
+
+from __future__ import annotations
+
+from checkpoint_solver.errors import (
+    CheckpointSolverError,
+    FingerprintMismatchError,
+    InfeasibleBudgetError,
+    InvalidBudgetError,
+    InvalidOptionError,
+    InvalidProblemError,
+    InvalidScheduleError,
+    ScheduleFormatError,
+    SolverUnavailableError,
+    UnknownOptionError,
+    UnknownSolverError,
+)
+from checkpoint_solver.problem import (
+    Chain,
+    Graph,
+    Problem,
+    fingerprint,
+    load_problem,
+    problem_from_dict,
+    problem_to_dict,
+    save_problem,
+)
+from checkpoint_solver.schedule import Prediction, Schedule, Status, load_schedule, save_schedule
+from checkpoint_solver.simulation import SimulationReport, Violation, check, simulate
+from checkpoint_solver.solvers import (
+    TradeoffPoint,
+    available_solvers,
+    min_budget,
+    solve,
+    tradeoff,
+)
+from checkpoint_solver.units import format_bytes, format_seconds, parse_bytes
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Chain",
+    "CheckpointSolverError",
+    "FingerprintMismatchError",
+    "Graph",
+    "InfeasibleBudgetError",
+    "InvalidBudgetError",
+    "InvalidOptionError",
+    "InvalidProblemError",
+    "InvalidScheduleError",
+    "Prediction",
+    "Problem",
+    "Schedule",
+    "ScheduleFormatError",
+    "SimulationReport",
+    "SolverUnavailableError",
+    "Status",
+    "TradeoffPoint",
+    "UnknownOptionError",
+    "UnknownSolverError",
+    "Violation",
+    "__version__",
+    "available_solvers",
+    "check",
+    "fingerprint",
+    "format_bytes",
+    "format_seconds",
+    "load_problem",
+    "load_schedule",
+    "min_budget",
+    "parse_bytes",
+    "problem_from_dict",
+    "problem_to_dict",
+    "save_problem",
+    "save_schedule",
+    "simulate",
+    "solve",
+    "tradeoff",
+]
+
+
+def __dir__() -> list[str]:
+    return list(__all__)

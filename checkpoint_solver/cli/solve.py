@@ -1,0 +1,73 @@
+"""``checkpoint-solver solve``."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from checkpoint_solver.cli._output import emit_json, table
+
+__all__ = ["parse_options", "solve_cmd"]
+
+
+def parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """Turn ``("segments=4", "name=x")`` into ``{"segments": 4, "name": "x"}`` (JSON values)."""
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--option")
+        try:
+            options[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            options[key] = raw
+    return options
+
+
+@click.command("solve")
+@click.argument("problem")
+@click.option("--budget", "-b", required=True, help='Memory budget: bytes or e.g. "2GiB", "512MB".')
+@click.option("--solver", "-s", default="auto", show_default=True, help="Solver name.")
+@click.option(
+    "--option", "-o", "options", multiple=True, help="Solver option KEY=VALUE (repeatable)."
+)
+@click.option("--out", type=click.Path(dir_okay=False), help="Write the schedule JSON here.")
+@click.option("--no-timing", is_flag=True, help="Write solve_s as null (byte-stable files).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def solve_cmd(
+    problem: str,
+    budget: str,
+    solver: str,
+    options: tuple[str, ...],
+    out: str | None,
+    no_timing: bool,
+    as_json: bool,
+) -> None:
+    """Solve PROBLEM (a JSON file, or example:NAME) for a memory budget."""
+    from checkpoint_solver import format_bytes, load_problem, solve
+
+    prob = load_problem(problem)
+    sched = solve(prob, budget, solver, **parse_options(options))
+    if out:
+        sched.save(out, timing=not no_timing)
+    if as_json:
+        emit_json({"schedule": sched.to_dict(timing=not no_timing), "saved_to": out})
+        return
+    p = sched.predicted
+    rows = [
+        ("solver", sched.solver),
+        ("status", sched.status.value),
+        ("budget", f"{format_bytes(sched.budget_bytes)} ({sched.budget_bytes} B)"),
+        ("predicted peak", f"{format_bytes(p.peak_bytes)} ({p.peak_bytes} B)"),
+        ("compute time", f"{p.compute_time:.6g} {prob.cost_unit}"),
+        ("overhead", f"{p.overhead:+.2%}"),
+        ("ops", len(sched.ops)),
+        ("options", json.dumps(dict(sched.options), sort_keys=True)),
+    ]
+    if sched.notes:
+        rows.append(("notes", sched.notes))
+    if out:
+        rows.append(("saved to", out))
+    click.echo(table(("field", "value"), rows))
