@@ -34,7 +34,10 @@ op              must hold before                       peak while running       
 ==============  =====================================  ====================================  ====================================
 
 A forward op of stage ``i`` after ``B(i)`` and a second ``B(i)`` are violations. ``a[0]`` belongs
-to the caller, so neither ``F_n(1)`` nor ``free(a[0])`` may drop it. A schedule is complete when
+to the caller, so neither ``F_n(1)`` nor ``free(a[0])`` may drop it. While the tape ``abar[i]`` is
+live, its input ``a[i-1]`` must stay available: autograd's tape may hold that very tensor (a linear
+layer saves its input), so dropping the plain ``a[i-1]`` (by ``F_n(i)`` or ``free(a[i-1])``) would
+free nothing in a real run; it is a violation unless ``abar[i-1]`` also holds ``a[i-1]``. A schedule is complete when
 ``B(L), ..., B(1)`` have all run; it is valid when it is complete, breaks no rule, and no op's peak
 exceeds the schedule's budget. Compute time is the sum of ``uf[i]`` over forward ops and ``ub[i]``
 over ``B(i)`` ops.
@@ -257,6 +260,14 @@ class _ChainSim(_Sim):
     def available(self, j: int) -> bool:
         return self.plain[j] or (j >= 1 and self.tape[j])
 
+    def _check_drop(self, j: int) -> None:
+        """Dropping the plain a[j] must not strand the live tape abar[j+1], which may hold it."""
+        if j + 1 <= self.c.length and self.tape[j + 1] and not self.tape[j]:
+            raise _Stop(
+                f"cannot drop a[{j}] while the tape abar[{j + 1}] is live: the tape may hold a[{j}] "
+                f"(it is stage {j + 1}'s input), so its memory would not be freed"
+            )
+
     def _stage(self, op: FwdNoTape | FwdCheckpoint | FwdTape | Bwd) -> int:
         i = op.stage
         if not 1 <= i <= self.c.length:
@@ -288,6 +299,8 @@ class _ChainSim(_Sim):
                         f"F_n({i}) would drop a[{i - 1}], but a[{i - 1}] is only held inside the "
                         f"tape abar[{i - 1}]; use F_ck({i})"
                     )
+            if isinstance(op, FwdNoTape):
+                self._check_drop(i - 1)
             if self.plain[i]:
                 raise _Stop(f"a[{i}] is already live; computing it again wastes time and memory")
             self.mem += c.x[i]
@@ -339,6 +352,7 @@ class _ChainSim(_Sim):
                 raise _Stop("a[0] is the model input, owned by the caller; it cannot be freed")
             if not self.plain[j]:
                 raise _Stop(f"a[{j}] is not live plain, so there is nothing to free")
+            self._check_drop(j)
             self.plain[j] = False
             self.mem -= c.x[j]
             self.account(self.index, self.mem)

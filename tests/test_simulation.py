@@ -145,13 +145,19 @@ CHAIN_VIOLATIONS = [
     (TWO, [FreeActivation(0)], 0, "owned by the caller"),
     (TWO, [FreeActivation(1)], 0, "nothing to free"),
     (TWO, [FreeActivation(9)], 0, r"a\[9\] does not exist"),
+    (TWO, [Compute(0)], 0, "is not a chain op"),
+    (
+        TWO,
+        [FwdCheckpoint(1), FwdTape(2), FreeActivation(1)],
+        2,
+        r"cannot drop a\[1\] while the tape abar\[2\]",
+    ),
     (
         THREE,
-        [FwdCheckpoint(1), FwdTape(2), FreeActivation(1), FwdTape(3), Bwd(3), Bwd(2)],
-        5,
-        r"needs its input a\[1\]",
+        [FwdCheckpoint(1), FwdCheckpoint(2), FwdTape(3), FwdNoTape(3)],
+        3,
+        r"cannot drop a\[2\] while the tape abar\[3\]",
     ),
-    (TWO, [Compute(0)], 0, "is not a chain op"),
 ]
 
 
