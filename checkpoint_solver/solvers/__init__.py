@@ -23,7 +23,7 @@ from checkpoint_solver.errors import CheckpointSolverError, InfeasibleBudgetErro
 from checkpoint_solver.problem import Problem
 from checkpoint_solver.schedule import Schedule
 from checkpoint_solver.simulation import simulate
-from checkpoint_solver.solvers import auto, periodic, store_all
+from checkpoint_solver.solvers import auto, dp, periodic, revolve, store_all
 from checkpoint_solver.solvers._registry import REGISTRY, SolverSpec, get_spec, register
 from checkpoint_solver.units import parse_bytes
 
@@ -61,6 +61,26 @@ register(
         fn=periodic.solve_sqrt,
         min_budget=periodic.min_budget_sqrt,
         guarantee="Chen et al. 2016 sqrt(L) segments; a heuristic",
+    )
+)
+register(
+    SolverSpec(
+        name="revolve",
+        kinds=("chain",),
+        fn=revolve.solve_revolve,
+        min_budget=revolve.min_budget_revolve,
+        guarantee="uniform chains: the binomial minimum of forward steps (Griewank & Walther 2000)",
+        requires=revolve.uniform_reason,
+    )
+)
+register(
+    SolverSpec(
+        name="dp",
+        kinds=("chain",),
+        fn=dp.solve_dp,
+        min_budget=dp.min_budget_dp,
+        guarantee="optimal for the chain model at its memory discretisation; reports the gap (Beaumont et al. 2019)",
+        tradeoff=dp.tradeoff_dp,
     )
 )
 register(
@@ -170,21 +190,36 @@ def tradeoff(
     """The memory/time trade-off of `solver`: one point per budget.
 
     With `budgets` ``None``, `points` budgets evenly spaced from the solver's minimum budget to the
-    store-all peak. Infeasible budgets give ``feasible=False`` points with infinite time.
+    store-all peak. Infeasible budgets give ``feasible=False`` points with infinite time. Solvers
+    that can (``dp``) answer every budget from one table instead of one solve per budget.
+
+    Examples
+    --------
+    >>> from checkpoint_solver.problem.synthetic import transformer_chain
+    >>> curve = tradeoff(transformer_chain(4), solver="dp", points=5)
+    >>> [round(p.overhead, 3) for p in curve]
+    [0.52, 0.101, 0.057, 0.038, 0.0]
     """
     spec = _resolve(problem, solver, options)
     if budgets is None:
         low = spec.min_budget(problem, **options)
         high = max(low, store_all.min_budget_store_all(problem))
         n = max(points, 1)
-        values = sorted({low + (high - low) * k // max(n - 1, 1) for k in range(n)})
+        values = sorted({max(1, low + (high - low) * k // max(n - 1, 1)) for k in range(n)})
     else:
         values = [parse_bytes(b) for b in budgets]
+    if spec.tradeoff is not None:
+        schedules = spec.tradeoff(problem, values, **options)
+    else:
+        schedules = []
+        for b in values:
+            try:
+                schedules.append(solve(problem, b, solver, **options))
+            except InfeasibleBudgetError:
+                schedules.append(None)
     curve = []
-    for b in values:
-        try:
-            s = solve(problem, b, solver, **options)
-        except InfeasibleBudgetError:
+    for b, s in zip(values, schedules, strict=True):
+        if s is None:
             curve.append(TradeoffPoint(b, None, math.inf, math.inf, False))
             continue
         p = s.predicted

@@ -38,6 +38,9 @@ class SolverSpec:
     requires : Callable[[Problem], str | None]
         Returns a reason when the solver cannot handle this particular problem (e.g. Revolve on a
         non-uniform chain), else ``None``.
+    tradeoff : Callable | None
+        ``fn(problem, budgets, /, **options) -> list[Schedule | None]`` when the solver can give
+        many budgets from one run (``None`` for an infeasible budget).
     """
 
     name: str
@@ -46,6 +49,7 @@ class SolverSpec:
     min_budget: MinBudgetFn
     guarantee: str
     requires: Callable[[Problem], str | None] = field(default=lambda problem: None)
+    tradeoff: Callable[..., list[Schedule | None]] | None = None
 
     @property
     def options(self) -> dict[str, Any]:

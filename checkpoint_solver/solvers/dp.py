@@ -1,0 +1,411 @@
+"""``dp``: the optimal dynamic program for heterogeneous chains (Beaumont et al. 2019).
+
+``Opt(s, t, m)`` is the least time to back-propagate stages ``s..t`` with ``m`` memory slots, given
+that ``a[s-1]`` is available (held outside ``m``) and ``delta[t]`` is held inside ``m`` (for
+``t < L``; the seed ``delta[L]`` appears at ``B(L)``). With ``g_t`` the bytes of that held gradient,
+
+**Equation (1), one stage**::
+
+    Opt(s, s, m) = uf[s] + ub[s]   if m >= max(g_s + xbar[s] + of[s], xbar[s] + x[s] + x[s-1] + ob[s])
+
+**Equation (2), chain branch** (``F_all(s)``, stages ``s+1..t``, ``B(s)``)::
+
+    C(s, t, m) = uf[s] + ub[s] + Opt(s+1, t, m - xbar[s])
+                 if m >= max(g_t + xbar[s] + of[s], xbar[s] + x[s] + x[s-1] + ob[s])
+
+**Equation (3), leaf branch at j** (``F_ck(s), F_n(s+1..j-1)``, stages ``j..t`` holding
+``a[j-1]``, then stages ``s..j-1``)::
+
+    L_j(s, t, m) = sum(uf[s..j-1]) + Opt(j, t, m - x[j-1]) + Opt(s, j-1, m)
+                   if m >= g_t + max(x[s] + of[s], max_{s<k<j} x[k-1] + x[k] + of[k])
+
+    Opt(s, t, m) = min(C(s, t, m), min_{s<j<=t} L_j(s, t, m))
+
+These are the simulator's memory rules (`checkpoint_solver.simulation`) written for the recursion,
+so a schedule the DP emits simulates to exactly the time the DP predicts. The top problem is
+``Opt(1, L, budget - x[0])``.
+
+Memory is discretised into ``mem_slots`` slots of ``u = ceil((budget - x[0]) / mem_slots)`` bytes
+and every size is rounded *up* to whole slots, so an emitted schedule never exceeds the budget.
+The same recursion with sizes rounded *down* is a relaxation: its value is a lower bound on the
+time of any schedule of this form within the budget, and gives the reported gap (0 and status
+``optimal`` when ``u = 1``, where discretisation is exact). The exact minimum budget comes from the
+same recursion with "peak" in place of "time" (`min_budget_dp`); at budgets where the slot
+rounding leaves no schedule, the minimum-memory schedule is returned.
+
+The table is vectorised over the memory axis and over ``j`` with numpy: ``O(L^2)`` numpy steps of
+``O(L * mem_slots)`` work.
+
+References
+----------
+O. Beaumont, L. Eyraud-Dubois, J. Herrmann, A. Joly, A. Shilova, "Optimal checkpointing for
+heterogeneous chains: how to train deep neural networks with limited memory", 2019 (HAL
+hal-02352969; ACM TOMS 2024).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from checkpoint_solver.errors import InfeasibleBudgetError, InvalidOptionError
+from checkpoint_solver.problem import Chain
+from checkpoint_solver.schedule import Op, Schedule, Status
+from checkpoint_solver.solvers._chain import CHAIN, Decision, emit_plan
+from checkpoint_solver.solvers._common import make_schedule
+
+__all__ = ["min_budget_dp", "solve_dp", "tradeoff_dp"]
+
+
+@dataclass(frozen=True)
+class _Table:
+    """``opt[s, t, m]``: Equations (1)-(3) in slots, with the slot sizes used to fill it."""
+
+    opt: npt.NDArray[np.float64]
+    x: npt.NDArray[np.int64]  # index j = a[j]
+    xbar: npt.NDArray[np.int64]  # index s = stage s (index 0 unused), likewise of, ob, uf, ub
+    of: npt.NDArray[np.int64]
+    ob: npt.NDArray[np.int64]
+    uf: npt.NDArray[np.float64]
+    ub: npt.NDArray[np.float64]
+    prefix: npt.NDArray[np.float64]  # prefix[k] = uf[1] + ... + uf[k]
+    base: npt.NDArray[np.int64]  # base[k] = x[k-1] + x[k] + of[k], what F_n(k) needs
+
+
+def _slots(values: Iterable[int], unit: int, up: bool) -> npt.NDArray[np.int64]:
+    arr = np.asarray(list(values), dtype=np.int64)
+    return -(-arr // unit) if up else arr // unit
+
+
+def _forward_need(table: _Table, s: int, t: int) -> npt.NDArray[np.int64]:
+    """For j = s+1..t: slots F_ck(s), F_n(s+1..j-1) need beside the held gradient (non-decreasing)."""
+    need = np.empty(t - s, dtype=np.int64)
+    need[0] = table.x[s] + table.of[s]
+    if t - s > 1:
+        need[1:] = np.maximum(need[0], np.maximum.accumulate(table.base[s + 1 : t]))
+    return need
+
+
+def _build(chain: Chain, unit: int, mmax: int, up: bool) -> _Table:
+    """Fill ``opt`` for every m in 0..mmax (Equations (1)-(3))."""
+    n = chain.length
+    pad = np.zeros(1, dtype=np.int64)
+    x = _slots(chain.x, unit, up)
+    of = np.concatenate([pad, _slots(chain.of, unit, up)])
+    uf = np.concatenate([[0.0], np.asarray(chain.uf, dtype=np.float64)])
+    base = np.zeros(n + 1, dtype=np.int64)
+    base[1:] = x[:-1] + x[1:] + of[1:]
+    size = mmax + 1
+    table = _Table(
+        opt=np.full((n + 2, n + 1, size), np.inf),
+        x=x,
+        xbar=np.concatenate([pad, _slots(chain.xbar, unit, up)]),
+        of=of,
+        ob=np.concatenate([pad, _slots(chain.ob, unit, up)]),
+        uf=uf,
+        ub=np.concatenate([[0.0], np.asarray(chain.ub, dtype=np.float64)]),
+        prefix=np.concatenate([[0.0], np.cumsum(uf[1:])]),
+        base=base,
+    )
+    opt, xbar, ob, ub = table.opt, table.xbar, table.ob, table.ub
+    for t in range(n + 1):
+        opt[t + 1, t, :] = 0.0  # the empty subproblem
+    # shifted[j, t] = opt[j, t, m - x[j-1]] + prefix[j-1]: the right part of a leaf at j plus the
+    # forward time up to stage j-1 (prefix[s-1] is subtracted after the minimum over j).
+    shifted = np.full((n + 2, n + 1, size), np.inf)
+    # first[s, t]: the smallest m at which opt[s, t] is finite (size when never).
+    first = np.full((n + 2, n + 1), size, dtype=np.int64)
+    for t in range(n + 1):
+        first[t + 1, t] = 0
+    buf = np.empty((max(n, 1), size))
+    running = np.empty(size)
+    prefix = table.prefix
+    # Order: s descending, t ascending. opt[s, t] needs opt[j, t] for j > s (earlier s) and
+    # opt[s, j-1] for j - 1 < t (earlier t at this s).
+    for s in range(n, 0, -1):
+        # Forward need of a leaf at j = s+1..n beside the held gradient: a running maximum, so it
+        # takes few distinct values; group the rows j that share one.
+        need_all = _forward_need(table, s, n) if n > s else np.zeros(0, dtype=np.int64)
+        group_starts = [0, *(np.flatnonzero(need_all[1:] != need_all[:-1]) + 1).tolist()]
+        for t in range(s, n + 1):
+            g = 0 if t == n else int(x[t])
+            row = opt[s, t]
+            # Equation (2) (Equation (1) when s == t: the inner problem is empty).
+            need = int(max(g + xbar[s] + of[s], xbar[s] + x[s] + x[s - 1] + ob[s]))
+            lo = max(need, int(xbar[s]) + int(first[s + 1, t]))
+            if lo < size:
+                row[lo:] = (uf[s] + ub[s]) + opt[s + 1, t, lo - xbar[s] : size - xbar[s]]
+            if t > s:
+                # Equation (3) for every j at once; rows are feasible for m >= g + need, so for m
+                # in [T_k, T_k+1) the feasible rows are the groups up to k. Columns below every
+                # row's first finite value are skipped.
+                rows = t - s
+                js = np.arange(s + 1, t + 1)
+                col0 = int(np.maximum(first[s, s:t], first[js, t] + x[s:t]).min())
+                starts = [k for k in group_starts if k < rows]
+                running[col0:] = np.inf
+                for k, begin in enumerate(starts):
+                    low = max(g + int(need_all[begin]), col0)
+                    end = starts[k + 1] if k + 1 < len(starts) else rows
+                    high = g + int(need_all[end]) if end < rows else size
+                    if low >= size:
+                        break
+                    cand = buf[: end - begin, col0:]
+                    np.add(
+                        shifted[s + 1 + begin : s + 1 + end, t, col0:],
+                        opt[s, s + begin : s + end, col0:],
+                        out=cand,
+                    )
+                    np.minimum(running[col0:], cand.min(axis=0), out=running[col0:])
+                    if high > low:
+                        seg = running[low:high] - prefix[s - 1]
+                        np.minimum(row[low:high], seg, out=row[low:high])
+            finite = np.flatnonzero(np.isfinite(row[:size]))
+            first[s, t] = int(finite[0]) if finite.size else size
+            by = int(x[s - 1])
+            if by < size:
+                shifted[s, t, by:] = row[: size - by] + prefix[s - 1]
+    return table
+
+
+def _decider(table: _Table, n: int):  # type: ignore[no-untyped-def]
+    """Recover each branch choice from ``opt`` with the same arithmetic that filled it."""
+    opt, x, xbar = table.opt, table.x, table.xbar
+
+    def decide(s: int, t: int, m: int) -> Decision:
+        g = 0 if t == n else int(x[t])
+        value = opt[s, t, m]
+        need = max(g + xbar[s] + table.of[s], xbar[s] + x[s] + x[s - 1] + table.ob[s])
+        if m >= need and m >= xbar[s]:
+            chain_value = (table.uf[s] + table.ub[s]) + opt[s + 1, t, m - xbar[s]]
+            if chain_value <= value:
+                return (CHAIN, m - int(xbar[s]), None)
+        if t > s:
+            fwd = g + _forward_need(table, s, t)
+            for k, j in enumerate(range(s + 1, t + 1)):
+                if fwd[k] > m or m < x[j - 1]:
+                    break
+                leaf = (
+                    (opt[j, t, m - x[j - 1]] + table.prefix[j - 1]) + opt[s, j - 1, m]
+                ) - table.prefix[s - 1]
+                if leaf <= value:
+                    return (j, m - int(x[j - 1]), m)
+        raise AssertionError(f"DP table has no plan for stages {s}..{t} with {m} slots")
+
+    return decide
+
+
+def _min_memory(chain: Chain) -> tuple[int, npt.NDArray[np.int64]]:
+    """Exact minimum peak over plans of this form, and the branch choices that reach it."""
+    n = chain.length
+    x = np.asarray(chain.x, dtype=np.int64)
+    pad = np.zeros(1, dtype=np.int64)
+    xbar = np.concatenate([pad, np.asarray(chain.xbar, dtype=np.int64)])
+    of = np.concatenate([pad, np.asarray(chain.of, dtype=np.int64)])
+    ob = np.concatenate([pad, np.asarray(chain.ob, dtype=np.int64)])
+    base = np.zeros(n + 1, dtype=np.int64)
+    base[1:] = x[:-1] + x[1:] + of[1:]
+    mm = np.zeros((n + 2, n + 1), dtype=np.int64)
+    choice = np.zeros((n + 2, n + 1), dtype=np.int64)
+    for t in range(1, n + 1):
+        g = 0 if t == n else int(x[t])
+        for s in range(t, 0, -1):
+            best = max(
+                g + xbar[s] + of[s], xbar[s] + mm[s + 1, t], xbar[s] + x[s] + x[s - 1] + ob[s]
+            )
+            pick = CHAIN
+            if t > s:
+                fwd_need = np.empty(t - s, dtype=np.int64)
+                fwd_need[0] = x[s] + of[s]
+                if t - s > 1:
+                    fwd_need[1:] = np.maximum(fwd_need[0], np.maximum.accumulate(base[s + 1 : t]))
+                js = np.arange(s + 1, t + 1)
+                leaf = np.maximum(np.maximum(g + fwd_need, x[js - 1] + mm[js, t]), mm[s, js - 1])
+                k = int(np.argmin(leaf))
+                if leaf[k] < best:
+                    best, pick = int(leaf[k]), s + 1 + k
+            mm[s, t] = best
+            choice[s, t] = pick
+    return int(x[0] + mm[1, n]) if n else int(x[0]), choice
+
+
+def _always_chain(s: int, t: int, state: None) -> Decision:
+    return (CHAIN, None, None)
+
+
+def _min_memory_plan(chain: Chain) -> tuple[list[Op], int, float]:
+    _, choice = _min_memory(chain)
+
+    def decide(s: int, t: int, state: None) -> Decision:
+        return (int(choice[s, t]), None, None)
+
+    return emit_plan(chain, decide, None)
+
+
+def _check_slots(mem_slots: int) -> None:
+    if isinstance(mem_slots, bool) or not isinstance(mem_slots, int) or mem_slots < 1:
+        raise InvalidOptionError(f"mem_slots={mem_slots!r} must be an integer >= 1 (default 500)")
+
+
+def _unit(chain: Chain, budget_bytes: int, mem_slots: int) -> int:
+    return max(1, math.ceil((budget_bytes - chain.x[0]) / mem_slots))
+
+
+def _point(
+    chain: Chain,
+    budget_bytes: int,
+    table: _Table,
+    unit: int,
+    lower: _Table | None,
+    min_bytes: int,
+) -> tuple[list[Op], int, float, float, Status, float | None, str]:
+    """Schedule for one budget from a filled table: ops, peak, time, predicted, status, bound, note."""
+    store_all_ops, store_all_peak, store_all_time = emit_plan(chain, _always_chain, None)
+    if store_all_peak <= budget_bytes:
+        # Rounding sizes up can hide the plan that recomputes nothing; when it fits it is optimal.
+        note = "no recomputation fits the budget"
+        return (
+            store_all_ops,
+            store_all_peak,
+            store_all_time,
+            store_all_time,
+            Status.OPTIMAL,
+            store_all_time,
+            note,
+        )
+    m = (budget_bytes - chain.x[0]) // unit
+    if math.isfinite(table.opt[1, chain.length, m]):
+        ops, peak, time = emit_plan(chain, _decider(table, chain.length), int(m))
+        predicted = float(table.opt[1, chain.length, m])
+        note = f"memory in {m} slots of {unit} bytes"
+    else:
+        ops, peak, time = _min_memory_plan(chain)
+        predicted = time
+        note = (
+            f"the {unit}-byte slot rounding leaves no plan at this budget; returned the "
+            f"minimum-memory plan ({min_bytes} bytes)"
+        )
+    bound = None
+    if unit == 1:
+        return ops, peak, time, predicted, Status.OPTIMAL, predicted, note
+    if lower is not None:
+        value = float(lower.opt[1, chain.length, m])
+        bound = value if math.isfinite(value) else None
+    if bound is not None and predicted <= bound * (1 + 1e-12):
+        return ops, peak, time, predicted, Status.OPTIMAL, bound, note
+    return ops, peak, time, predicted, Status.FEASIBLE, bound, note
+
+
+def solve_dp(
+    chain: Chain, budget_bytes: int, /, *, mem_slots: int = 500, bound: bool = True
+) -> Schedule:
+    """Optimal persistent schedule for a heterogeneous chain (Beaumont et al. 2019).
+
+    Parameters
+    ----------
+    mem_slots : int
+        Memory discretisation (slots for ``budget - x[0]``); sizes are rounded up to slots.
+    bound : bool
+        Also solve the rounded-down relaxation to report a lower bound and the gap.
+
+    Returns
+    -------
+    Schedule
+        Status ``optimal`` when the discretisation is exact (slot = 1 byte) or the bound meets the
+        time; otherwise ``feasible`` with ``gap`` and ``lower_bound``.
+
+    Raises
+    ------
+    InfeasibleBudgetError
+        Below the exact minimum budget (`min_budget_dp`).
+    """
+    _check_slots(mem_slots)
+    min_bytes = _min_memory(chain)[0]
+    if budget_bytes < min_bytes:
+        raise InfeasibleBudgetError(budget_bytes, min_bytes, "dp")
+    if chain.length == 0:
+        return make_schedule(
+            chain,
+            budget_bytes,
+            [],
+            solver="dp",
+            peak_bytes=chain.x[0],
+            compute_time=0.0,
+            options={"mem_slots": mem_slots},
+            status=Status.OPTIMAL,
+            gap=0.0,
+            lower_bound=0.0,
+        )
+    unit = _unit(chain, budget_bytes, mem_slots)
+    mmax = (budget_bytes - chain.x[0]) // unit
+    table = _build(chain, unit, mmax, up=True)
+    lower = _build(chain, unit, mmax, up=False) if bound and unit > 1 else None
+    ops, peak, _, predicted, status, lb, note = _point(
+        chain, budget_bytes, table, unit, lower, min_bytes
+    )
+    gap = 0.0 if status is Status.OPTIMAL else (None if not lb else (predicted - lb) / lb)
+    return make_schedule(
+        chain,
+        budget_bytes,
+        ops,
+        solver="dp",
+        peak_bytes=peak,
+        compute_time=predicted,
+        options={"mem_slots": mem_slots, "slot_bytes": unit},
+        status=status,
+        gap=gap,
+        lower_bound=lb,
+        notes=note,
+    )
+
+
+def min_budget_dp(chain: Chain, /, *, mem_slots: int = 500, bound: bool = True) -> int:
+    """Exact minimum peak over the DP's plans, by Equations (1)-(3) with peak in place of time."""
+    _check_slots(mem_slots)
+    return _min_memory(chain)[0]
+
+
+def tradeoff_dp(
+    chain: Chain, budgets: list[int], /, *, mem_slots: int = 500, bound: bool = True
+) -> list[Schedule | None]:
+    """Schedules for many budgets from one table (built for the largest budget)."""
+    _check_slots(mem_slots)
+    min_bytes = _min_memory(chain)[0]
+    feasible = [b for b in budgets if b >= min_bytes]
+    if not feasible:
+        return [None] * len(budgets)
+    top = max(feasible)
+    unit = _unit(chain, top, mem_slots)
+    mmax = (top - chain.x[0]) // unit
+    table = _build(chain, unit, mmax, up=True) if chain.length else None
+    lower = _build(chain, unit, mmax, up=False) if bound and unit > 1 and chain.length else None
+    out: list[Schedule | None] = []
+    for b in budgets:
+        if b < min_bytes:
+            out.append(None)
+            continue
+        if table is None:
+            out.append(solve_dp(chain, b, mem_slots=mem_slots, bound=bound))
+            continue
+        ops, peak, _, predicted, status, lb, note = _point(chain, b, table, unit, lower, min_bytes)
+        gap = 0.0 if status is Status.OPTIMAL else (None if not lb else (predicted - lb) / lb)
+        out.append(
+            make_schedule(
+                chain,
+                b,
+                ops,
+                solver="dp",
+                peak_bytes=peak,
+                compute_time=predicted,
+                options={"mem_slots": mem_slots, "slot_bytes": unit},
+                status=status,
+                gap=gap,
+                lower_bound=lb,
+                notes=note + f" (one table for {len(budgets)} budgets)",
+            )
+        )
+    return out
