@@ -76,3 +76,10 @@ def feasible_budgets(low: int, high: int) -> st.SearchStrategy[int]:
         st.just(low),
         st.integers(min_value=low, max_value=max(low, high) + 5),
     )
+
+
+def applicable(solver: str, problem: object) -> bool:
+    """Whether `solver` accepts this particular problem (e.g. revolve needs a uniform chain)."""
+    from checkpoint_solver.solvers._registry import REGISTRY
+
+    return REGISTRY[solver].requires(problem) is None  # type: ignore[arg-type]
