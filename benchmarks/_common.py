@@ -44,6 +44,8 @@ def write_section(name: str, body: str) -> None:
         f"Regenerate with `python benchmarks/{name}.py`.\n\n{body.strip()}\n<!-- end {name} -->\n"
     )
     text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"
-    pattern = re.compile(rf"<!-- begin {re.escape(name)} -->.*?<!-- end {re.escape(name)} -->\n", re.S)
+    pattern = re.compile(
+        rf"<!-- begin {re.escape(name)} -->.*?<!-- end {re.escape(name)} -->\n", re.S
+    )
     text = pattern.sub(lambda _: section, text) if pattern.search(text) else text + "\n" + section
     RESULTS.write_text(text)

@@ -79,7 +79,7 @@ register(
         kinds=("chain",),
         fn=dp.solve_dp,
         min_budget=dp.min_budget_dp,
-        guarantee="optimal for the chain model at its memory discretisation; reports the gap (Beaumont et al. 2019)",
+        guarantee="optimal among persistent chain schedules at its memory discretisation; reports the gap (Beaumont et al. 2019)",
         tradeoff=dp.tradeoff_dp,
     )
 )
