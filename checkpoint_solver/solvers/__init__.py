@@ -23,7 +23,16 @@ from checkpoint_solver.errors import CheckpointSolverError, InfeasibleBudgetErro
 from checkpoint_solver.problem import Problem
 from checkpoint_solver.schedule import Schedule
 from checkpoint_solver.simulation import simulate
-from checkpoint_solver.solvers import auto, dp, periodic, revolve, store_all
+from checkpoint_solver.solvers import (
+    auto,
+    dp,
+    graph_greedy,
+    ilp,
+    ilp_rounding,
+    periodic,
+    revolve,
+    store_all,
+)
 from checkpoint_solver.solvers._registry import REGISTRY, SolverSpec, get_spec, register
 from checkpoint_solver.units import parse_bytes
 
@@ -81,6 +90,33 @@ register(
         min_budget=dp.min_budget_dp,
         guarantee="optimal among persistent chain schedules at its memory discretisation; reports the gap (Beaumont et al. 2019)",
         tradeoff=dp.tradeoff_dp,
+    )
+)
+register(
+    SolverSpec(
+        name="ilp",
+        kinds=("graph",),
+        fn=ilp.solve_ilp,
+        min_budget=ilp.min_budget_ilp,
+        guarantee="Checkmate MILP: optimal when proven, else the MIP gap and bound (HiGHS or CBC)",
+    )
+)
+register(
+    SolverSpec(
+        name="ilp-rounding",
+        kinds=("graph",),
+        fn=ilp_rounding.solve_ilp_rounding,
+        min_budget=ilp_rounding.min_budget_rounding,
+        guarantee="LP relaxation + Checkmate's rounding for large graphs; reports the LP lower bound",
+    )
+)
+register(
+    SolverSpec(
+        name="greedy",
+        kinds=("graph",),
+        fn=graph_greedy.solve_greedy,
+        min_budget=graph_greedy.min_budget_greedy,
+        guarantee="fast heuristic (keep all, then evict the least compute per byte); trivial lower bound",
     )
 )
 register(

@@ -10,6 +10,10 @@ from checkpoint_solver.solvers._registry import REGISTRY
 __all__ = ["min_budget_auto", "solve_auto"]
 
 
+# Options auto passes to solvers that could otherwise run for a long time.
+_AUTO_OPTIONS: dict[str, dict[str, object]] = {"ilp": {"time_limit": 60.0}}
+
+
 def _candidates(problem: Problem) -> list[str]:
     names = []
     for name, spec in sorted(REGISTRY.items()):
@@ -33,7 +37,7 @@ def solve_auto(problem: Problem, budget_bytes: int, /) -> Schedule:
     for name in _candidates(problem):
         spec = REGISTRY[name]
         try:
-            sched = spec.fn(problem, budget_bytes)
+            sched = spec.fn(problem, budget_bytes, **_AUTO_OPTIONS.get(name, {}))
         except InfeasibleBudgetError as exc:
             if exc.min_budget_bytes is not None:
                 lowest = (
