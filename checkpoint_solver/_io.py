@@ -12,7 +12,7 @@ from typing import Any
 
 from checkpoint_solver.errors import ScheduleFormatError
 
-__all__ = ["canonical_json", "load_json", "validate", "write_atomic"]
+__all__ = ["canonical_json", "check_header", "load_json", "validate", "write_atomic"]
 
 
 def canonical_json(obj: Any) -> str:
@@ -105,3 +105,34 @@ def validate(data: Any, package: str, schema_name: str, what: str) -> None:
         err = errors[0]
         where = "/".join(str(p) for p in err.absolute_path) or "(top level)"
         raise ScheduleFormatError(f"{what} does not match {schema_name} at {where}: {err.message}")
+
+
+def check_header(
+    data: Any,
+    fmt: str,
+    versions: tuple[int, ...],
+    source: str,
+    *,
+    other_format_hint: str,
+    upgrade_hint: str,
+) -> None:
+    """Check that `data` is a JSON object of format `fmt` and a supported version.
+
+    Raises
+    ------
+    ScheduleFormatError
+        Naming what was found, what is expected, and the given hints.
+    """
+    if not isinstance(data, dict):
+        raise ScheduleFormatError(f"{source} must be a JSON object, got {type(data).__name__}")
+    found = data.get("format")
+    if found != fmt:
+        raise ScheduleFormatError(
+            f"{source} has format {found!r}; expected {fmt!r} {other_format_hint}"
+        )
+    version = data.get("version")
+    if version not in versions:
+        raise ScheduleFormatError(
+            f"{source} has version {version!r}; this checkpoint_solver reads versions "
+            f"{', '.join(map(str, versions))}{upgrade_hint}"
+        )

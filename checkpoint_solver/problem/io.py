@@ -8,7 +8,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from checkpoint_solver._io import canonical_json, load_json, validate, write_atomic
+from checkpoint_solver._io import canonical_json, check_header, load_json, validate, write_atomic
 from checkpoint_solver.errors import ScheduleFormatError
 from checkpoint_solver.problem.chain import Chain
 from checkpoint_solver.problem.fingerprint import fingerprint
@@ -50,18 +50,14 @@ def problem_from_dict(data: Mapping[str, Any], *, source: str = "problem") -> Ch
         raise ScheduleFormatError(f"{source} must be a JSON object, got {type(data).__name__}")
     if "format" not in data and "nodes" in data:
         return Graph.from_node_link(data)
-    fmt = data.get("format")
-    if fmt != PROBLEM_FORMAT:
-        raise ScheduleFormatError(
-            f"{source} has format {fmt!r}; expected {PROBLEM_FORMAT!r} (or networkx node-link "
-            f"graph JSON with 'nodes' and 'links')"
-        )
-    version = data.get("version")
-    if version not in PROBLEM_VERSIONS:
-        raise ScheduleFormatError(
-            f"{source} has version {version!r}; this checkpoint_solver reads versions "
-            f"{', '.join(map(str, PROBLEM_VERSIONS))}"
-        )
+    check_header(
+        dict(data),
+        PROBLEM_FORMAT,
+        PROBLEM_VERSIONS,
+        source,
+        other_format_hint="(or networkx node-link graph JSON with 'nodes' and 'links')",
+        upgrade_hint="",
+    )
     validate(dict(data), "checkpoint_solver.problem", "problem.v1.schema.json", source)
     problem: Chain | Graph = (
         Chain.from_dict(data) if data["kind"] == "chain" else Graph.from_dict(data)

@@ -13,8 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from checkpoint_solver._io import canonical_json, load_json, validate, write_atomic
-from checkpoint_solver.errors import ScheduleFormatError
+from checkpoint_solver._io import canonical_json, check_header, load_json, validate, write_atomic
 from checkpoint_solver.schedule.ops import parse_op
 from checkpoint_solver.schedule.schedule import Prediction, Schedule, Status
 
@@ -79,20 +78,14 @@ def schedule_from_dict(data: Any, *, source: str = "schedule") -> Schedule:
         Wrong format, unsupported version (the message lists the supported ones), a schema
         violation (the message names the field), or an op of the wrong kind.
     """
-    if not isinstance(data, Mapping):
-        raise ScheduleFormatError(f"{source} must be a JSON object, got {type(data).__name__}")
-    fmt = data.get("format")
-    if fmt != SCHEDULE_FORMAT:
-        raise ScheduleFormatError(
-            f"{source} has format {fmt!r}; expected {SCHEDULE_FORMAT!r} "
-            f"(is this a problem file? pass it as the PROBLEM argument instead)"
-        )
-    version = data.get("version")
-    if version not in SCHEDULE_VERSIONS:
-        raise ScheduleFormatError(
-            f"{source} has version {version!r}; this checkpoint_solver reads versions "
-            f"{', '.join(map(str, SCHEDULE_VERSIONS))}: upgrade checkpoint_solver or re-solve"
-        )
+    check_header(
+        dict(data) if isinstance(data, Mapping) else data,
+        SCHEDULE_FORMAT,
+        SCHEDULE_VERSIONS,
+        source,
+        other_format_hint="(is this a problem file? pass it as the PROBLEM argument instead)",
+        upgrade_hint=": upgrade checkpoint_solver or re-solve",
+    )
     validate(dict(data), "checkpoint_solver.schedule", "schedule.v1.schema.json", source)
     solver = data["solver"]
     predicted = data["predicted"]

@@ -118,16 +118,7 @@ def plan_ops(g: OpGraph, R: BoolMatrix, S: BoolMatrix) -> list[Op]:
 
 def plan_peak(g: OpGraph, R: BoolMatrix, S: BoolMatrix) -> int:
     """Peak bytes of a stage plan: the most memory while any node is computed."""
-    peak = g.base_bytes
-    size = g.size
-    for t in range(g.n):
-        computed, frees, _ = _stage_events(g, R, S, t)
-        mem = g.base_bytes + int(size[:t][S[t, :t]].sum())
-        for k in computed:
-            mem += int(size[k])
-            peak = max(peak, mem)
-            mem -= int(sum(size[i] for i in frees[k]))
-    return peak
+    return max([g.base_bytes, *(stage_peak(g, R, S, t) for t in range(g.n))])
 
 
 def plan_time(g: OpGraph, R: BoolMatrix) -> float:

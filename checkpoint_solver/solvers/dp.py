@@ -263,49 +263,56 @@ def _unit(chain: Chain, budget_bytes: int, mem_slots: int) -> int:
     return max(1, math.ceil((budget_bytes - chain.x[0]) / mem_slots))
 
 
-def _point(
+def _schedule_at(
     chain: Chain,
     budget_bytes: int,
     table: _Table,
     unit: int,
     lower: _Table | None,
     min_bytes: int,
-) -> tuple[list[Op], int, float, float, Status, float | None, str]:
-    """Schedule for one budget from a filled table: ops, peak, time, predicted, status, bound, note."""
+    mem_slots: int,
+    suffix: str = "",
+) -> Schedule:
+    """The schedule for one budget from a filled table, with its status, bound and gap."""
     store_all_ops, store_all_peak, store_all_time = emit_plan(chain, _always_chain, None)
+    bound: float | None = None
     if store_all_peak <= budget_bytes:
         # Rounding sizes up can hide the plan that recomputes nothing; when it fits it is optimal.
-        note = "no recomputation fits the budget"
-        return (
-            store_all_ops,
-            store_all_peak,
-            store_all_time,
-            store_all_time,
-            Status.OPTIMAL,
-            store_all_time,
-            note,
-        )
-    m = (budget_bytes - chain.x[0]) // unit
-    if math.isfinite(table.opt[1, chain.length, m]):
-        ops, peak, time = emit_plan(chain, _decider(table, chain.length), int(m))
-        predicted = float(table.opt[1, chain.length, m])
-        note = f"memory in {m} slots of {unit} bytes; optimality is among persistent schedules"
+        ops, peak, predicted = store_all_ops, store_all_peak, store_all_time
+        status, bound, note = Status.OPTIMAL, store_all_time, "no recomputation fits the budget"
     else:
-        ops, peak, time = _min_memory_plan(chain)
-        predicted = time
-        note = (
-            f"the {unit}-byte slot rounding leaves no plan at this budget; returned the "
-            f"minimum-memory plan ({min_bytes} bytes)"
-        )
-    bound = None
-    if unit == 1:
-        return ops, peak, time, predicted, Status.OPTIMAL, predicted, note
-    if lower is not None:
-        value = float(lower.opt[1, chain.length, m])
-        bound = value if math.isfinite(value) else None
-    if bound is not None and predicted <= bound * (1 + 1e-12):
-        return ops, peak, time, predicted, Status.OPTIMAL, bound, note
-    return ops, peak, time, predicted, Status.FEASIBLE, bound, note
+        m = (budget_bytes - chain.x[0]) // unit
+        if math.isfinite(table.opt[1, chain.length, m]):
+            ops, peak, _ = emit_plan(chain, _decider(table, chain.length), int(m))
+            predicted = float(table.opt[1, chain.length, m])
+            note = f"memory in {m} slots of {unit} bytes; optimality is among persistent schedules"
+        else:
+            ops, peak, predicted = _min_memory_plan(chain)
+            note = (
+                f"the {unit}-byte slot rounding leaves no plan at this budget; returned the "
+                f"minimum-memory plan ({min_bytes} bytes)"
+            )
+        if unit == 1:
+            status, bound = Status.OPTIMAL, predicted
+        else:
+            value = float(lower.opt[1, chain.length, m]) if lower is not None else math.inf
+            bound = value if math.isfinite(value) else None
+            exact = bound is not None and predicted <= bound * (1 + 1e-12)
+            status = Status.OPTIMAL if exact else Status.FEASIBLE
+    gap = 0.0 if status is Status.OPTIMAL else (None if not bound else (predicted - bound) / bound)
+    return make_schedule(
+        chain,
+        budget_bytes,
+        ops,
+        solver="dp",
+        peak_bytes=peak,
+        compute_time=predicted,
+        options={"mem_slots": mem_slots, "slot_bytes": unit},
+        status=status,
+        gap=gap,
+        lower_bound=bound,
+        notes=note + suffix,
+    )
 
 
 def solve_dp(
@@ -352,23 +359,7 @@ def solve_dp(
     mmax = (budget_bytes - chain.x[0]) // unit
     table = _build(chain, unit, mmax, up=True)
     lower = _build(chain, unit, mmax, up=False) if bound and unit > 1 else None
-    ops, peak, _, predicted, status, lb, note = _point(
-        chain, budget_bytes, table, unit, lower, min_bytes
-    )
-    gap = 0.0 if status is Status.OPTIMAL else (None if not lb else (predicted - lb) / lb)
-    return make_schedule(
-        chain,
-        budget_bytes,
-        ops,
-        solver="dp",
-        peak_bytes=peak,
-        compute_time=predicted,
-        options={"mem_slots": mem_slots, "slot_bytes": unit},
-        status=status,
-        gap=gap,
-        lower_bound=lb,
-        notes=note,
-    )
+    return _schedule_at(chain, budget_bytes, table, unit, lower, min_bytes, mem_slots)
 
 
 def min_budget_dp(chain: Chain, /, *, mem_slots: int = 500, bound: bool = True) -> int:
@@ -399,21 +390,6 @@ def tradeoff_dp(
         if table is None:
             out.append(solve_dp(chain, b, mem_slots=mem_slots, bound=bound))
             continue
-        ops, peak, _, predicted, status, lb, note = _point(chain, b, table, unit, lower, min_bytes)
-        gap = 0.0 if status is Status.OPTIMAL else (None if not lb else (predicted - lb) / lb)
-        out.append(
-            make_schedule(
-                chain,
-                b,
-                ops,
-                solver="dp",
-                peak_bytes=peak,
-                compute_time=predicted,
-                options={"mem_slots": mem_slots, "slot_bytes": unit},
-                status=status,
-                gap=gap,
-                lower_bound=lb,
-                notes=note + f" (one table for {len(budgets)} budgets)",
-            )
-        )
+        suffix = f" (one table for {len(budgets)} budgets)"
+        out.append(_schedule_at(chain, b, table, unit, lower, min_bytes, mem_slots, suffix))
     return out
