@@ -16,15 +16,21 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import table, write_section  # noqa: E402
-from checkpoint_solver import CheckpointSolverError, InfeasibleBudgetError, load_problem, solve  # noqa: E402
-from checkpoint_solver.solvers._milp import build  # noqa: E402
-from checkpoint_solver.solvers._stages import OpGraph  # noqa: E402
-from checkpoint_solver.solvers.store_all import min_budget_store_all  # noqa: E402
+from benchmarks._common import table, write_section
+from checkpoint_solver import CheckpointSolverError, InfeasibleBudgetError, load_problem, solve
+from checkpoint_solver.solvers._milp import build
+from checkpoint_solver.solvers._stages import OpGraph
+from checkpoint_solver.solvers.store_all import min_budget_store_all
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "checkmate-graphs"
-GRAPHS = ["vgg16_train", "vgg19_train", "fcn8_vgg_train", "mobilenet_train",
-          "random_layered_n100", "random_layered_n250"]
+GRAPHS = [
+    "vgg16_train",
+    "vgg19_train",
+    "fcn8_vgg_train",
+    "mobilenet_train",
+    "random_layered_n100",
+    "random_layered_n250",
+]
 
 
 def run(graph, budget, solver, **options) -> tuple[str, str, str, float]:
@@ -57,8 +63,16 @@ def main() -> None:
         for frac in (0.9, 0.8):
             budget = int(frac * top)
             for solver, opts, label in (
-                ("ilp", {"backend": "highs", "time_limit": args.highs_limit}, f"ilp highs ({args.highs_limit:g} s)"),
-                ("ilp", {"backend": "cbc", "time_limit": args.cbc_limit}, f"ilp cbc ({args.cbc_limit:g} s)"),
+                (
+                    "ilp",
+                    {"backend": "highs", "time_limit": args.highs_limit},
+                    f"ilp highs ({args.highs_limit:g} s)",
+                ),
+                (
+                    "ilp",
+                    {"backend": "cbc", "time_limit": args.cbc_limit},
+                    f"ilp cbc ({args.cbc_limit:g} s)",
+                ),
                 ("ilp-rounding", {}, "ilp-rounding"),
                 ("greedy", {}, "greedy"),
             ):
@@ -67,12 +81,24 @@ def main() -> None:
                 print(" | ".join(row), flush=True)
                 rows.append(row)
         print(f"{name}: model build {build_s:.2f} s", flush=True)
-    t = table(["graph", "nodes / edges (MILP size)", "budget", "solver", "status", "overhead", "gap", "seconds"], rows)
+    t = table(
+        [
+            "graph",
+            "nodes / edges (MILP size)",
+            "budget",
+            "solver",
+            "status",
+            "overhead",
+            "gap",
+            "seconds",
+        ],
+        rows,
+    )
     body = (
         "Budgets are fractions of the store-all peak under the simulator's accounting (each value "
         "freed after its last use). Overhead = extra compute over computing every node once, in "
         "the graph's own cost units. `seconds` is wall time of the whole solve (model build, "
-        "warm-start heuristic, MILP). \"infeasible\" at 80 % is proven: either by the working-set "
+        'warm-start heuristic, MILP). "infeasible" at 80 % is proven: either by the working-set '
         "bound (a node plus its inputs exceed the budget) or by the MILP.\n\n"
         "Reference points from `shared/data/checkmate-graphs/README.md` (not re-run here): "
         "Checkmate (Gurobi) proved VGG19's max batch optimal in about 10 minutes, MobileNet and "

@@ -116,7 +116,9 @@ class MilpModel:
     _sizes: Any = None
 
 
-def build(g: OpGraph, budget_bytes: int, *, lp_budget_factor: float = 1.0) -> MilpModel:
+def build(
+    g: OpGraph, budget_bytes: int, *, lp_budget_factor: float = 1.0, usefulness: bool = True
+) -> MilpModel:
     """Build the MILP for op graph `g` under `budget_bytes` (inputs/params already counted in g)."""
     n = g.n
     sizes = [int(s) for s in g.size]
@@ -167,6 +169,19 @@ def build(g: OpGraph, budget_bytes: int, *, lp_budget_factor: float = 1.0) -> Mi
             for j in user_sets[i]:
                 if k < j <= t:
                     model.add_row([c, R[t, j]], [1.0, 1.0], -np.inf, 1.0)
+        # (6) usefulness (dominance): with costs >= 0 some optimal schedule computes or keeps a
+        # value in stage t only if a node computed in the stage reads it or it is kept into t+1.
+        if usefulness:
+            for i in range(t):
+                readers = [R[t, j] for j in g.users[i] if j <= t]
+                keep = [S[t + 1, i]] if t + 1 < n else []
+                for col in (R[t, i], S[t, i]):
+                    model.add_row(
+                        [col, *readers, *keep],
+                        [1.0] + [-1.0] * (len(readers) + len(keep)),
+                        -np.inf,
+                        0.0,
+                    )
         # (5) memory recurrence
         cols = [U[t, 0], R[t, 0]] + [S[t, i] for i in range(t)]
         vals = [1.0, -float(m[0])] + [-float(m[i]) for i in range(t)]

@@ -161,6 +161,26 @@ def stage_peak(g: OpGraph, R: BoolMatrix, S: BoolMatrix, t: int) -> int:
 
 
 def greedy_plan(g: OpGraph, budget_bytes: int) -> tuple[BoolMatrix, BoolMatrix] | None:
+    """The better (less compute) of the stage eviction heuristic and the DTR simulation's plan
+    that fits `budget_bytes`, or None."""
+    from checkpoint_solver.solvers._dtr import dtr_events, events_to_plan
+
+    plans = []
+    stagewise = _stage_greedy(g, budget_bytes)
+    if stagewise is not None:
+        plans.append(stagewise)
+    dtr = dtr_events(g, budget_bytes)
+    if dtr is not None:
+        R, S = events_to_plan(g, dtr[0])
+        R, S = prune_plan(g, optimal_r(g, S), S)
+        if plan_peak(g, R, S) <= budget_bytes:
+            plans.append((R, S))
+    if not plans:
+        return None
+    return min(plans, key=lambda p: plan_time(g, p[0]))
+
+
+def _stage_greedy(g: OpGraph, budget_bytes: int) -> tuple[BoolMatrix, BoolMatrix] | None:
     """A fast heuristic: start from keeping everything, then, stage by stage, stop carrying the
     values with the least compute per byte until the stage fits (they are recomputed where next
     needed). Returns None when it cannot fit the budget."""
@@ -169,7 +189,7 @@ def greedy_plan(g: OpGraph, budget_bytes: int) -> tuple[BoolMatrix, BoolMatrix] 
     R, S = fix_no_recompute(g, R, S)
     for t in range(n):
         tried: set[int] = set()
-        while stage_peak(g, R, S, t) > budget_bytes:
+        while (current := stage_peak(g, R, S, t)) > budget_bytes:
             carried = [i for i in range(t) if S[t, i] and i not in tried and not g.no_recompute[i]]
             if not carried:
                 return None
@@ -177,11 +197,26 @@ def greedy_plan(g: OpGraph, budget_bytes: int) -> tuple[BoolMatrix, BoolMatrix] 
             i = min(carried, key=lambda v: (g.cost[v] / max(int(g.size[v]), 1), -int(g.size[v]), v))
             tried.add(i)
             nxt = min((u for u in g.users[i] if u >= t), default=n)
-            S = S.copy()
-            S[t:nxt, i] = False
-            R = R.copy()
-            for tt in range(max(t - 1, 0), min(nxt + 1, n)):
-                R[tt] = optimal_r_stage(g, S, tt)
+            if nxt == t:
+                continue  # stage t reads it: not carrying it only moves its memory into the stage
+            trial_s = S.copy()
+            trial_s[t:nxt, i] = False
+            trial_r = R.copy()
+            touched = range(max(t - 1, 0), min(nxt + 1, n))
+            for tt in touched:
+                trial_r[tt] = optimal_r_stage(g, trial_s, tt)
+            # Keep the eviction only if it lowers stage t and leaves no other stage it touches
+            # over the budget (recomputing where next needed may pull in evicted ancestors).
+            if stage_peak(g, trial_r, trial_s, t) >= current:
+                continue
+            if any(
+                stage_peak(g, trial_r, trial_s, tt) > max(budget_bytes, stage_peak(g, R, S, tt))
+                for tt in touched
+                if tt != t
+            ):
+                continue
+            R, S = trial_r, trial_s
+    R, S = prune_plan(g, R, S)
     if plan_peak(g, R, S) > budget_bytes:
         return None
     return R, S
@@ -201,3 +236,19 @@ def optimal_r_stage(g: OpGraph, S: BoolMatrix, t: int) -> npt.NDArray[np.bool_]:
             for u in g.preds[v]:
                 need[u] = True
     return row
+
+
+def prune_plan(g: OpGraph, R: BoolMatrix, S: BoolMatrix) -> tuple[BoolMatrix, BoolMatrix]:
+    """Drop retentions nothing uses (not read in the stage, not kept further), then take the
+    cheapest R: lowers memory and time, and meets the MILP's usefulness rows (warm starts)."""
+    n = g.n
+    S = S.copy()
+    for t in range(n - 1, 0, -1):
+        read = np.zeros(n, dtype=bool)
+        for k in range(t + 1):
+            if R[t, k]:
+                read[list(g.preds[k])] = True
+        keep = S[t + 1] if t + 1 < n else np.zeros(n, dtype=bool)
+        S[t] &= read | keep
+        R[t - 1] = optimal_r_stage(g, S, t - 1)
+    return fix_no_recompute(g, optimal_r(g, S), S)

@@ -1,16 +1,19 @@
-"""``greedy``: a fast heuristic for graphs, the MILP's warm start and its answer at ``time_limit=0``.
+"""``greedy``: fast heuristics for graphs, the MILP's warm start and its answer at ``time_limit=0``.
 
-Start from keeping every value until its last use (no recomputation); then walk the stages in
-order and, while a stage exceeds the budget, stop carrying the value with the least compute per
-byte into it (it is recomputed where it is next needed, Checkmate's closed-form R). Its lower bound
-is the trivial one: every node is computed at least once.
+Two candidates, the faster that fits wins: (1) stage eviction: start from keeping every value until
+its last use, then, stage by stage, stop carrying the value with the least compute per byte until
+the stage fits (it is recomputed where next needed, Checkmate's closed-form R); (2) a DTR-style
+eviction simulation with Belady look-ahead (`checkpoint_solver.solvers._dtr`), as a general op
+sequence. Its lower bound is the trivial one: every node is computed at least once.
 """
 
 from __future__ import annotations
 
 from checkpoint_solver.errors import InfeasibleBudgetError
 from checkpoint_solver.problem import Graph
-from checkpoint_solver.schedule import Schedule, Status
+from checkpoint_solver.schedule import Compute, Free, Schedule, Status
+from checkpoint_solver.solvers._common import make_schedule
+from checkpoint_solver.solvers._dtr import dtr_events
 from checkpoint_solver.solvers._stages import OpGraph, greedy_plan, plan_peak
 
 __all__ = ["min_budget_greedy", "solve_greedy"]
@@ -27,22 +30,46 @@ def solve_greedy(graph: Graph, budget_bytes: int, /) -> Schedule:
     from checkpoint_solver.solvers.ilp import schedule_from_plan
 
     g = OpGraph.of(graph)
+    candidates = []
     plan = greedy_plan(g, budget_bytes)
-    if plan is None:
+    if plan is not None:
+        candidates.append(
+            schedule_from_plan(
+                graph,
+                g,
+                budget_bytes,
+                plan,
+                solver="greedy",
+                options={},
+                status=Status.HEURISTIC,
+                lower_bound=graph.store_all_time,
+                notes="stage eviction plan; lower bound: every node computed once",
+            )
+        )
+    dtr = dtr_events(g, budget_bytes)
+    if dtr is not None:
+        events, peak = dtr
+        ops = [Compute(g.nodes[k]) if kind == "compute" else Free(g.nodes[k]) for kind, k in events]
+        time = float(sum(g.cost[k] for kind, k in events if kind == "compute"))
+        candidates.append(
+            make_schedule(
+                graph,
+                budget_bytes,
+                ops,
+                solver="greedy",
+                peak_bytes=peak,
+                compute_time=time,
+                status=Status.HEURISTIC,
+                gap=(time - graph.store_all_time) / time if time else 0.0,
+                lower_bound=graph.store_all_time,
+                notes="DTR-style eviction with look-ahead; lower bound: every node computed once",
+            )
+        )
+    if not candidates:
         raise InfeasibleBudgetError(
             budget_bytes, min_budget_greedy(graph), "greedy", hint="or try ilp"
         )
-    return schedule_from_plan(
-        graph,
-        g,
-        budget_bytes,
-        plan,
-        solver="greedy",
-        options={},
-        status=Status.HEURISTIC,
-        lower_bound=graph.store_all_time,
-        notes="greedy eviction; lower bound: every node computed once",
-    )
+    return min(candidates, key=lambda s: (s.predicted.compute_time, s.predicted.peak_bytes))
 
 
 def min_budget_greedy(graph: Graph, /) -> int:

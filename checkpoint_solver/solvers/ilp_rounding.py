@@ -26,6 +26,7 @@ from checkpoint_solver.solvers._stages import (
     optimal_r,
     plan_peak,
     plan_time,
+    prune_plan,
 )
 from checkpoint_solver.solvers.ilp import _check_options, schedule_from_plan, working_set_bound
 
@@ -44,8 +45,8 @@ def _rounded_plans(
     plans = []
     for tau in _THRESHOLDS:
         S = frac >= tau
-        R = optimal_r(g, S)
-        plans.append(fix_no_recompute(g, R, S))
+        R, S = fix_no_recompute(g, optimal_r(g, S), S)
+        plans.append(prune_plan(g, R, S))
     return plans
 
 

@@ -4,7 +4,7 @@ backends, time limits and bad input."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from checkpoint_solver import (
@@ -206,3 +206,30 @@ def test_cbc_reports_a_gap_on_a_time_limit(checkmate_dir) -> None:
         sched.lower_bound is not None and sched.lower_bound <= sched.predicted.compute_time + 1e-6
     )
     assert simulate(graph, sched).valid
+
+
+@given(graph=small_dags(), frac=st.floats(0, 1))
+@settings(max_examples=40)
+def test_dtr_events_are_valid_schedules(graph: Graph, frac: float) -> None:
+    """The DTR simulation's events, as ops, simulate valid with exactly the peak it tracked."""
+    from checkpoint_solver.schedule import Compute, Free
+    from checkpoint_solver.simulation import simulate_ops
+    from checkpoint_solver.solvers._dtr import dtr_events, events_to_plan
+    from checkpoint_solver.solvers._stages import OpGraph, optimal_r, plan_ops, prune_plan
+
+    g = OpGraph.of(graph)
+    budget = int(
+        min_budget(graph, "ilp") + frac * (min_budget_store_all(graph) - min_budget(graph, "ilp"))
+    )
+    found = dtr_events(g, budget)
+    assume(found is not None)
+    events, peak = found
+    ops = [Compute(g.nodes[k]) if kind == "compute" else Free(g.nodes[k]) for kind, k in events]
+    report = simulate_ops(graph, ops, budget_bytes=budget)
+    assert report.valid, report.violation
+    assert report.peak_bytes == peak
+    R, S = events_to_plan(g, events)
+    assert R.diagonal().all()  # every stage computes its frontier node
+    # Its Checkmate-stage projection (with the closed-form R) is a valid schedule too.
+    plan_r, plan_s = prune_plan(g, optimal_r(g, S), S)
+    assert simulate_ops(graph, plan_ops(g, plan_r, plan_s)).valid
