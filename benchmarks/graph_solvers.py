@@ -48,7 +48,7 @@ def run(graph, budget, solver, **options) -> tuple[str, str, str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--highs-limit", type=float, default=150.0)
+    parser.add_argument("--highs-limit", type=float, default=120.0)
     parser.add_argument("--cbc-limit", type=float, default=60.0)
     parser.add_argument("--graphs", nargs="*", default=GRAPHS)
     args = parser.parse_args()
@@ -73,7 +73,7 @@ def main() -> None:
                     {"backend": "cbc", "time_limit": args.cbc_limit},
                     f"ilp cbc ({args.cbc_limit:g} s)",
                 ),
-                ("ilp-rounding", {}, "ilp-rounding"),
+                ("ilp-rounding", {"time_limit": 30.0}, "ilp-rounding (30 s per LP)"),
                 ("greedy", {}, "greedy"),
             ):
                 status, overhead, gap, secs = run(graph, budget, solver, **opts)

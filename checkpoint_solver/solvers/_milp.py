@@ -269,7 +269,7 @@ def run(
         )
     if backend == "highs":
         return _run_highs(model, time_limit, rel_gap, threads, warm_start, relax)
-    return _run_cbc(model, time_limit, rel_gap, threads, relax)
+    return _run_cbc(model, time_limit, rel_gap, threads, warm_start, relax)
 
 
 def _run_highs(
@@ -393,7 +393,12 @@ def _write_mps(model: MilpModel, path: str, relax: bool) -> None:
 
 
 def _run_cbc(
-    model: MilpModel, time_limit: float | None, rel_gap: float, threads: int | None, relax: bool
+    model: MilpModel,
+    time_limit: float | None,
+    rel_gap: float,
+    threads: int | None,
+    warm_start: npt.NDArray[np.float64] | None,
+    relax: bool,
 ) -> MilpResult:
     path = _cbc_path()
     assert path is not None
@@ -405,6 +410,14 @@ def _run_cbc(
             args += ["-sec", _num(time_limit)]
         if threads is not None:
             args += ["-threads", str(int(threads))]
+        if warm_start is not None and not relax:
+            # CBC reads a MIP start in its solution-file format: a status line, then
+            # "index name value reduced-cost" per column.
+            start = os.path.join(tmp, "m.mst")
+            with open(start, "w") as fh:
+                fh.write("Stopped on time - objective value 0\n")
+                fh.writelines(f"{c:>7} c{c} {_num(v)} 0\n" for c, v in enumerate(warm_start))
+            args += ["-mips", start]
         args += ["-solve", "-solu", sol]
         out = subprocess.run(args, capture_output=True, text=True, check=False)
         if not os.path.exists(sol):

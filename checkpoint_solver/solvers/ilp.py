@@ -1,7 +1,7 @@
 """``ilp``: the Checkmate MILP on open solvers (HiGHS, CBC), with honest status and gap.
 
-See `checkpoint_solver.solvers._milp` for the formulation. The solve is warm-started (HiGHS) from
-the greedy heuristic when that fits the budget; a time limit returns the best schedule found with
+See `checkpoint_solver.solvers._milp` for the formulation. The solve is warm-started from the greedy
+heuristic when that fits the budget (HiGHS and CBC); a time limit returns the best schedule found with
 the solver's best bound; a time limit of 0 returns the heuristic with the trivial bound (every node
 computed once). The status is ``optimal`` only when the backend proved it with a zero gap.
 """
@@ -118,7 +118,8 @@ def solve_ilp(
     threads : int | None
         Threads for the backend.
     warm_start : bool
-        Start HiGHS from the greedy heuristic's schedule when it fits.
+        Start the backend from the greedy heuristic's schedule when it fits (HiGHS: setSolution;
+        CBC: a MIP start file).
 
     Raises
     ------
