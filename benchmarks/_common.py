@@ -6,6 +6,7 @@ import datetime
 import os
 import platform
 import re
+import subprocess
 from pathlib import Path
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
@@ -23,9 +24,19 @@ def machine() -> str:
         pass
     import numpy
 
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).parent,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown"
     return (
         f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
-        f"Python {platform.python_version()}, numpy {numpy.__version__}"
+        f"Python {platform.python_version()}, numpy {numpy.__version__}, code at commit {commit}"
     )
 
 

@@ -38,7 +38,10 @@ def run(graph, budget, solver, **options) -> tuple[str, str, str, float]:
     try:
         s = solve(graph, budget, solver, **options)
     except InfeasibleBudgetError as exc:
-        return "infeasible", "—", str(exc).split("; ")[-1][:60], time.perf_counter() - start
+        text = str(exc)
+        proven = "proves" in text or "no schedule can fit below" in text
+        label = "infeasible (proven)" if proven else "none found"
+        return label, "—", text.split("; ")[-1][:70], time.perf_counter() - start
     except CheckpointSolverError as exc:
         return "failed", "—", str(exc)[:60], time.perf_counter() - start
     elapsed = time.perf_counter() - start
