@@ -11,7 +11,10 @@ __all__ = ["min_budget_auto", "solve_auto"]
 
 
 # Options auto passes to solvers that could otherwise run for a long time.
-_AUTO_OPTIONS: dict[str, dict[str, object]] = {"ilp": {"time_limit": 60.0}}
+_AUTO_OPTIONS: dict[str, dict[str, object]] = {
+    "ilp": {"time_limit": 60.0},
+    "ilp-rounding": {"time_limit": 60.0},
+}
 
 
 def _candidates(problem: Problem) -> list[str]:
