@@ -121,6 +121,26 @@ def plan_peak(g: OpGraph, R: BoolMatrix, S: BoolMatrix) -> int:
     return max([g.base_bytes, *(stage_peak(g, R, S, t) for t in range(g.n))])
 
 
+def plan_is_valid(g: OpGraph, R: BoolMatrix, S: BoolMatrix) -> bool:
+    """Whether a plan respects the stage rules (a solver's rounded output may not, e.g. CBC's
+    answer after a limit): each stage computes its frontier node and nothing after it, every
+    computed node finds its inputs computed earlier in the stage or kept into it, a kept value was
+    computed or kept in the stage before and is not computed again, and no-recompute nodes are
+    computed once."""
+    n = g.n
+    if R.shape != (n, n) or S.shape != (n, n) or n == 0:
+        return R.shape == S.shape == (n, n)
+    if not R.diagonal().all() or np.triu(R, 1).any() or np.triu(S).any() or (R & S).any():
+        return False
+    for i, preds in enumerate(g.preds):
+        for j in preds:
+            if (R[:, i] & ~(R[:, j] | S[:, j])).any():
+                return False
+    if (S[1:] & ~(R[:-1] | S[:-1])).any() or S[0].any():
+        return False
+    return not (np.tril(R, -1)[:, g.no_recompute]).any()
+
+
 def plan_time(g: OpGraph, R: BoolMatrix) -> float:
     """Compute time of a stage plan."""
     return float((R * g.cost[None, :]).sum())
@@ -163,15 +183,14 @@ def stage_peak(g: OpGraph, R: BoolMatrix, S: BoolMatrix, t: int) -> int:
 def greedy_plan(g: OpGraph, budget_bytes: int) -> tuple[BoolMatrix, BoolMatrix] | None:
     """The better (less compute) of the stage eviction heuristic and the DTR simulation's plan
     that fits `budget_bytes`, or None."""
-    from checkpoint_solver.solvers._dtr import dtr_events, events_to_plan
+    from checkpoint_solver.solvers._dtr import dtr_candidates, events_to_plan
 
     plans = []
     stagewise = _stage_greedy(g, budget_bytes)
     if stagewise is not None:
         plans.append(stagewise)
-    dtr = dtr_events(g, budget_bytes)
-    if dtr is not None:
-        R, S = events_to_plan(g, dtr[0])
+    for events, _ in dtr_candidates(g, budget_bytes):
+        R, S = events_to_plan(g, events)
         R, S = prune_plan(g, optimal_r(g, S), S)
         if plan_peak(g, R, S) <= budget_bytes:
             plans.append((R, S))

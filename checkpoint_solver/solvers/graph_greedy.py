@@ -13,7 +13,7 @@ from checkpoint_solver.errors import InfeasibleBudgetError
 from checkpoint_solver.problem import Graph
 from checkpoint_solver.schedule import Compute, Free, Schedule, Status
 from checkpoint_solver.solvers._common import make_schedule
-from checkpoint_solver.solvers._dtr import dtr_events
+from checkpoint_solver.solvers._dtr import dtr_candidates
 from checkpoint_solver.solvers._stages import OpGraph, greedy_plan, plan_peak
 
 __all__ = ["min_budget_greedy", "solve_greedy"]
@@ -46,9 +46,7 @@ def solve_greedy(graph: Graph, budget_bytes: int, /) -> Schedule:
                 notes="stage eviction plan; lower bound: every node computed once",
             )
         )
-    dtr = dtr_events(g, budget_bytes)
-    if dtr is not None:
-        events, peak = dtr
+    for events, peak in dtr_candidates(g, budget_bytes):
         ops = [Compute(g.nodes[k]) if kind == "compute" else Free(g.nodes[k]) for kind, k in events]
         time = float(sum(g.cost[k] for kind, k in events if kind == "compute"))
         candidates.append(

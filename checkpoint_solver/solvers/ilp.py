@@ -8,6 +8,7 @@ computed once). The status is ``optimal`` only when the backend proved it with a
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -25,6 +26,7 @@ from checkpoint_solver.solvers._stages import (
     BoolMatrix,
     OpGraph,
     greedy_plan,
+    plan_is_valid,
     plan_ops,
     plan_peak,
     plan_time,
@@ -182,6 +184,14 @@ def solve_ilp(
         model, backend, time_limit=time_limit, rel_gap=rel_gap, threads=threads, warm_start=start
     )
     bound = None if result.bound is None else max(result.bound, trivial)
+    if result.status == "infeasible" and heuristic is not None:
+        # A schedule in hand refutes the claim (a backend's numerical or time-limit slip): keep
+        # the schedule, say so, and prove nothing.
+        result = dataclasses.replace(
+            result,
+            status="no_solution",
+            message=f"{backend} reported the budget infeasible, refuted by the heuristic's schedule",
+        )
     if result.status == "infeasible":
         raise InfeasibleBudgetError(
             budget_bytes,
@@ -192,7 +202,7 @@ def solve_ilp(
     candidates = []
     if result.x is not None:
         R, S = result.plan(model)
-        if plan_peak(g, R, S) <= budget_bytes:
+        if plan_is_valid(g, R, S) and plan_peak(g, R, S) <= budget_bytes:
             candidates.append(("milp", (R, S)))
     if heuristic is not None:
         candidates.append(("heuristic", heuristic))

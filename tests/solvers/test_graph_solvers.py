@@ -208,20 +208,44 @@ def test_cbc_reports_a_gap_on_a_time_limit(checkmate_dir) -> None:
     assert simulate(graph, sched).valid
 
 
-@given(graph=small_dags(), frac=st.floats(0, 1))
-@settings(max_examples=40)
-def test_dtr_events_are_valid_schedules(graph: Graph, frac: float) -> None:
+def test_a_backend_infeasibility_claim_refuted_by_the_heuristic_is_not_reported(
+    checkmate_dir, monkeypatch
+) -> None:
+    """CBC cut off in preprocessing has claimed "Integer infeasible" on feasible models; a
+    schedule in hand refutes such a claim, so the solve returns it instead of raising."""
+    from checkpoint_solver import load_problem
+
+    graph = load_problem(checkmate_dir / "vgg16_train.json")
+    budget = int(0.9 * min_budget_store_all(graph))
+    monkeypatch.setattr(
+        _milp, "run", lambda *a, **k: _milp.MilpResult("infeasible", None, None, None, "cbc")
+    )
+    sched = solve(graph, budget, "ilp", backend="cbc", time_limit=1)
+    assert sched.status.value == "heuristic"
+    assert "refuted" in (sched.notes or "")
+    assert simulate(graph, sched).valid
+
+
+@given(graph=small_dags(), frac=st.floats(0, 1), neighbourhood=st.booleans())
+@settings(max_examples=60)
+def test_dtr_events_are_valid_schedules(graph: Graph, frac: float, neighbourhood: bool) -> None:
     """The DTR simulation's events, as ops, simulate valid with exactly the peak it tracked."""
     from checkpoint_solver.schedule import Compute, Free
     from checkpoint_solver.simulation import simulate_ops
     from checkpoint_solver.solvers._dtr import dtr_events, events_to_plan
-    from checkpoint_solver.solvers._stages import OpGraph, optimal_r, plan_ops, prune_plan
+    from checkpoint_solver.solvers._stages import (
+        OpGraph,
+        optimal_r,
+        plan_is_valid,
+        plan_ops,
+        prune_plan,
+    )
 
     g = OpGraph.of(graph)
     budget = int(
         min_budget(graph, "ilp") + frac * (min_budget_store_all(graph) - min_budget(graph, "ilp"))
     )
-    found = dtr_events(g, budget)
+    found = dtr_events(g, budget, neighbourhood=neighbourhood)
     assume(found is not None)
     events, peak = found
     ops = [Compute(g.nodes[k]) if kind == "compute" else Free(g.nodes[k]) for kind, k in events]
@@ -233,3 +257,32 @@ def test_dtr_events_are_valid_schedules(graph: Graph, frac: float) -> None:
     # Its Checkmate-stage projection (with the closed-form R) is a valid schedule too.
     plan_r, plan_s = prune_plan(g, optimal_r(g, S), S)
     assert simulate_ops(graph, plan_ops(g, plan_r, plan_s)).valid
+    assert plan_is_valid(g, plan_r, plan_s)
+
+
+@given(graph=small_dags(), data=st.data())
+@settings(max_examples=40)
+def test_plan_validity_agrees_with_the_simulator(graph: Graph, data: st.DataObject) -> None:
+    """`plan_is_valid` (the guard on rounded solver output) accepts the keep-all plan, and a plan
+    with one flipped entry only if its ops replay validly; a missing input is caught."""
+    from checkpoint_solver.simulation import simulate_ops
+    from checkpoint_solver.solvers._stages import OpGraph, keep_all_plan, plan_is_valid, plan_ops
+
+    g = OpGraph.of(graph)
+    R, S = keep_all_plan(g)
+    assert plan_is_valid(g, R, S)
+    which = data.draw(st.sampled_from(["R", "S"]))
+    t = data.draw(st.integers(0, g.n - 1))
+    i = data.draw(st.integers(0, g.n - 1))
+    M = (R if which == "R" else S).copy()
+    M[t, i] = not M[t, i]
+    R2, S2 = (M, S) if which == "R" else (R, M)
+    if plan_is_valid(g, R2, S2):
+        assert simulate_ops(graph, plan_ops(g, R2, S2)).valid
+    # Dropping a value that a later stage reads (and does not recompute) is always caught.
+    for j in range(g.n):
+        for u in g.users[j]:
+            if u > j + 1:
+                S3 = S.copy()
+                S3[u, j] = False
+                assert not plan_is_valid(g, R, S3)
