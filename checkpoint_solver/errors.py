@@ -124,3 +124,8 @@ class InvalidOptionError(CheckpointSolverError, ValueError):
 
 class SolverUnavailableError(CheckpointSolverError, RuntimeError):
     """A solver's backend (for example a MILP binary) is not installed on this machine."""
+
+
+class ProfilingError(CheckpointSolverError, ValueError):
+    """A model, its inputs or its blocks cannot be profiled as asked; the message says why and what
+    would work."""

@@ -1,0 +1,138 @@
+"""A live-storage tracker: which tensor storages ops create, read and free, phase by phase.
+
+A `TorchDispatchMode` sees every ATen op (forward and backward); each new output storage is
+registered once with a serial number (a freed `StorageImpl`'s address is reused, so the address
+only identifies live storages) and a weak finalizer that records its release. Only
+storages created by ops under the tracker count: parameters, buffers and the caller's inputs
+existed before and are never counted. The result is an event log from which memory curves are
+computed after the fact, so storages found later to be parameter gradients can be left out.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+
+__all__ = ["PhaseStats", "StorageTracker", "storage_key", "storage_nbytes"]
+
+Phase = tuple[str, int]  # ("F", stage) or ("B", stage)
+
+
+def storage_key(t: torch.Tensor) -> int:
+    """Identity of a tensor's storage (its StorageImpl), shared by views."""
+    return int(t.untyped_storage()._cdata)
+
+
+def storage_nbytes(t: torch.Tensor) -> int:
+    return int(t.untyped_storage().nbytes())
+
+
+@dataclass
+class _Record:
+    nbytes: int
+    produced: Phase
+    last_forward_use: int  # forward stage index of the last forward op that read it
+
+
+@dataclass
+class PhaseStats:
+    """Live tracked bytes when a phase began, its peak, and when it ended."""
+
+    start: int = 0
+    peak: int = 0
+    end: int = 0
+    ops: int = 0
+
+
+@dataclass
+class StorageTracker(TorchDispatchMode):
+    """Track storages created by ops; `phase` is set from outside (module and gradient hooks)."""
+
+    phase: Phase = ("F", 0)
+    records: dict[int, _Record] = field(default_factory=dict)  # serial -> record
+    live: dict[int, int] = field(default_factory=dict)  # storage address -> serial
+    events: list[tuple[Phase, int, int]] = field(default_factory=list)  # (phase, serial, +/- bytes)
+    ops: dict[Phase, int] = field(default_factory=dict)
+    ignore: set[int] = field(default_factory=set)  # pre-existing storages: params, buffers, inputs
+    active: bool = True
+
+    def __post_init__(self) -> None:
+        super().__init__()
+
+    def set_phase(self, phase: Phase) -> None:
+        self.phase = phase
+        self.events.append((phase, 0, 0))  # a marker, so empty phases still appear
+
+    def __torch_dispatch__(
+        self,
+        func: Any,
+        types: Any,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> Any:
+        kind, stage = self.phase
+        self.ops[self.phase] = self.ops.get(self.phase, 0) + 1
+        if kind == "F":
+            for t in tree_flatten((args, kwargs))[0]:
+                if isinstance(t, torch.Tensor):
+                    serial = self.serial(t)
+                    if serial is not None:
+                        rec = self.records[serial]
+                        rec.last_forward_use = max(rec.last_forward_use, stage)
+        out = func(*args, **(kwargs or {}))
+        for t in tree_flatten(out)[0]:
+            if isinstance(t, torch.Tensor) and t.device.type != "meta":
+                self._register(t)
+        return out
+
+    def serial(self, t: torch.Tensor) -> int | None:
+        """The serial number of a live tracked tensor's storage, or None if not tracked."""
+        return self.live.get(storage_key(t))
+
+    def _register(self, t: torch.Tensor) -> None:
+        st = t.untyped_storage()
+        key = int(st._cdata)
+        nbytes = int(st.nbytes())
+        if key in self.live or key in self.ignore or nbytes == 0:
+            return
+        serial = len(self.records) + 1
+        stage = self.phase[1] if self.phase[0] == "F" else -1
+        self.records[serial] = _Record(nbytes, self.phase, stage)
+        self.live[key] = serial
+        self.events.append((self.phase, serial, nbytes))
+        weakref.finalize(st, self._freed, key, serial, nbytes)
+
+    def _freed(self, key: int, serial: int, nbytes: int) -> None:
+        if self.live.get(key) == serial:
+            del self.live[key]
+        if self.active:
+            self.events.append((self.phase, serial, -nbytes))
+
+    def curve(self, exclude: set[int]) -> tuple[dict[Phase, PhaseStats], int]:
+        """Per-phase start/peak/end of live tracked bytes, leaving out storages in `exclude`, and
+        the overall peak."""
+        stats: dict[Phase, PhaseStats] = {}
+        mem = peak = 0
+        current: PhaseStats | None = None
+        last: Phase | None = None
+        for phase, key, delta in self.events:
+            if phase != last:
+                if current is not None:
+                    current.end = mem
+                current = stats.setdefault(phase, PhaseStats(start=mem, peak=mem))
+                last = phase
+            if key and key not in exclude:  # key: a serial (0 marks a phase change)
+                mem += delta
+                peak = max(peak, mem)
+                assert current is not None
+                current.peak = max(current.peak, mem)
+        if current is not None:
+            current.end = mem
+        for phase, n in self.ops.items():
+            stats.setdefault(phase, PhaseStats()).ops = n
+        return stats, peak

@@ -1,0 +1,588 @@
+"""Profile a torch model into a `Chain`: stages from the blocks the user names (or the model's
+`nn.Sequential` children, or its longest run of repeated blocks), with measured time, activation
+memory and FLOPs.
+
+Stages. Stage boundaries are where the blocks start, plus where the last block ends: a *prologue*
+stage holds what runs before the first block (embeddings; dropped when nothing runs there), one
+stage per block (with any glue code up to the next block), and an *epilogue* stage holds what runs
+after the last block, the loss included. Boundary ``a[k]`` is every tensor produced at or before
+stage k and read by a later stage's forward (hidden state, residual, masks): its size is their
+total, storages counted once. ``a[0]`` is the caller's inputs; ``a[L]`` is the loss.
+
+What is counted. Only storages created by the model's ops during a training step in which the
+caller keeps the loss and drops the rest of the output (``model(...).loss.backward()``): activations,
+what autograd saves, activation gradients and temporaries. Parameters, buffers, parameter
+gradients and the caller's inputs (except as ``x[0]``) are not activations and are left out,
+here and in the measured peak it is compared with.
+
+Per stage ``k``:
+- ``xbar[k]``: the storages autograd saves during stage k's forward that stage k created, plus
+  ``a[k]`` (the tape includes the output; saved inputs belong to ``a[k-1]``).
+- ``of[k]``: the forward's transient peak above its start plus ``xbar[k]``; ``ob[k]``: the
+  backward's peak above its start plus the gradient ``delta[k-1]`` it creates (the simulator's
+  ``F_all`` and ``B`` rules, so the simulated store-all peak tracks the measured one).
+- ``uf[k]``, ``ub[k]``: median over `repeats` timed steps (after `warmup` steps), between the
+  block hooks (forward) and the gradient hooks on each boundary (backward); CUDA events on GPU, a
+  monotonic clock on CPU.
+- FLOPs forward and backward from `torch.utils.flop_counter` (information, not the cost model).
+
+The model is left as found: parameter gradients, buffers (BatchNorm statistics) and RNG states are
+restored after profiling.
+"""
+
+from __future__ import annotations
+
+import itertools
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils._pytree import tree_flatten
+from torch.utils.flop_counter import FlopCounterMode
+
+from checkpoint_solver.errors import ProfilingError
+from checkpoint_solver.problem import Chain
+from checkpoint_solver.profiling._tracker import StorageTracker, storage_key, storage_nbytes
+from checkpoint_solver.profiling.record import Profile, StageInfo
+
+__all__ = ["default_loss", "profile", "resolve_blocks"]
+
+Phase = tuple[str, int]
+
+
+def default_loss(output: Any) -> torch.Tensor:
+    """The loss used when none is given: a scalar output itself, else ``output.loss`` (Hugging Face
+    outputs when labels are passed), else the first element of a tuple, summed to a scalar."""
+    loss = getattr(output, "loss", None)
+    if isinstance(loss, torch.Tensor):
+        return loss
+    if isinstance(output, (tuple, list)) and output:
+        output = output[0]
+    elif isinstance(output, Mapping) and output:
+        output = next(iter(output.values()))
+    if not isinstance(output, torch.Tensor):
+        raise ProfilingError(
+            f"cannot make a loss from a model output of type {type(output).__name__}; pass "
+            f"loss_fn=lambda out: ... returning a scalar tensor"
+        )
+    return output if output.dim() == 0 else output.float().sum()
+
+
+def resolve_blocks(
+    model: nn.Module, blocks: Sequence[nn.Module | str] | str | None
+) -> list[tuple[str, nn.Module]]:
+    """The chain's blocks as ``(dotted name, module)``, in the order given.
+
+    A name (or module) that is an `nn.ModuleList` stands for its children (a list is never called
+    itself); an `nn.Sequential` named explicitly is one block. With `blocks` None: the children of
+    an `nn.Sequential` model, else the children of the `nn.ModuleList`/`nn.Sequential` (two or
+    more children) holding the most parameters, e.g. a transformer's layers.
+    """
+    names = {id(m): n for n, m in model.named_modules()}
+    if blocks is None:
+        if isinstance(model, nn.Sequential):
+            return [(n, m) for n, m in model.named_children()]
+        best: tuple[int, int, str] | None = None
+        for name, m in model.named_modules():
+            if isinstance(m, (nn.ModuleList, nn.Sequential)) and len(m) >= 2:
+                score = (sum(p.numel() for p in m.parameters()), len(m), name)
+                if best is None or score[:2] > best[:2]:
+                    best = score
+        if best is None:
+            raise ProfilingError(
+                f"{type(model).__name__} is not an nn.Sequential and has no nn.ModuleList or "
+                f"nn.Sequential of blocks to cut at; pass blocks=[...] (modules or dotted names "
+                f"such as 'transformer.h')"
+            )
+        container = model.get_submodule(best[2])
+        return [(f"{best[2]}.{c}", child) for c, child in container.named_children()]
+    if isinstance(blocks, str):
+        blocks = [blocks]
+    out: list[tuple[str, nn.Module]] = []
+    for b in blocks:
+        if isinstance(b, str):
+            try:
+                m = model.get_submodule(b)
+            except AttributeError:
+                raise ProfilingError(
+                    f"block {b!r} is not a submodule of {type(model).__name__}; names look like "
+                    f"{', '.join(repr(n) for n, _ in list(model.named_modules())[1:4])}"
+                ) from None
+            name = b
+        elif isinstance(b, nn.Module):
+            if id(b) not in names:
+                raise ProfilingError(
+                    f"block {type(b).__name__} (given as a module) is not part of the model"
+                )
+            m, name = b, names[id(b)]
+        else:
+            raise ProfilingError(f"blocks must be modules or dotted names, got {type(b).__name__}")
+        if isinstance(m, nn.ModuleList):
+            out.extend((f"{name}.{c}" if name else c, child) for c, child in m.named_children())
+        else:
+            out.append((name, m))
+    if not out:
+        raise ProfilingError("blocks is empty; name at least one block")
+    seen: dict[int, str] = {}
+    for name, m in out:
+        if id(m) in seen:
+            raise ProfilingError(f"block {name!r} is listed twice (also as {seen[id(m)]!r})")
+        seen[id(m)] = name
+    for name, m in out:
+        for sub in m.modules():
+            if sub is not m and id(sub) in seen:
+                raise ProfilingError(
+                    f"block {seen[id(sub)]!r} is inside block {name!r}; blocks must not nest"
+                )
+    return out
+
+
+@dataclass
+class _Inputs:
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+
+    @classmethod
+    def of(cls, example_inputs: Any) -> _Inputs:
+        if isinstance(example_inputs, Mapping):
+            return cls((), dict(example_inputs))
+        if isinstance(example_inputs, tuple):
+            return cls(example_inputs, {})
+        if isinstance(example_inputs, list):
+            return cls(tuple(example_inputs), {})
+        return cls((example_inputs,), {})
+
+    def tensors(self) -> list[torch.Tensor]:
+        return [t for t in tree_flatten((self.args, self.kwargs))[0] if isinstance(t, torch.Tensor)]
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    for t in (*model.parameters(), *model.buffers()):
+        return t.device
+    return torch.device("cpu")
+
+
+def _check_devices(model: nn.Module, inputs: _Inputs, device: Any) -> torch.device:
+    dev = _model_device(model)
+    if device is not None and torch.device(device).type != dev.type:
+        raise ProfilingError(
+            f"the model is on {dev} but device={device!r} was asked; move it first with "
+            f"model.to({str(device)!r}) (and the example inputs too)"
+        )
+    for i, t in enumerate(inputs.tensors()):
+        if t.device.type != dev.type or (
+            dev.index is not None and t.device.index not in (None, dev.index)
+        ):
+            raise ProfilingError(
+                f"example input {i} is on {t.device} but the model is on {dev}; move the inputs "
+                f"with .to({str(dev)!r})"
+            )
+    return dev
+
+
+class _Clock:
+    """Timestamps: CUDA events on a GPU, `time.perf_counter` otherwise."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+        self.marks: list[Any] = []
+
+    def mark(self) -> None:
+        if self.cuda:
+            ev = torch.cuda.Event(enable_timing=True)
+            ev.record()
+            self.marks.append(ev)
+        else:
+            self.marks.append(time.perf_counter())
+
+    def durations(self) -> list[float]:
+        if self.cuda:
+            torch.cuda.synchronize()
+            return [a.elapsed_time(b) / 1e3 for a, b in itertools.pairwise(self.marks)]
+        return [b - a for a, b in itertools.pairwise(self.marks)]
+
+
+class _Stepper:
+    """Runs training steps with phase callbacks at block boundaries and boundary gradients."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        inputs: _Inputs,
+        blocks: list[tuple[str, nn.Module]],
+        loss_fn: Callable[[Any], torch.Tensor],
+    ) -> None:
+        self.model, self.inputs, self.blocks, self.loss_fn = model, inputs, blocks, loss_fn
+        self.on_phase: Callable[[Phase], None] = lambda phase: None
+        self.calls: list[tuple[str, int]] = []  # ("pre" | "post", block index)
+        self.boundary_inputs: list[list[torch.Tensor]] = []
+        self.last_output: list[torch.Tensor] = []
+
+    def step(self, *, hooks: bool = True) -> torch.Tensor:
+        nb = len(self.blocks)
+        self.calls = []
+        self.boundary_inputs = [[] for _ in range(nb)]
+        self.last_output = []
+        with ExitStack() as stack:
+            if hooks:
+                for k, (_, m) in enumerate(self.blocks):
+                    stack.enter_context(m.register_forward_pre_hook(self._pre(k), with_kwargs=True))
+                    stack.enter_context(m.register_forward_hook(self._post(k)))
+                self.on_phase(("F", 0))
+            out = self.model(*self.inputs.args, **self.inputs.kwargs)
+            loss = self.loss_fn(out)
+            # A training loop keeps the loss, not the output: what the output holds beyond the
+            # loss (e.g. logits beside a fused loss) is freed unless autograd saved it.
+            del out
+            if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+                raise ProfilingError(
+                    f"loss_fn must return a scalar tensor, got "
+                    f"{type(loss).__name__}{tuple(loss.shape) if isinstance(loss, torch.Tensor) else ''}"
+                )
+            if not loss.requires_grad:
+                raise ProfilingError(
+                    "the loss does not require grad: no parameter or input of the model reaches "
+                    "it with grad enabled (is the model in torch.no_grad or are its parameters "
+                    "frozen?)"
+                )
+            if hooks:
+                self._check_calls()
+                handles = self._grad_hooks()
+                self.on_phase(("B", nb + 1))
+            loss.backward()
+            if hooks:
+                for h in handles:
+                    h.remove()
+                self.on_phase(("done", 0))
+        return loss.detach()
+
+    def _pre(self, k: int) -> Callable[..., None]:
+        def hook(module: nn.Module, args: Any, kwargs: Any) -> None:
+            self.calls.append(("pre", k))
+            self.boundary_inputs[k] = [
+                t
+                for t in tree_flatten((args, kwargs))[0]
+                if isinstance(t, torch.Tensor) and t.requires_grad
+            ]
+            self.on_phase(("F", k + 1))
+
+        return hook
+
+    def _post(self, k: int) -> Callable[..., None]:
+        def hook(module: nn.Module, args: Any, output: Any) -> None:
+            self.calls.append(("post", k))
+            if k == len(self.blocks) - 1:
+                self.last_output = [
+                    t
+                    for t in tree_flatten(output)[0]
+                    if isinstance(t, torch.Tensor) and t.requires_grad
+                ]
+                self.on_phase(("F", k + 2))
+
+        return hook
+
+    def _check_calls(self) -> None:
+        expected = [(kind, k) for k in range(len(self.blocks)) for kind in ("pre", "post")]
+        if self.calls == expected:
+            return
+        names = [n for n, _ in self.blocks]
+        counts = [
+            sum(1 for kind, j in self.calls if kind == "pre" and j == k) for k in range(len(names))
+        ]
+        for k, c in enumerate(counts):
+            if c == 0:
+                raise ProfilingError(
+                    f"block {names[k]!r} never ran in the forward; name only blocks the model calls"
+                )
+            if c > 1:
+                raise ProfilingError(
+                    f"block {names[k]!r} ran {c} times in one forward; a chain stage runs once "
+                    f"(a shared or looped module cannot be a block: name its caller instead)"
+                )
+        order = [k for kind, k in self.calls if kind == "pre"]
+        for a, b in itertools.pairwise(order):
+            if b != a + 1:
+                raise ProfilingError(
+                    f"the forward runs block {names[a]!r} and then block {names[b]!r}, but blocks "
+                    f"lists them at positions {a + 1} and {b + 1}; list the blocks in the order "
+                    f"the forward runs them"
+                )
+        raise ProfilingError(
+            "the blocks' calls interleave (one starts before the previous one ends); blocks must "
+            "run one after another"
+        )
+
+    def _grad_hooks(self) -> list[Any]:
+        nb = len(self.blocks)
+        handles = []
+        # Gradients reaching the last block's outputs end the epilogue's backward; those reaching
+        # block k's inputs end block k's.
+        groups = [(nb, self.last_output)] + [
+            (k, self.boundary_inputs[k]) for k in range(nb - 1, -1, -1)
+        ]
+        for phase_after, tensors in groups:
+            if tensors:
+                handles.append(
+                    torch.autograd.graph.register_multi_grad_hook(
+                        tensors, self._grad_done(phase_after), mode="all"
+                    )
+                )
+        return handles
+
+    def _grad_done(self, stage: int) -> Callable[..., None]:
+        def hook(grads: Any) -> None:
+            self.on_phase(("B", stage))
+
+        return hook
+
+
+def profile(
+    model: nn.Module,
+    example_inputs: Any,
+    *,
+    device: Any = None,
+    loss_fn: Callable[[Any], torch.Tensor] | None = None,
+    blocks: Sequence[nn.Module | str] | str | None = None,
+    warmup: int = 2,
+    repeats: int = 5,
+) -> Profile:
+    """Profile one training step of `model` on `example_inputs` into a chain.
+
+    Parameters
+    ----------
+    model : nn.Module
+        In training mode as you train it; profiled where it is (`device`).
+    example_inputs
+        A tensor, a tuple of positional arguments, or a dict of keyword arguments.
+    device
+        Where to profile; defaults to (and must match) the model's device.
+    loss_fn
+        ``loss_fn(output) -> scalar``; by default `default_loss`.
+    blocks
+        The chain's blocks, as modules or dotted names (see `resolve_blocks`).
+    warmup, repeats
+        Untimed steps first, then timed steps whose median is kept.
+
+    Raises
+    ------
+    ProfilingError
+        Inputs on another device than the model, blocks that are not part of the model, nest, run
+        more than once, never, or out of order, or an output that gives no scalar loss.
+    """
+    if warmup < 0 or repeats < 1:
+        raise ProfilingError(f"need warmup >= 0 and repeats >= 1, got {warmup} and {repeats}")
+    inputs = _Inputs.of(example_inputs)
+    dev = _check_devices(model, inputs, device)
+    named = resolve_blocks(model, blocks)
+    stepper = _Stepper(model, inputs, named, loss_fn or default_loss)
+    params = list(model.parameters())
+    saved_grads = [p.grad for p in params]
+    saved_buffers = [b.detach().clone() for b in model.buffers()]
+    rng = torch.get_rng_state()
+    cuda_rng = torch.cuda.get_rng_state_all() if dev.type == "cuda" else None
+    try:
+        return _profile(model, inputs, dev, named, stepper, warmup, repeats)
+    finally:
+        for p, g in zip(params, saved_grads, strict=True):
+            p.grad = g
+        with torch.no_grad():
+            for b, v in zip(model.buffers(), saved_buffers, strict=True):
+                b.copy_(v)
+        torch.set_rng_state(rng)
+        if cuda_rng is not None:
+            torch.cuda.set_rng_state_all(cuda_rng)
+
+
+def _clear_grads(model: nn.Module) -> None:
+    for p in model.parameters():
+        p.grad = None
+
+
+def _sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def _profile(
+    model: nn.Module,
+    inputs: _Inputs,
+    dev: torch.device,
+    named: list[tuple[str, nn.Module]],
+    stepper: _Stepper,
+    warmup: int,
+    repeats: int,
+) -> Profile:
+    nb = len(named)
+    # The first step checks the blocks (hooks on) and warms up.
+    for _ in range(max(1, warmup)):
+        _clear_grads(model)
+        stepper.step()
+
+    # Plain steps, no hooks: the reference step time.
+    plain = []
+    for _ in range(repeats):
+        _clear_grads(model)
+        _sync(dev)
+        t0 = time.perf_counter()
+        stepper.step(hooks=False)
+        _sync(dev)
+        plain.append(time.perf_counter() - t0)
+
+    # Timed steps with phase marks.
+    phase_times: dict[Phase, list[float]] = {}
+    for _ in range(repeats):
+        _clear_grads(model)
+        clock = _Clock(dev)
+        order: list[Phase] = []
+
+        def on_phase(phase: Phase, clock: _Clock = clock, order: list[Phase] = order) -> None:
+            clock.mark()
+            order.append(phase)
+
+        stepper.on_phase = on_phase
+        stepper.step()
+        for phase, d in zip(order[:-1], clock.durations(), strict=True):
+            phase_times.setdefault(phase, []).append(d)
+
+    # One tracked step: storages, saved tensors, FLOPs.
+    _clear_grads(model)
+    tracker = StorageTracker(
+        ignore={storage_key(t) for t in (*model.parameters(), *model.buffers(), *inputs.tensors())}
+    )
+    saved: dict[int, Phase] = {}
+    flops_at: list[tuple[Phase, int]] = []
+    counter = FlopCounterMode(display=False)
+
+    def on_tracked_phase(phase: Phase) -> None:
+        flops_at.append((phase, counter.get_total_flops()))
+        tracker.set_phase(phase)
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        if tracker.phase[0] == "F":
+            serial = tracker.serial(t)
+            if serial is not None:
+                saved.setdefault(serial, tracker.phase)
+        return t
+
+    stepper.on_phase = on_tracked_phase
+    x0 = sum(storage_nbytes(t) for t in {storage_key(t): t for t in inputs.tensors()}.values())
+    with counter, tracker, torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = stepper.step()
+    grad_keys = {
+        serial
+        for p in model.parameters()
+        if p.grad is not None and (serial := tracker.serial(p.grad)) is not None
+    }
+    loss_serial = tracker.serial(loss)
+    loss_bytes = storage_nbytes(loss)
+    stats, measured_peak = tracker.curve(exclude=grad_keys)
+    tracker.active = False
+
+    # Stage k of the phases: 0 prologue, 1..nb blocks, nb+1 epilogue; drop an empty prologue.
+    first = 0 if stats.get(("F", 0)) and stats[("F", 0)].ops else 1
+    phases = list(range(first, nb + 2))
+    records = {k: r for k, r in tracker.records.items() if k not in grad_keys}
+
+    def crossing(k: int) -> set[int]:
+        return {
+            key
+            for key, r in records.items()
+            if r.produced[0] == "F" and r.produced[1] <= k < r.last_forward_use
+        }
+
+    x = [x0]
+    xbar = []
+    for k in phases:
+        out = crossing(k) if k != nb + 1 else set()
+        out_bytes = sum(records[key].nbytes for key in out) if k != nb + 1 else loss_bytes
+        # Saved tensors that earlier stages produced are read here, so they belong to a[k-1].
+        tape = out | {
+            key
+            for key, ph in saved.items()
+            if ph == ("F", k) and key in records and records[key].produced == ("F", k)
+        }
+        tape_bytes = sum(records[key].nbytes for key in tape)
+        if k == nb + 1 and (loss_serial is None or loss_serial not in tape):
+            tape_bytes += loss_bytes
+        x.append(out_bytes)
+        xbar.append(max(tape_bytes, out_bytes))
+
+    def median(phase: Phase) -> float:
+        return float(statistics.median(phase_times.get(phase, [0.0])))
+
+    uf = [median(("F", k)) for k in phases]
+    # Backward: the prologue's phase absorbs any time before the first block's when dropped.
+    ub = [median(("B", k)) + (median(("B", 0)) if k == first == 1 else 0.0) for k in phases]
+    of, ob = [], []
+    for j, k in enumerate(phases):
+        f = stats.get(("F", k))
+        b = stats.get(("B", k))
+        of.append(max(0, (f.peak - f.start - xbar[j]) if f else 0))
+        seed = x[-1] if k == nb + 1 else 0
+        ob.append(max(0, (b.peak - b.start - x[j] - seed) if b else 0))
+
+    flops_f: dict[int, int] = {}
+    flops_b: dict[int, int] = {}
+    for (phase, at), (_, nxt) in itertools.pairwise(flops_at):
+        target = flops_f if phase[0] == "F" else flops_b
+        if phase[0] in ("F", "B"):
+            target[phase[1]] = target.get(phase[1], 0) + (nxt - at)
+    names = [n for n, _ in named]
+    stage_infos = []
+    for k in phases:
+        mods: tuple[str, ...] = ()
+        if k == 0:
+            name = "prologue"
+        elif k == nb + 1:
+            name = "epilogue+loss"
+        else:
+            name, mods = names[k - 1], (names[k - 1],)
+        fb = flops_b.get(k, 0) + (flops_b.get(0, 0) if k == first == 1 else 0)
+        stage_infos.append(StageInfo(name, mods, flops_f.get(k, 0), fb))
+
+    chain = Chain(
+        uf=tuple(uf),
+        ub=tuple(ub),
+        x=tuple(x),
+        xbar=tuple(xbar),
+        of=tuple(of),
+        ob=tuple(ob),
+        cost_unit="seconds",
+        name=f"{type(model).__name__} ({len(phases)} stages)",
+    )
+    source = {
+        "torch": torch.__version__,
+        "device": str(dev),
+        "device_name": (
+            torch.cuda.get_device_name(dev)
+            if dev.type == "cuda"
+            else platform.processor() or platform.machine()
+        ),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "model": type(model).__name__,
+        "parameter_bytes": sum(p.numel() * p.element_size() for p in model.parameters()),
+    }
+    measurement = {
+        "warmup": warmup,
+        "repeats": repeats,
+        "step_seconds": float(statistics.median(plain)),
+        "step_seconds_all": [float(t) for t in plain],
+        "activation_peak_bytes": int(measured_peak) + x0,
+        "activation_peak_counts": (
+            "the inputs plus every storage created by ops during one plain training step "
+            "(activations, saved tensors, activation gradients, temporaries); not parameters, "
+            "buffers or parameter gradients"
+        ),
+        "input_bytes": x0,
+    }
+    return Profile(chain=chain, stages=tuple(stage_infos), source=source, measurement=measurement)

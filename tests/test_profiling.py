@@ -1,0 +1,252 @@
+"""The profiler: hand-computed sizes, the built-in models, GPT-2, model state left as found, the
+profile JSON, and bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+torch = pytest.importorskip("torch")
+from torch import nn  # noqa: E402
+
+from checkpoint_solver import ProfilingError, models  # noqa: E402
+from checkpoint_solver.profiling import Profile, load_profile, profile  # noqa: E402
+from checkpoint_solver.solvers.store_all import min_budget_store_all  # noqa: E402
+
+F32 = 4
+
+
+class Merge(nn.Module):
+    """``Linear(g + h)``: a block reading two tensors of the boundary before it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(32, 8)
+
+    def forward(self, g: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        return self.fc(g + h)
+
+
+class Skip(nn.Module):
+    """Three blocks; the first block's output skips over the second (a two-tensor boundary)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.b1 = nn.Sequential(nn.Linear(16, 32), nn.Tanh())
+        self.b2 = nn.Sequential(nn.Linear(32, 32), nn.Tanh())
+        self.b3 = Merge()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.b1(x)
+        return self.b3(self.b2(h), h)
+
+
+def test_hand_built_mlp_sizes() -> None:
+    """x and xbar equal sizes worked out by hand from what each op saves.
+
+    Batch 4. Block 1 = Linear(16, 32) + Tanh: Linear saves its input (a[0], the caller's) and its
+    weight (a parameter); Tanh saves its output, which is a[1]: xbar = x[1] = 4*32 floats.
+    Block 2 = Linear(32, 64) + Tanh + Linear(64, 8): saves a[1] (the previous boundary, not its
+    own) and the Tanh output (4*64), outputs 4*8: xbar = 4*64 + 4*8 floats. The epilogue is the
+    summed loss: one float, saving nothing.
+    """
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Sequential(nn.Linear(16, 32), nn.Tanh()),
+        nn.Sequential(nn.Linear(32, 64), nn.Tanh(), nn.Linear(64, 8)),
+    )
+    prof = profile(model, torch.randn(4, 16), warmup=0, repeats=1)
+    chain = prof.chain
+    assert [s.name for s in prof.stages] == ["0", "1", "epilogue+loss"]
+    assert chain.x == (4 * 16 * F32, 4 * 32 * F32, 4 * 8 * F32, 1 * F32)
+    assert chain.xbar == (4 * 32 * F32, (4 * 64 + 4 * 8) * F32, 1 * F32)
+    # FLOPs: 2*M*N*K per matmul forward, twice that backward (input and weight gradients).
+    assert prof.stages[0].flops_forward == 2 * 4 * 16 * 32
+    assert prof.stages[1].flops_forward == 2 * 4 * 32 * 64 + 2 * 4 * 64 * 8
+    assert all(t > 0 for t in (*chain.uf[:2], *chain.ub[:2]))
+
+
+def test_boundary_with_two_tensors() -> None:
+    """A tensor read two stages later belongs to every boundary it crosses: a[2] = {g, h}."""
+    torch.manual_seed(0)
+    prof = profile(Skip(), torch.randn(4, 16), blocks=["b1", "b2", "b3"], warmup=0, repeats=1)
+    x, xbar = prof.chain.x, prof.chain.xbar
+    h = g = 4 * 32 * F32
+    assert x == (4 * 16 * F32, h, g + h, 4 * 8 * F32, F32)
+    # b3's add output (4*32) is saved by its Linear, plus its own output 4*8.
+    assert xbar == (h, g + h, (4 * 32 + 4 * 8) * F32, F32)
+
+
+def _check_model(model: nn.Module, inputs: tuple, stages: int, blocks=None) -> Profile:
+    prof = profile(model, inputs, blocks=blocks, warmup=1, repeats=2)
+    chain = prof.chain
+    assert chain.length == stages
+    measured = prof.measurement["activation_peak_bytes"]
+    simulated = min_budget_store_all(chain)
+    assert abs(simulated - measured) <= 0.10 * measured, (simulated, measured)
+    assert all(t >= 0 for t in (*chain.uf, *chain.ub))
+    assert sum(chain.uf) + sum(chain.ub) > 0
+    return prof
+
+
+def test_builtin_mlp() -> None:
+    model, inputs = models.mlp(depth=4, width=128, hidden=256, batch=16)
+    prof = _check_model(model, inputs, stages=4 + 2 + 1)  # modules + loss epilogue
+    assert prof.stages[0].name == "0"
+
+
+def test_builtin_resnet() -> None:
+    model, inputs = models.resnet(widths=(8, 16), blocks_per_stage=2, image=16, batch=4)
+    prof = _check_model(model, inputs, stages=1 + 4 + 1)  # stem prologue, blocks, head + loss
+    assert [s.name for s in prof.stages][:2] == ["prologue", "layers.0"]
+
+
+def test_builtin_gpt() -> None:
+    model, inputs = models.gpt(layers=2, dim=64, heads=2, context=32, vocab=256, batch=2)
+    prof = _check_model(model, inputs, stages=1 + 2 + 1)
+    assert [s.name for s in prof.stages] == ["prologue", "blocks.0", "blocks.1", "epilogue+loss"]
+
+
+def test_transformers_gpt2() -> None:
+    """GPT-2 from a config (random weights), its layers as blocks, the loss from labels."""
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(n_layer=4, n_embd=256, n_head=4, n_positions=128)
+    model = transformers.GPT2LMHeadModel(config).train()
+    ids = torch.randint(0, config.vocab_size, (2, 128))
+    prof = _check_model(model, {"input_ids": ids, "labels": ids}, 1 + 4 + 1, "transformer.h")
+    assert prof.stages[1].modules == ("transformer.h.0",)
+
+
+def test_model_is_left_as_found() -> None:
+    """Parameter gradients, BatchNorm statistics and the RNG state are restored."""
+    model, inputs = models.resnet(widths=(8,), blocks_per_stage=2, image=8, batch=4)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    for p in model.parameters():
+        p.grad = torch.full_like(p, 7.0)
+    rng = torch.get_rng_state()
+    profile(model, inputs, warmup=1, repeats=1)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    assert all(torch.equal(p.grad, torch.full_like(p, 7.0)) for p in model.parameters())
+    assert torch.equal(torch.get_rng_state(), rng)
+
+
+def test_profile_json_round_trip_and_origin(tmp_path) -> None:
+    model, inputs = models.mlp(depth=2, width=32, hidden=64, batch=4)
+    prof = profile(model, inputs, warmup=0, repeats=1)
+    path = prof.save(tmp_path / "p.json")
+    again = load_profile(path)
+    assert again == prof
+    # A profile measured elsewhere loads and says where it came from.
+    data = json.loads(path.read_text())
+    data["source"].update(torch="2.11.0+cu130", device="cuda:0", device_name="NVIDIA H100")
+    other = tmp_path / "cuda.json"
+    other.write_text(json.dumps(data))
+    assert load_profile(other).origin == "torch 2.11.0+cu130 on cuda:0 (NVIDIA H100)"
+
+
+def test_solving_a_saved_profile_needs_no_torch(tmp_path) -> None:
+    model, inputs = models.mlp(depth=2, width=32, hidden=64, batch=4)
+    path = profile(model, inputs, warmup=0, repeats=1).save(tmp_path / "p.json")
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "import checkpoint_solver as cs\n"
+        "from checkpoint_solver.profiling import load_profile\n"
+        f"p = load_profile({str(path)!r})\n"
+        "s = cs.solve(p.chain, cs.min_budget(p.chain, 'dp'), 'dp')\n"
+        "assert cs.simulate(p.chain, s).valid\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+
+
+# Bad input ------------------------------------------------------------------------------------
+
+
+def test_inputs_on_another_device() -> None:
+    model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4))
+    with pytest.raises(ProfilingError, match=r"input 0 is on meta but the model is on cpu"):
+        profile(model, torch.randn(2, 4, device="meta"))
+
+
+def test_device_other_than_the_models() -> None:
+    model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4))
+    with pytest.raises(ProfilingError, match=r"model\.to\('cuda'\)"):
+        profile(model, torch.randn(2, 4), device="cuda")
+
+
+def test_nested_blocks_are_named() -> None:
+    model = nn.Sequential(nn.Sequential(nn.Linear(4, 4), nn.Tanh()), nn.Linear(4, 4))
+    with pytest.raises(ProfilingError, match=r"block '0\.0' is inside block '0'"):
+        profile(model, torch.randn(2, 4), blocks=["0", "0.0"])
+
+
+def test_block_run_twice_is_named() -> None:
+    class Twice(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Linear(4, 4)
+            self.b = nn.Linear(4, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.b(self.a(self.a(x)))
+
+    with pytest.raises(ProfilingError, match=r"block 'a' ran 2 times"):
+        profile(Twice(), torch.randn(2, 4), blocks=["a", "b"])
+
+
+def test_blocks_out_of_order_are_named() -> None:
+    model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4), nn.Linear(4, 4))
+    with pytest.raises(
+        ProfilingError,
+        match=r"runs block '0' and then block '1', but blocks lists them at positions 2 and 1",
+    ):
+        profile(model, torch.randn(2, 4), blocks=["1", "0", "2"])
+
+
+def test_block_that_never_runs_or_is_not_in_the_model() -> None:
+    class Unused(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Linear(4, 4)
+            self.spare = nn.Linear(4, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.a(x)
+
+    with pytest.raises(ProfilingError, match=r"block 'spare' never ran"):
+        profile(Unused(), torch.randn(2, 4), blocks=["a", "spare"])
+    with pytest.raises(ProfilingError, match=r"block 'nope' is not a submodule"):
+        profile(Unused(), torch.randn(2, 4), blocks=["nope"])
+    with pytest.raises(ProfilingError, match=r"not part of the model"):
+        profile(Unused(), torch.randn(2, 4), blocks=[nn.Linear(4, 4)])
+
+
+def test_no_blocks_to_cut_at() -> None:
+    with pytest.raises(ProfilingError, match=r"pass blocks=\[\.\.\.\]"):
+        profile(nn.Linear(4, 4), torch.randn(2, 4))
+
+
+def test_output_without_a_loss() -> None:
+    class Dict(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Linear(4, 4)
+
+        def forward(self, x: torch.Tensor) -> object:
+            return object()
+
+    with pytest.raises(ProfilingError, match=r"pass loss_fn="):
+        profile(Dict(), torch.randn(2, 4), blocks=["a"])
+
+
+def test_frozen_model_is_refused() -> None:
+    model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4)).requires_grad_(False)
+    with pytest.raises(ProfilingError, match=r"does not require grad"):
+        profile(model, torch.randn(2, 4))
