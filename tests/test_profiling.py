@@ -250,3 +250,69 @@ def test_frozen_model_is_refused() -> None:
     model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4)).requires_grad_(False)
     with pytest.raises(ProfilingError, match=r"does not require grad"):
         profile(model, torch.randn(2, 4))
+
+
+# The op-level graph ---------------------------------------------------------------------------
+
+
+def test_op_graph_of_the_gpt() -> None:
+    """The joint graph: parameters and inputs as sources, forward before backward, dropout marked,
+    each op in a chain stage, and a stage's subgraph solvable on its own."""
+    from checkpoint_solver import simulate, solve
+
+    model, inputs = models.gpt(layers=2, dim=32, heads=2, context=16, vocab=64, batch=2)
+    prof = profile(model, inputs, warmup=0, repeats=1)
+    g = prof.graph
+    assert g is not None and g.cost_unit == "seconds"
+    ops = g.ops
+    n_params = sum(1 for _ in model.parameters()) + sum(1 for _ in model.buffers())
+    assert g.role[:n_params] == ("param",) * n_params
+    assert {g.role[v] for v in range(g.size) if v not in ops} == {"param", "input"}
+    # Forward ops come first: once an op is backward, every later op is.
+    flags = [g.is_backward[v] for v in ops]
+    assert flags == sorted(flags) and any(flags) and not all(flags)
+    # Three dropouts per block (attention, residual, MLP) plus the embedding's, each a random op.
+    assert sum(r == "forbid_recompute" for r in g.rng) >= 3 * 2 + 1
+    # Every op belongs to a chain stage; each block stage has forward and backward ops.
+    stages = prof.graph_stages
+    assert all(0 <= stages[v] < prof.chain.length for v in ops)
+    for k in (1, 2):
+        members = [v for v in ops if stages[v] == k]
+        assert any(g.is_backward[v] for v in members) and not all(g.is_backward[v] for v in members)
+    sub = prof.stage_graph(1)
+    assert sub.ops and len(sub.ops) == sum(1 for v in ops if stages[v] == 1)
+    budget = cs_store_all(sub)
+    sched = solve(sub, budget, "greedy")
+    assert simulate(sub, sched).valid
+    # Measured per-node times add up to about a training step (loose: 2 cores, noisy).
+    assert 0 < sum(g.cost) < 20 * prof.measurement["step_seconds"]
+
+
+def cs_store_all(graph):
+    from checkpoint_solver.solvers.store_all import min_budget_store_all as m
+
+    return m(graph)
+
+
+def test_graph_capture_failure_keeps_the_chain() -> None:
+    """A model make_fx cannot trace (data-dependent Python control flow) still profiles as a chain,
+    and the profile says which call broke tracing."""
+
+    class DataDependent(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Linear(4, 4)
+            self.b = nn.Linear(4, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = self.a(x)
+            if h.sum() > 0:  # needs a real value: fake tensors cannot decide
+                h = h * 2
+            return self.b(h)
+
+    with pytest.warns(UserWarning, match="chain only"):
+        prof = profile(DataDependent(), torch.randn(2, 4), blocks=["a", "b"], repeats=1)
+    assert prof.graph is None
+    assert "capturing the op graph failed" in prof.measurement["graph_error"]
+    assert "in forward: `if h.sum() > 0:" in prof.measurement["graph_error"]
+    assert prof.chain.length == 3

@@ -32,11 +32,13 @@ restored after profiling.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import platform
 import statistics
 import sys
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -353,6 +355,7 @@ def profile(
     blocks: Sequence[nn.Module | str] | str | None = None,
     warmup: int = 2,
     repeats: int = 5,
+    graph: bool = True,
 ) -> Profile:
     """Profile one training step of `model` on `example_inputs` into a chain.
 
@@ -370,6 +373,10 @@ def profile(
         The chain's blocks, as modules or dotted names (see `resolve_blocks`).
     warmup, repeats
         Untimed steps first, then timed steps whose median is kept.
+    graph
+        Also capture the op-level joint graph (`checkpoint_solver.profiling.graph`). If tracing
+        fails, the profile keeps its chain, has no graph, and says which call broke tracing in
+        ``measurement["graph_error"]`` (with a warning).
 
     Raises
     ------
@@ -389,7 +396,10 @@ def profile(
     rng = torch.get_rng_state()
     cuda_rng = torch.cuda.get_rng_state_all() if dev.type == "cuda" else None
     try:
-        return _profile(model, inputs, dev, named, stepper, warmup, repeats)
+        prof = _profile(model, inputs, dev, named, stepper, warmup, repeats)
+        if graph:
+            prof = _with_graph(prof, model, inputs, named, loss_fn or default_loss, repeats)
+        return prof
     finally:
         for p, g in zip(params, saved_grads, strict=True):
             p.grad = g
@@ -586,3 +596,27 @@ def _profile(
         "input_bytes": x0,
     }
     return Profile(chain=chain, stages=tuple(stage_infos), source=source, measurement=measurement)
+
+
+def _with_graph(
+    prof: Profile,
+    model: nn.Module,
+    inputs: _Inputs,
+    named: list[tuple[str, nn.Module]],
+    loss_fn: Callable[[Any], torch.Tensor],
+    repeats: int,
+) -> Profile:
+    from checkpoint_solver.profiling.graph import capture_graph
+
+    try:
+        graph, phases = capture_graph(
+            model, inputs.args, inputs.kwargs, loss_fn, named, repeats=min(repeats, 3)
+        )
+    except ProfilingError as exc:
+        warnings.warn(f"profile: chain only; {exc}", stacklevel=3)
+        measurement = {**prof.measurement, "graph_error": str(exc)}
+        return dataclasses.replace(prof, measurement=measurement)
+    # Phase k -> chain stage: the chain drops an empty prologue (phase 0).
+    offset = 0 if prof.stages[0].name == "prologue" else 1
+    stages = tuple(-1 if k < 0 else max(0, k - offset) for k in phases)
+    return dataclasses.replace(prof, graph=graph, graph_stages=stages)

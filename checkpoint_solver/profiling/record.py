@@ -72,6 +72,9 @@ class Profile:
         Names, modules and FLOPs of the chain's stages, in order.
     graph : Graph | None
         The joint forward+backward op graph, when captured.
+    graph_stages : tuple[int, ...]
+        The chain stage (0-based) each graph node ran in; -1 for parameters and inputs. See
+        `stage_graph`.
     source : dict
         Where it was measured: torch version, device and its name, dtype, Python, platform, time.
     measurement : dict
@@ -84,6 +87,7 @@ class Profile:
     graph: Graph | None = None
     source: dict[str, Any] = field(default_factory=dict)
     measurement: dict[str, Any] = field(default_factory=dict)
+    graph_stages: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if len(self.stages) != self.chain.length:
@@ -91,6 +95,47 @@ class Profile:
                 f"a profile needs one stage record per chain stage: {len(self.stages)} records "
                 f"for a chain of {self.chain.length} stages"
             )
+        object.__setattr__(self, "graph_stages", tuple(int(k) for k in self.graph_stages))
+        if self.graph is not None and len(self.graph_stages) != self.graph.size:
+            raise ScheduleFormatError(
+                f"graph_stages has {len(self.graph_stages)} entries for a graph of "
+                f"{self.graph.size} nodes"
+            )
+
+    def stage_graph(self, stage: int) -> Graph:
+        """The op graph of one chain stage (0-based): its forward and backward ops, with the values
+        it reads from outside (other stages, parameters, inputs) as input nodes.
+
+        Raises
+        ------
+        ValueError
+            When the profile has no graph or `stage` is out of range.
+        """
+        if self.graph is None:
+            raise ValueError("this profile has no op graph (profiled with graph=False)")
+        if not 0 <= stage < self.chain.length:
+            raise ValueError(f"stage must be in 0..{self.chain.length - 1}, got {stage}")
+        g = self.graph
+        inside = [v for v in range(g.size) if self.graph_stages[v] == stage]
+        inside_set = set(inside)
+        outside = sorted({u for v in inside for u in g.preds[v] if u not in inside_set})
+        keep = sorted(outside + inside)  # the original numbering is topological
+        new = {v: i for i, v in enumerate(keep)}
+        return Graph(
+            names=tuple(g.names[v] for v in keep),
+            cost=tuple(0.0 if v in outside else g.cost[v] for v in keep),
+            out_bytes=tuple(g.out_bytes[v] for v in keep),
+            is_backward=tuple(g.is_backward[v] for v in keep),
+            edges=tuple((new[u], new[v]) for (u, v) in g.edges if v in inside_set and u in new),
+            rng=tuple("none" if v in outside else g.rng[v] for v in keep),
+            role=tuple(
+                ("param" if g.role[v] == "param" else "input") if v in outside else g.role[v]
+                for v in keep
+            ),
+            cost_unit=g.cost_unit,
+            sources_in_budget=g.sources_in_budget,
+            name=f"{self.stages[stage].name} (stage {stage} of {g.name})",
+        )
 
     @property
     def origin(self) -> str:
@@ -105,6 +150,7 @@ class Profile:
             "version": 1,
             "chain": problem_to_dict(self.chain),
             "graph": None if self.graph is None else problem_to_dict(self.graph),
+            "graph_stages": list(self.graph_stages),
             "stages": [s.to_dict() for s in self.stages],
             "source": dict(self.source),
             "measurement": dict(self.measurement),
@@ -139,6 +185,7 @@ class Profile:
             graph=graph,
             source=dict(data.get("source") or {}),
             measurement=dict(data.get("measurement") or {}),
+            graph_stages=tuple(data.get("graph_stages") or ()),
         )
 
     def save(self, path: str | os.PathLike[str]) -> Path:
