@@ -39,16 +39,18 @@ def main(ctx: click.Context, verbose: bool) -> None:
       checkpoint-solver solve example:transformer-chain --budget 12GiB --solver uniform --out s.json
       checkpoint-solver simulate example:transformer-chain s.json
       checkpoint-solver inspect s.json
+      checkpoint-solver profile builtin:gpt --out gpt.profile.json
     """
     ctx.obj = {"verbose": verbose}
 
 
 def _register() -> None:
-    from checkpoint_solver.cli import inspect, simulate, solve
+    from checkpoint_solver.cli import inspect, profile, simulate, solve
 
     main.add_command(solve.solve_cmd)
     main.add_command(simulate.simulate_cmd)
     main.add_command(inspect.inspect_cmd)
+    main.add_command(profile.profile_cmd)
 
 
 _register()

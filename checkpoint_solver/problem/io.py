@@ -36,7 +36,8 @@ def problem_to_dict(problem: Chain | Graph) -> dict[str, Any]:
 
 
 def problem_from_dict(data: Mapping[str, Any], *, source: str = "problem") -> Chain | Graph:
-    """Build a problem from a versioned JSON object, or from networkx node-link graph JSON.
+    """Build a problem from a versioned JSON object, from networkx node-link graph JSON, or from a
+    profile (`checkpoint_solver.profiling.Profile` JSON: its chain).
 
     Raises
     ------
@@ -50,6 +51,10 @@ def problem_from_dict(data: Mapping[str, Any], *, source: str = "problem") -> Ch
         raise ScheduleFormatError(f"{source} must be a JSON object, got {type(data).__name__}")
     if "format" not in data and "nodes" in data:
         return Graph.from_node_link(data)
+    if data.get("format") == "checkpoint_solver.profile":
+        from checkpoint_solver.profiling.record import Profile  # torch-free
+
+        return Profile.from_dict(data, source=source).chain
     check_header(
         dict(data),
         PROBLEM_FORMAT,

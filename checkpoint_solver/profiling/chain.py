@@ -411,6 +411,19 @@ def profile(
             torch.cuda.set_rng_state_all(cuda_rng)
 
 
+def _device_name(dev: torch.device) -> str:
+    if dev.type == "cuda":
+        return str(torch.cuda.get_device_name(dev))
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def _clear_grads(model: nn.Module) -> None:
     for p in model.parameters():
         p.grad = None
@@ -571,11 +584,7 @@ def _profile(
     source = {
         "torch": torch.__version__,
         "device": str(dev),
-        "device_name": (
-            torch.cuda.get_device_name(dev)
-            if dev.type == "cuda"
-            else platform.processor() or platform.machine()
-        ),
+        "device_name": _device_name(dev),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),

@@ -1,0 +1,116 @@
+"""``checkpoint-solver profile``."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import click
+
+from checkpoint_solver.cli._output import emit_json, table
+
+__all__ = ["build_model", "profile_cmd"]
+
+BUILTINS = ("mlp", "resnet", "gpt")
+
+
+def build_model(spec: str) -> tuple[Any, Any, Any]:
+    """``builtin:NAME`` (a reference model at its default size) or ``package.module:function``,
+    a function returning ``(model, example_inputs)`` or ``(model, example_inputs, blocks)``."""
+    from checkpoint_solver.errors import ProfilingError
+
+    if spec.startswith("builtin:"):
+        name = spec.split(":", 1)[1]
+        if name not in BUILTINS:
+            raise ProfilingError(f"no built-in model {name!r}; choose one of {', '.join(BUILTINS)}")
+        from checkpoint_solver import models
+
+        model, inputs = getattr(models, name)()
+        return model, inputs, None
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise ProfilingError(
+            f"MODEL {spec!r} is neither builtin:NAME nor package.module:function "
+            f"(a function returning (model, example_inputs[, blocks]))"
+        )
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ProfilingError(f"cannot load {spec!r}: {exc}") from None
+    built = factory()
+    if not isinstance(built, tuple) or len(built) not in (2, 3):
+        raise ProfilingError(
+            f"{spec} returned {type(built).__name__}; it must return (model, example_inputs) or "
+            f"(model, example_inputs, blocks)"
+        )
+    return built[0], built[1], built[2] if len(built) == 3 else None
+
+
+@click.command("profile")
+@click.argument("model")
+@click.option("--out", "-O", type=click.Path(dir_okay=False), help="Write the profile JSON here.")
+@click.option("--blocks", help="Comma-separated block names (default: automatic).")
+@click.option("--device", help="Move the model and inputs here first (e.g. cuda).")
+@click.option("--repeats", default=5, show_default=True, help="Timed steps (median kept).")
+@click.option("--no-graph", is_flag=True, help="Skip the op-level graph.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def profile_cmd(
+    model: str,
+    out: str | None,
+    blocks: str | None,
+    device: str | None,
+    repeats: int,
+    no_graph: bool,
+    as_json: bool,
+) -> None:
+    """Profile MODEL (builtin:mlp|resnet|gpt, or package.module:function) into a chain.
+
+    \b
+    Examples:
+      checkpoint-solver profile builtin:gpt --out gpt.profile.json
+      checkpoint-solver solve gpt.profile.json --budget 60MB --solver dp
+    """
+    import torch
+
+    from checkpoint_solver import format_bytes
+    from checkpoint_solver.profiling import profile
+
+    net, inputs, default_blocks = build_model(model)
+    if device:
+        net = net.to(device)
+        inputs = (
+            {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
+            if isinstance(inputs, dict)
+            else tuple(t.to(device) if isinstance(t, torch.Tensor) else t for t in inputs)
+        )
+    names = blocks.split(",") if blocks else default_blocks
+    prof = profile(net, inputs, blocks=names, repeats=repeats, graph=not no_graph)
+    if out:
+        prof.save(out)
+    if as_json:
+        emit_json({"profile": prof.to_dict(), "saved_to": out})
+        return
+    c = prof.chain
+    rows = [
+        (
+            k + 1,
+            s.name,
+            f"{c.uf[k] * 1e3:.3f}",
+            f"{c.ub[k] * 1e3:.3f}",
+            format_bytes(c.x[k + 1]),
+            format_bytes(c.xbar[k]),
+            format_bytes(max(c.of[k], c.ob[k])),
+            f"{s.flops_forward:.3g}",
+        )
+        for k, s in enumerate(prof.stages)
+    ]
+    click.echo(
+        table(["stage", "name", "uf ms", "ub ms", "x", "xbar", "transient", "fwd FLOPs"], rows)
+    )
+    m = prof.measurement
+    click.echo(
+        f"\n{prof.origin}; plain step {m['step_seconds'] * 1e3:.2f} ms; measured activation peak "
+        f"{format_bytes(m['activation_peak_bytes'])}; op graph: "
+        + (f"{len(prof.graph.ops)} ops" if prof.graph is not None else "none")
+        + (f"\nsaved to {out}" if out else "")
+    )
