@@ -233,6 +233,26 @@ def test_no_blocks_to_cut_at() -> None:
         profile(nn.Linear(4, 4), torch.randn(2, 4))
 
 
+def test_automatic_blocks_of_a_custom_model() -> None:
+    """No container of blocks: the direct children, in the order the forward calls them (here
+    not the order they were defined in)."""
+
+    class Backwards(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.last = nn.Linear(4, 2)
+            self.first = nn.Linear(3, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.last(torch.tanh(self.first(x)))
+
+    prof = profile(Backwards(), torch.randn(2, 3), warmup=0, repeats=1, graph=False)
+    assert [s.name for s in prof.stages] == ["first", "last", "epilogue+loss"]
+    # Skip's children b1, b2 are small Sequentials of leaf layers: not taken as containers.
+    prof = profile(Skip(), torch.randn(4, 16), warmup=0, repeats=1, graph=False)
+    assert [s.name for s in prof.stages] == ["b1", "b2", "b3", "epilogue+loss"]
+
+
 def test_output_without_a_loss() -> None:
     class Dict(nn.Module):
         def __init__(self) -> None:

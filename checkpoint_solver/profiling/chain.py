@@ -78,6 +78,33 @@ def default_loss(output: Any) -> torch.Tensor:
     return output if output.dim() == 0 else output.float().sum()
 
 
+class _NoContainer(ProfilingError):
+    pass
+
+
+def _children_in_call_order(model: nn.Module, inputs: _Inputs) -> list[tuple[str, nn.Module]]:
+    """The model's direct children in the order one forward calls them, when each is called
+    exactly once and there are at least two (a custom model written as a sequence of attributes);
+    otherwise the error asks for `blocks`."""
+    calls: list[str] = []
+    with ExitStack() as stack:
+        for name, child in model.named_children():
+            stack.enter_context(
+                child.register_forward_pre_hook(lambda m, a, name=name: calls.append(name))
+            )
+        with torch.no_grad():
+            model(*inputs.args, **inputs.kwargs)
+    children = dict(model.named_children())
+    if len(calls) >= 2 and len(set(calls)) == len(calls):
+        return [(name, children[name]) for name in calls]
+    raise ProfilingError(
+        f"{type(model).__name__} is not an nn.Sequential, has no nn.ModuleList or nn.Sequential "
+        f"of blocks, and its direct children are not each called once in sequence (calls: "
+        f"{', '.join(calls) or 'none'}); pass blocks=[...] (modules or dotted names such as "
+        f"'transformer.h')"
+    )
+
+
 def resolve_blocks(
     model: nn.Module, blocks: Sequence[nn.Module | str] | str | None
 ) -> list[tuple[str, nn.Module]]:
@@ -92,20 +119,27 @@ def resolve_blocks(
     if blocks is None:
         if isinstance(model, nn.Sequential):
             return [(n, m) for n, m in model.named_children()]
-        best: tuple[int, int, str] | None = None
+        # A ModuleList (a loop over layers) first; else a Sequential of composite blocks.
+        best: tuple[int, int, int, str] | None = None
         for name, m in model.named_modules():
-            if isinstance(m, (nn.ModuleList, nn.Sequential)) and len(m) >= 2:
-                score = (sum(p.numel() for p in m.parameters()), len(m), name)
-                if best is None or score[:2] > best[:2]:
-                    best = score
+            if not isinstance(m, (nn.ModuleList, nn.Sequential)) or len(m) < 2:
+                continue
+            if isinstance(m, nn.Sequential) and not all(
+                any(True for _ in c.children()) for c in m.children()
+            ):
+                continue
+            is_list = int(isinstance(m, nn.ModuleList))
+            score = (is_list, sum(p.numel() for p in m.parameters()), len(m), name)
+            if best is None or score[:3] > best[:3]:
+                best = score
         if best is None:
-            raise ProfilingError(
+            raise _NoContainer(
                 f"{type(model).__name__} is not an nn.Sequential and has no nn.ModuleList or "
                 f"nn.Sequential of blocks to cut at; pass blocks=[...] (modules or dotted names "
                 f"such as 'transformer.h')"
             )
-        container = model.get_submodule(best[2])
-        return [(f"{best[2]}.{c}", child) for c, child in container.named_children()]
+        container = model.get_submodule(best[3])
+        return [(f"{best[3]}.{c}", child) for c, child in container.named_children()]
     if isinstance(blocks, str):
         blocks = [blocks]
     out: list[tuple[str, nn.Module]] = []
@@ -388,7 +422,10 @@ def profile(
         raise ProfilingError(f"need warmup >= 0 and repeats >= 1, got {warmup} and {repeats}")
     inputs = _Inputs.of(example_inputs)
     dev = _check_devices(model, inputs, device)
-    named = resolve_blocks(model, blocks)
+    try:
+        named = resolve_blocks(model, blocks)
+    except _NoContainer:
+        named = _children_in_call_order(model, inputs)
     stepper = _Stepper(model, inputs, named, loss_fn or default_loss)
     params = list(model.parameters())
     saved_grads = [p.grad for p in params]
