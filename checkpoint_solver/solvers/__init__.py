@@ -25,6 +25,7 @@ from checkpoint_solver.schedule import Schedule
 from checkpoint_solver.simulation import simulate
 from checkpoint_solver.solvers import (
     auto,
+    cpsat,
     dp,
     graph_greedy,
     ilp,
@@ -117,6 +118,18 @@ register(
         fn=graph_greedy.solve_greedy,
         min_budget=graph_greedy.min_budget_greedy,
         guarantee="fast heuristic (keep all, then evict the least compute per byte); trivial lower bound",
+    )
+)
+register(
+    SolverSpec(
+        name="cpsat",
+        kinds=("graph",),
+        fn=cpsat.solve_cpsat,
+        min_budget=cpsat.min_budget_cpsat,
+        guarantee=(
+            "retention intervals on CP-SAT (after Moccasin): optimal among schedules computing "
+            "each node at most `intervals` times when it finishes; needs ortools"
+        ),
     )
 )
 register(

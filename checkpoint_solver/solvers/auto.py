@@ -17,10 +17,15 @@ _AUTO_OPTIONS: dict[str, dict[str, object]] = {
 }
 
 
+# Solvers auto leaves to the user: cpsat restricts recomputation and needs a child process and
+# a search of up to a minute per budget (its minimum budget is a bisection of such searches).
+_NOT_IN_AUTO = {"auto", "cpsat"}
+
+
 def _candidates(problem: Problem) -> list[str]:
     names = []
     for name, spec in sorted(REGISTRY.items()):
-        if name == "auto" or problem.kind not in spec.kinds:
+        if name in _NOT_IN_AUTO or problem.kind not in spec.kinds:
             continue
         if spec.requires(problem) is not None:
             continue

@@ -1,0 +1,239 @@
+"""``cpsat``: retention intervals on OR-Tools CP-SAT, after the formulation idea of Moccasin
+(Bartan, Li, Teague, Lott, Dilkina, ICML 2023). For graphs too large for the Checkmate MILP.
+
+Model. The stage view of `checkpoint_solver.solvers._stages` (stage t computes node t for the first
+time and may recompute earlier nodes, in node order) numbered as one timeline of *events*: event
+``(t, i)`` for ``i <= t`` has index ``t(t+1)/2 + i``. Each node v owns up to `intervals` retention
+intervals ``[start, end)`` on that timeline: the first is mandatory and starts at event ``(v, v)``;
+each further optional one starts at some ``(t, v)``, ``t > v`` (a recomputation), after the
+previous one ended. When an interval of v starts, every input u of v must have an interval that
+started earlier and ends later. Memory is one cumulative constraint: an interval uses the node's
+output bytes for its whole length and the budget (less inputs counted in it) is the capacity; a
+value is counted during the event of its last use, as in the simulator. The objective is the total
+compute: every node once plus each optional interval's cost. O(n * intervals) interval variables
+instead of the MILP's O(n^2) booleans.
+
+Guarantee. With ``intervals=k`` a node is computed at most k times, so CP-SAT's proof is optimality
+*among schedules that recompute each node at most k-1 times*; the status is then ``feasible`` with
+the trivial bound (every node once) as the global lower bound, and the notes say what was proven.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from checkpoint_solver.errors import (
+    CheckpointSolverError,
+    InfeasibleBudgetError,
+    InvalidOptionError,
+    SolverUnavailableError,
+)
+from checkpoint_solver.problem import Graph
+from checkpoint_solver.schedule import Compute, Free, Op, Schedule, Status
+from checkpoint_solver.solvers._common import make_schedule
+from checkpoint_solver.solvers._stages import OpGraph
+
+# OR-Tools bundles its own HiGHS, whose symbols clash with highspy's in one process (either import
+# order fails), so CP-SAT runs in a child process (`_cpsat_worker.py`, which imports only OR-Tools).
+
+__all__ = ["min_budget_cpsat", "solve_cpsat"]
+
+
+def _event(t: int, i: int) -> int:
+    return t * (t + 1) // 2 + i
+
+
+def solve_cpsat(
+    graph: Graph,
+    budget_bytes: int,
+    /,
+    *,
+    intervals: int = 2,
+    time_limit: float | None = 60.0,
+    threads: int | None = None,
+    seed: int = 0,
+) -> Schedule:
+    """Solve the retention-interval model with CP-SAT within `budget_bytes`.
+
+    Parameters
+    ----------
+    intervals : int
+        Retention intervals per node (computations at most); 2 allows one recomputation.
+    time_limit : float | None
+        Seconds for CP-SAT; None runs to a proof.
+    threads : int | None
+        CP-SAT workers (default: the machine's cores).
+    seed : int
+        CP-SAT's random seed.
+
+    Raises
+    ------
+    InfeasibleBudgetError
+        When the budget is below the working-set bound or CP-SAT proves the model infeasible.
+    SolverUnavailableError
+        When OR-Tools is not installed.
+    CheckpointSolverError
+        When the time limit passes before any schedule is found.
+    """
+    if not isinstance(intervals, int) or isinstance(intervals, bool) or intervals < 1:
+        raise InvalidOptionError(f"intervals must be an integer >= 1, got {intervals!r}")
+    if time_limit is not None and (not math.isfinite(time_limit) or time_limit <= 0):
+        raise InvalidOptionError(
+            f"time_limit must be a positive number of seconds or None, got {time_limit!r}"
+        )
+    if threads is not None and (not isinstance(threads, int) or threads < 1):
+        raise InvalidOptionError(f"threads must be a positive integer or None, got {threads!r}")
+    from checkpoint_solver.solvers.ilp import working_set_bound
+
+    g = OpGraph.of(graph)
+    options = {"intervals": intervals, "time_limit": time_limit, "seed": seed}
+    floor = working_set_bound(g)
+    if budget_bytes < floor:
+        raise InfeasibleBudgetError(
+            budget_bytes,
+            None,
+            "cpsat",
+            hint=f"no schedule can fit below {floor} bytes (the largest node with its inputs)",
+        )
+    job = {
+        "size": [int(b) for b in g.size],
+        "cost": [float(c) for c in g.cost],
+        "preds": [list(p) for p in g.preds],
+        "no_recompute": [bool(b) for b in g.no_recompute],
+        "capacity": max(0, budget_bytes - g.base_bytes),
+        "intervals": intervals,
+        "time_limit": time_limit,
+        "threads": threads or os.cpu_count() or 1,
+        "seed": seed,
+    }
+    result = _run_worker(job, time_limit)
+    status = result["status"]
+    if status == "INFEASIBLE":
+        hint = (
+            "CP-SAT proves no schedule fits"
+            if intervals >= g.n
+            else f"CP-SAT proves no schedule that computes each node at most {intervals} times "
+            f"fits; raise intervals= or the budget, or try ilp"
+        )
+        raise InfeasibleBudgetError(budget_bytes, None, "cpsat", hint=hint)
+    if status not in ("OPTIMAL", "FEASIBLE"):
+        best = result.get("best_peak")
+        closest = f"; the lowest peak it reached was {best + g.base_bytes} bytes" if best else ""
+        raise CheckpointSolverError(
+            f"cpsat found no schedule within time_limit={time_limit} s ({status}{closest}); "
+            f"raise the time limit or the budget"
+        )
+    chosen = [tuple(c) for c in result["chosen"]]
+    ops, peak, time_ = _ops(g, chosen)
+    trivial = graph.store_all_time
+    proven = status == "OPTIMAL"
+    within = f"at most {intervals} computations per node"
+    return make_schedule(
+        graph,
+        budget_bytes,
+        ops,
+        solver="cpsat",
+        peak_bytes=peak,
+        compute_time=time_,
+        options=options,
+        status=Status.FEASIBLE,
+        gap=(time_ - trivial) / time_ if time_ > 0 else 0.0,
+        lower_bound=trivial,
+        notes=(
+            f"CP-SAT proved this optimal among schedules with {within}; global lower bound: "
+            f"every node computed once"
+            if proven
+            else f"CP-SAT stopped at its time limit (schedules with {within}); lower bound: every "
+            f"node computed once"
+        ),
+    )
+
+
+def _run_worker(job: dict[str, Any], time_limit: float | None) -> dict[str, Any]:
+    try:
+        import ortools  # noqa: F401  (the package only: its native libraries load in the worker)
+    except ImportError:
+        raise SolverUnavailableError(
+            "solver 'cpsat' needs OR-Tools: pip install ortools (or use ilp, ilp-rounding, greedy)"
+        ) from None
+    grace = None if time_limit is None else time_limit + 120.0
+    try:
+        out = subprocess.run(
+            [sys.executable, str(Path(__file__).with_name("_cpsat_worker.py"))],
+            input=json.dumps(job),
+            capture_output=True,
+            text=True,
+            timeout=grace,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise CheckpointSolverError(
+            f"cpsat did not return within {grace:.0f} s of a {time_limit} s limit"
+        ) from None
+    if out.returncode != 0:
+        last = (out.stderr.strip().splitlines() or ["no message"])[-1]
+        raise CheckpointSolverError(f"the CP-SAT worker failed: {last}")
+    result: dict[str, Any] = json.loads(out.stdout)
+    return result
+
+
+def _ops(g: OpGraph, chosen: list[tuple[int, int, int]]) -> tuple[list[Op], int, float]:
+    """Op sequence, peak and time of intervals ``(start, end, op index)``: compute at the start
+    event; free once the interval's last event has passed."""
+    by_start = sorted(chosen)
+    frees: dict[int, list[int]] = {}
+    for _, e, v in chosen:
+        frees.setdefault(e - 1, []).append(v)
+    ops: list[Op] = []
+    mem = g.base_bytes
+    peak = mem
+    time_ = 0.0
+    events = sorted({s for s, _, _ in chosen} | set(frees))
+    pos = 0
+    for x in events:
+        while pos < len(by_start) and by_start[pos][0] == x:
+            v = by_start[pos][2]
+            ops.append(Compute(g.nodes[v]))
+            mem += int(g.size[v])
+            peak = max(peak, mem)
+            time_ += float(g.cost[v])
+            pos += 1
+        for v in sorted(frees.get(x, ())):
+            ops.append(Free(g.nodes[v]))
+            mem -= int(g.size[v])
+    return ops, peak, time_
+
+
+def min_budget_cpsat(
+    graph: Graph,
+    /,
+    *,
+    intervals: int = 2,
+    time_limit: float | None = 60.0,
+    threads: int | None = None,
+    seed: int = 0,
+) -> int:
+    """The least budget at which `cpsat` finds a schedule (bisection between the working-set
+    bound and the store-all peak; exact when each probe is solved to a proof)."""
+    from checkpoint_solver.solvers.ilp import working_set_bound
+    from checkpoint_solver.solvers.store_all import min_budget_store_all
+
+    g = OpGraph.of(graph)
+    lo, hi = working_set_bound(g), min_budget_store_all(graph)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        try:
+            solve_cpsat(
+                graph, mid, intervals=intervals, time_limit=time_limit, threads=threads, seed=seed
+            )
+        except (InfeasibleBudgetError, CheckpointSolverError):
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
