@@ -100,7 +100,7 @@ def solve(job: dict[str, Any]) -> dict[str, Any]:
         best = solver.value(peak) if status in (cp_model.OPTIMAL, cp_model.FEASIBLE) else None
         return {"status": name, "chosen": [], "phase": 1, "best_peak": best}
     first = _chosen(solver, starts, ends, present)
-    m.clear_hints()
+    m.clear_hints()  # type: ignore[no-untyped-call]
     for v in range(n):
         for j in range(len(starts[v])):
             if j > 0:
