@@ -248,6 +248,20 @@ def test_automatic_blocks_of_a_custom_model() -> None:
 
     prof = profile(Backwards(), torch.randn(2, 3), warmup=0, repeats=1, graph=False)
     assert [s.name for s in prof.stages] == ["first", "last", "epilogue+loss"]
+
+    class WithNorm(nn.Module):  # the call-order probe runs a forward: statistics still restored
+        def __init__(self) -> None:
+            super().__init__()
+            self.norm = nn.BatchNorm1d(3)
+            self.out = nn.Linear(3, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.out(self.norm(x))
+
+    model = WithNorm()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    profile(model, torch.randn(4, 3), warmup=0, repeats=1, graph=False)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
     # Skip's children b1, b2 are small Sequentials of leaf layers: not taken as containers.
     prof = profile(Skip(), torch.randn(4, 16), warmup=0, repeats=1, graph=False)
     assert [s.name for s in prof.stages] == ["b1", "b2", "b3", "epilogue+loss"]

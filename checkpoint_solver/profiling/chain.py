@@ -422,17 +422,17 @@ def profile(
         raise ProfilingError(f"need warmup >= 0 and repeats >= 1, got {warmup} and {repeats}")
     inputs = _Inputs.of(example_inputs)
     dev = _check_devices(model, inputs, device)
-    try:
-        named = resolve_blocks(model, blocks)
-    except _NoContainer:
-        named = _children_in_call_order(model, inputs)
-    stepper = _Stepper(model, inputs, named, loss_fn or default_loss)
     params = list(model.parameters())
     saved_grads = [p.grad for p in params]
     saved_buffers = [b.detach().clone() for b in model.buffers()]
     rng = torch.get_rng_state()
     cuda_rng = torch.cuda.get_rng_state_all() if dev.type == "cuda" else None
     try:
+        try:
+            named = resolve_blocks(model, blocks)
+        except _NoContainer:
+            named = _children_in_call_order(model, inputs)  # runs a forward: after the snapshot
+        stepper = _Stepper(model, inputs, named, loss_fn or default_loss)
         prof = _profile(model, inputs, dev, named, stepper, warmup, repeats)
         if graph:
             prof = _with_graph(prof, model, inputs, named, loss_fn or default_loss, repeats)
