@@ -182,7 +182,7 @@ def capture_graph(
 
     order = {n: i for i, n in enumerate(gm.graph.nodes)}
     loss_index = loss_at[0] if loss_at else len(order)
-    marks.sort()
+    # marks are in tracing order: positions never decrease, and a later mark at the same position wins
 
     def phase_of(position: int) -> int:
         phase = 0
