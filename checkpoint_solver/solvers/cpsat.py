@@ -45,10 +45,6 @@ from checkpoint_solver.solvers._stages import OpGraph
 __all__ = ["min_budget_cpsat", "solve_cpsat"]
 
 
-def _event(t: int, i: int) -> int:
-    return t * (t + 1) // 2 + i
-
-
 def solve_cpsat(
     graph: Graph,
     budget_bytes: int,
@@ -89,18 +85,11 @@ def solve_cpsat(
         )
     if threads is not None and (not isinstance(threads, int) or threads < 1):
         raise InvalidOptionError(f"threads must be a positive integer or None, got {threads!r}")
-    from checkpoint_solver.solvers.ilp import working_set_bound
+    from checkpoint_solver.solvers.ilp import require_working_set
 
     g = OpGraph.of(graph)
     options = {"intervals": intervals, "time_limit": time_limit, "seed": seed}
-    floor = working_set_bound(g)
-    if budget_bytes < floor:
-        raise InfeasibleBudgetError(
-            budget_bytes,
-            None,
-            "cpsat",
-            hint=f"no schedule can fit below {floor} bytes (the largest node with its inputs)",
-        )
+    require_working_set(g, budget_bytes, "cpsat")
     job = {
         "size": [int(b) for b in g.size],
         "cost": [float(c) for c in g.cost],

@@ -32,13 +32,26 @@ from checkpoint_solver.solvers._stages import (
     plan_time,
 )
 
-__all__ = ["min_budget_ilp", "solve_ilp", "working_set_bound"]
+__all__ = ["min_budget_ilp", "require_working_set", "solve_ilp", "working_set_bound"]
 
 
 def working_set_bound(g: OpGraph) -> int:
     """A lower bound on any schedule's peak: computing node v needs its inputs and its output."""
     need = [int(g.size[v]) + sum(int(g.size[u]) for u in g.preds[v]) for v in range(g.n)]
     return g.base_bytes + max(need, default=0)
+
+
+def require_working_set(g: OpGraph, budget_bytes: int, solver: str) -> int:
+    """The working-set bound of `g`; raises InfeasibleBudgetError when `budget_bytes` is below it."""
+    floor = working_set_bound(g)
+    if budget_bytes < floor:
+        raise InfeasibleBudgetError(
+            budget_bytes,
+            None,
+            solver,
+            hint=f"no schedule can fit below {floor} bytes (the largest node with its inputs)",
+        )
+    return floor
 
 
 def _check_options(
@@ -136,14 +149,7 @@ def solve_ilp(
     if time_limit is not None:
         options["time_limit"] = time_limit
     trivial = graph.store_all_time
-    floor = working_set_bound(g)
-    if budget_bytes < floor:
-        raise InfeasibleBudgetError(
-            budget_bytes,
-            None,
-            "ilp",
-            hint=f"no schedule can fit below {floor} bytes (the largest node with its inputs)",
-        )
+    floor = require_working_set(g, budget_bytes, "ilp")
     if g.n == 0:
         return schedule_from_plan(
             graph,

@@ -28,7 +28,7 @@ from checkpoint_solver.solvers._stages import (
     plan_time,
     prune_plan,
 )
-from checkpoint_solver.solvers.ilp import _check_options, schedule_from_plan, working_set_bound
+from checkpoint_solver.solvers.ilp import _check_options, require_working_set, schedule_from_plan
 
 __all__ = ["min_budget_rounding", "solve_ilp_rounding"]
 
@@ -71,14 +71,7 @@ def solve_ilp_rounding(
     if not budget_factors or any(not 0 < f <= 1 for f in budget_factors):
         raise InvalidOptionError(f"budget_factors={budget_factors!r} must be numbers in (0, 1]")
     g = OpGraph.of(graph)
-    floor = working_set_bound(g)
-    if budget_bytes < floor:
-        raise InfeasibleBudgetError(
-            budget_bytes,
-            None,
-            "ilp-rounding",
-            hint=f"no schedule can fit below {floor} bytes (the largest node with its inputs)",
-        )
+    require_working_set(g, budget_bytes, "ilp-rounding")
     candidates: list[tuple[BoolMatrix, BoolMatrix]] = []
     heuristic = greedy_plan(g, budget_bytes) if g.n else None
     if heuristic is not None:
