@@ -79,8 +79,7 @@ register(
         kinds=("chain",),
         fn=revolve.solve_revolve,
         min_budget=revolve.min_budget_revolve,
-        guarantee="uniform chains: the binomial minimum of forward steps (Griewank & Walther 2000)",
-        requires=revolve.uniform_reason,
+        guarantee="uniform chains: the binomial minimum of forward steps (Griewank & Walther 2000); other chains: the binomial schedule as a baseline",
     )
 )
 register(

@@ -15,6 +15,10 @@ stopping an advance with its output kept (the recursion keeps ``a[j-1]``); rever
 With a budget in bytes and no ``snapshots`` option, the solver takes the largest ``s`` whose peak
 fits (time falls as ``s`` grows) and records it in ``options["snapshots"]``.
 
+On a heterogeneous chain (a real model's profile) revolve still emits the binomial schedule, which
+depends only on stage positions, with its peak and time computed exactly on that chain; it is then a
+baseline, not an optimum (status ``heuristic``): ``dp`` is the solver for heterogeneous chains.
+
 Because every reversal re-runs its step with tape, revolve pays at least ``(l - 1)`` extra forward
 steps even with ample memory; ``dp`` also considers taping during the first sweep and is never
 slower on the same budget.
@@ -30,12 +34,12 @@ import math
 from functools import cache
 
 from checkpoint_solver.errors import InfeasibleBudgetError, InvalidOptionError
-from checkpoint_solver.problem import Chain, Problem
+from checkpoint_solver.problem import Chain
 from checkpoint_solver.schedule import Schedule, Status
 from checkpoint_solver.solvers._chain import CHAIN, Decision, emit_plan
 from checkpoint_solver.solvers._common import make_schedule
 
-__all__ = ["min_budget_revolve", "revolve_steps", "solve_revolve", "uniform_reason"]
+__all__ = ["min_budget_revolve", "revolve_steps", "solve_revolve"]
 
 
 def _reps(l: int, s: int) -> int:
@@ -117,11 +121,13 @@ def _peak(chain: Chain, snapshots: int) -> int:
     return x0 + inside(length, snapshots - 1, True, True)
 
 
-def uniform_reason(problem: Problem) -> str | None:
-    """Why revolve cannot take `problem`, or ``None``."""
-    if problem.kind != "chain" or not problem.is_uniform:
-        return "revolve needs a uniform chain (all stages equal); use dp for heterogeneous chains"
-    return None
+def _exact_peak(chain: Chain, snapshots: int) -> int:
+    """Peak of the binomial plan on any chain (emits the ops; for heterogeneous chains)."""
+    return emit_plan(chain, _decide, snapshots - 1)[1]
+
+
+def _peak_of(chain: Chain, snapshots: int) -> int:
+    return _peak(chain, snapshots) if chain.is_uniform else _exact_peak(chain, snapshots)
 
 
 def _snapshot_range(chain: Chain, snapshots: int | None) -> list[int]:
@@ -137,7 +143,11 @@ def _snapshot_range(chain: Chain, snapshots: int | None) -> list[int]:
 
 
 def _largest_fitting(chain: Chain, budget_bytes: int, candidates: list[int]) -> int | None:
-    """Largest candidate whose peak fits; peaks grow with the snapshot count (binary search)."""
+    """Largest candidate whose peak fits; on a uniform chain peaks grow with the snapshot count
+    (binary search), on others every count is tried."""
+    if not chain.is_uniform:
+        fits = [s for s in candidates if _exact_peak(chain, s) <= budget_bytes]
+        return max(fits, default=None)
     lo, hi, best = 0, len(candidates) - 1, None
     while lo <= hi:
         mid = (lo + hi) // 2
@@ -166,31 +176,47 @@ def solve_revolve(chain: Chain, budget_bytes: int, /, *, snapshots: int | None =
     s = _largest_fitting(chain, budget_bytes, candidates)
     if s is None:
         raise InfeasibleBudgetError(
-            budget_bytes, _peak(chain, candidates[0]), "revolve", hint="or use dp"
+            budget_bytes,
+            min_budget_revolve(chain, snapshots=snapshots),
+            "revolve",
+            hint="or use dp",
         )
-    ops, peak, _ = emit_plan(chain, _decide, s - 1)
+    ops, peak, time = emit_plan(chain, _decide, s - 1)
     l = chain.length
     advances = revolve_steps(l, s)
-    uf = chain.uf[0] if l else 0.0
-    ub = chain.ub[0] if l else 0.0
+    uniform = chain.is_uniform
+    if uniform:
+        uf = chain.uf[0] if l else 0.0
+        ub = chain.ub[0] if l else 0.0
+        time = (advances + l) * uf + l * ub
+    notes = (
+        f"{s} snapshots (initial state included); {advances} advances = t({l}, {s}), the "
+        f"binomial minimum in Griewank's model"
+        + ("; the most snapshots that fit the budget" if snapshots is None else "")
+    )
+    if not uniform:
+        notes += (
+            "; the chain is not uniform, so this is the binomial schedule as a baseline, not an "
+            "optimum (dp is optimal for heterogeneous chains)"
+        )
     return make_schedule(
         chain,
         budget_bytes,
         ops,
         solver="revolve",
         peak_bytes=peak,
-        compute_time=(advances + l) * uf + l * ub,
+        compute_time=time,
         options={"snapshots": s},
-        status=Status.OPTIMAL,
-        gap=0.0,
-        notes=(
-            f"{s} snapshots (initial state included); {advances} advances = t({l}, {s}), the "
-            f"binomial minimum in Griewank's model"
-            + ("; the most snapshots that fit the budget" if snapshots is None else "")
-        ),
+        status=Status.OPTIMAL if uniform else Status.HEURISTIC,
+        gap=0.0 if uniform else None,
+        notes=notes,
     )
 
 
 def min_budget_revolve(chain: Chain, /, *, snapshots: int | None = None) -> int:
-    """Peak with one snapshot (or with the given count)."""
-    return _peak(chain, _snapshot_range(chain, snapshots)[0])
+    """Peak with one snapshot (or with the given count); on a heterogeneous chain the least peak
+    over the snapshot counts."""
+    candidates = _snapshot_range(chain, snapshots)
+    if chain.is_uniform:
+        return _peak(chain, candidates[0])
+    return min(_exact_peak(chain, s) for s in candidates)

@@ -91,12 +91,26 @@ def test_revolve_derives_snapshots_from_budget() -> None:
     assert info.value.min_budget_bytes == peaks[0] == min_budget(chain, "revolve")
 
 
-def test_revolve_refuses_heterogeneous_chains() -> None:
-    """Revolve on a non-uniform chain says to use dp."""
-    from checkpoint_solver import UnknownSolverError
-
-    with pytest.raises(UnknownSolverError, match="use dp for heterogeneous chains"):
-        solve(random_chain(5, seed=1), 10**6, "revolve")
+def test_revolve_on_heterogeneous_chains_is_the_binomial_baseline() -> None:
+    """On a non-uniform chain revolve emits the same binomial op sequence as on a uniform chain
+    of the same length (it depends on positions only), marked heuristic, with the simulator's
+    peak and time; and it fits the budget it picks its snapshot count for."""
+    chain = random_chain(7, seed=1)
+    for s in range(1, 8):
+        ours = solve(chain, 10**12, "revolve", snapshots=s)
+        assert ours.ops == solve(uniform_chain(7), 10**12, "revolve", snapshots=s).ops
+        assert ours.status.value == "heuristic"
+        assert "not uniform" in ours.notes
+        report = simulate(chain, ours)
+        assert report.valid
+        assert ours.predicted.peak_bytes == report.peak_bytes
+        assert ours.predicted.compute_time == pytest.approx(report.compute_time)
+    low = min_budget(chain, "revolve")
+    picked = solve(chain, low, "revolve")
+    assert simulate(chain, picked).peak_bytes <= low
+    with pytest.raises(InfeasibleBudgetError) as info:
+        solve(chain, low - 1, "revolve")
+    assert info.value.min_budget_bytes == low
 
 
 def test_revolve_is_fast() -> None:
