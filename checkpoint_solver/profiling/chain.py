@@ -18,7 +18,10 @@ here and in the measured peak it is compared with.
 Per stage ``k``:
 - ``xbar[k]``: the storages autograd saves during stage k's forward that stage k created, plus
   ``a[k]`` (the tape includes the output; saved inputs belong to ``a[k-1]``).
-- ``of[k]``: the forward's transient peak above its start plus ``xbar[k]``; ``ob[k]``: the
+- ``of[k]``: the transient peak of the stage's forward above its start plus what the forward
+  keeps, the larger of two forwards: with tape (above ``xbar[k]``) and without (above ``x[k]``,
+  measured in a forward whose saved tensors are dropped, as ``F_n``/``F_ck`` run in the runtime);
+  ``ob[k]``: the
   backward's peak above its start plus the gradient ``delta[k-1]`` it creates (the simulator's
   ``F_all`` and ``B`` rules, so the simulated store-all peak tracks the measured one).
 - ``uf[k]``, ``ub[k]``: median over `repeats` timed steps (after `warmup` steps), between the
@@ -52,7 +55,12 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from checkpoint_solver.errors import ProfilingError
 from checkpoint_solver.problem import Chain
-from checkpoint_solver.profiling._tracker import StorageTracker, storage_key, storage_nbytes
+from checkpoint_solver.profiling._tracker import (
+    PhaseStats,
+    StorageTracker,
+    storage_key,
+    storage_nbytes,
+)
 from checkpoint_solver.profiling.record import Profile, StageInfo
 
 __all__ = ["default_loss", "profile", "resolve_blocks"]
@@ -262,7 +270,7 @@ class _Stepper:
         self.boundary_inputs: list[list[torch.Tensor]] = []
         self.last_output: list[torch.Tensor] = []
 
-    def step(self, *, hooks: bool = True) -> torch.Tensor:
+    def step(self, *, hooks: bool = True, backward: bool = True) -> torch.Tensor:
         nb = len(self.blocks)
         self.calls = []
         self.boundary_inputs = [[] for _ in range(nb)]
@@ -289,6 +297,9 @@ class _Stepper:
                     "it with grad enabled (is the model in torch.no_grad or are its parameters "
                     "frozen?)"
                 )
+            if not backward:
+                self.on_phase(("done", 0))
+                return loss.detach()
             if hooks:
                 self._check_calls()
                 handles = self._grad_hooks()
@@ -448,6 +459,22 @@ def profile(
             torch.cuda.set_rng_state_all(cuda_rng)
 
 
+def _no_tape_forward(
+    model: nn.Module, inputs: _Inputs, stepper: _Stepper
+) -> dict[Phase, PhaseStats]:
+    """Per-stage live storages of a forward that keeps no tape (what ``F_n``/``F_ck`` run: grad
+    enabled, saved tensors dropped as the runtime's holders drop them)."""
+    tracker = StorageTracker(
+        ignore={storage_key(t) for t in (*model.parameters(), *model.buffers(), *inputs.tensors())}
+    )
+    stepper.on_phase = tracker.set_phase
+    with tracker, torch.autograd.graph.saved_tensors_hooks(lambda t: None, lambda t: t):
+        stepper.step(backward=False)
+    stats, _ = tracker.curve(exclude=set())
+    tracker.active = False
+    return stats
+
+
 def _device_name(dev: torch.device) -> str:
     if dev.type == "cuda":
         return str(torch.cuda.get_device_name(dev))
@@ -545,6 +572,7 @@ def _profile(
     loss_bytes = storage_nbytes(loss)
     stats, measured_peak = tracker.curve(exclude=grad_keys)
     tracker.active = False
+    notape = _no_tape_forward(model, inputs, stepper)
 
     # Stage k of the phases: 0 prologue, 1..nb blocks, nb+1 epilogue; drop an empty prologue.
     first = 0 if stats.get(("F", 0)) and stats[("F", 0)].ops else 1
@@ -585,7 +613,15 @@ def _profile(
     for j, k in enumerate(phases):
         f = stats.get(("F", k))
         b = stats.get(("B", k))
-        of.append(max(0, (f.peak - f.start - xbar[j]) if f else 0))
+        # F_all peaks at xbar + of, F_n/F_ck at x + of: of covers both forwards' transients.
+        g = notape.get(("F", k)) if k != nb + 1 else None
+        of.append(
+            max(
+                0,
+                (f.peak - f.start - xbar[j]) if f else 0,
+                (g.peak - g.start - x[j + 1]) if g else 0,
+            )
+        )
         seed = x[-1] if k == nb + 1 else 0
         ob.append(max(0, (b.peak - b.start - x[j] - seed) if b else 0))
 
