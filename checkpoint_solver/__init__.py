@@ -15,7 +15,10 @@ True
 
 from __future__ import annotations
 
+from typing import Any
+
 from checkpoint_solver.errors import (
+    ApplyError,
     CheckpointSolverError,
     FingerprintMismatchError,
     InfeasibleBudgetError,
@@ -24,6 +27,7 @@ from checkpoint_solver.errors import (
     InvalidProblemError,
     InvalidScheduleError,
     ProfilingError,
+    ReplayError,
     ScheduleFormatError,
     SolverUnavailableError,
     UnknownOptionError,
@@ -39,6 +43,7 @@ from checkpoint_solver.problem import (
     problem_to_dict,
     save_problem,
 )
+from checkpoint_solver.profiling.record import Profile
 from checkpoint_solver.schedule import Prediction, Schedule, Status, load_schedule, save_schedule
 from checkpoint_solver.simulation import SimulationReport, Violation, check, simulate
 from checkpoint_solver.solvers import (
@@ -53,6 +58,7 @@ from checkpoint_solver.units import format_bytes, format_seconds, parse_bytes
 __version__ = "0.1.0"
 
 __all__ = [
+    "ApplyError",
     "Chain",
     "CheckpointSolverError",
     "FingerprintMismatchError",
@@ -65,6 +71,7 @@ __all__ = [
     "Prediction",
     "Problem",
     "ProfilingError",
+    "ReplayError",
     "Schedule",
     "ScheduleFormatError",
     "SimulationReport",
@@ -75,6 +82,7 @@ __all__ = [
     "UnknownSolverError",
     "Violation",
     "__version__",
+    "apply",
     "available_solvers",
     "check",
     "fingerprint",
@@ -86,12 +94,29 @@ __all__ = [
     "parse_bytes",
     "problem_from_dict",
     "problem_to_dict",
+    "profile",
     "save_problem",
     "save_schedule",
     "simulate",
     "solve",
     "tradeoff",
 ]
+
+
+def profile(model: Any, example_inputs: Any, **kwargs: Any) -> Profile:
+    """Profile a torch model into a chain (and op graph); see
+    `checkpoint_solver.profiling.chain.profile`. Imports torch when called."""
+    from checkpoint_solver.profiling import profile as _profile
+
+    return _profile(model, example_inputs, **kwargs)
+
+
+def apply(model: Any, schedule: Schedule, profile: Profile | None = None, **kwargs: Any) -> Any:
+    """Make a torch model train under a chain schedule; see
+    `checkpoint_solver.runtime.executor.apply`. Imports torch when called."""
+    from checkpoint_solver.runtime.executor import apply as _apply
+
+    return _apply(model, schedule, profile, **kwargs)
 
 
 def __dir__() -> list[str]:

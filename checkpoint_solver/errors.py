@@ -8,6 +8,7 @@ names), so callers can catch either. Each message says what was wrong and what w
 from __future__ import annotations
 
 __all__ = [
+    "ApplyError",
     "CheckpointSolverError",
     "FingerprintMismatchError",
     "InfeasibleBudgetError",
@@ -15,6 +16,8 @@ __all__ = [
     "InvalidOptionError",
     "InvalidProblemError",
     "InvalidScheduleError",
+    "ProfilingError",
+    "ReplayError",
     "ScheduleFormatError",
     "SolverUnavailableError",
     "UnknownOptionError",
@@ -129,3 +132,14 @@ class SolverUnavailableError(CheckpointSolverError, RuntimeError):
 class ProfilingError(CheckpointSolverError, ValueError):
     """A model, its inputs or its blocks cannot be profiled as asked; the message says why and what
     would work."""
+
+
+class ApplyError(CheckpointSolverError, ValueError):
+    """A schedule cannot be applied to this model as asked (another kind of schedule, a model that
+    already has one, a stage count that does not match); the message says what would work."""
+
+
+class ReplayError(CheckpointSolverError, RuntimeError):
+    """The model or autograd went out of step with the schedule during a training step (a block
+    not called once in order, a rerun that saved other tensors than the forward, a second
+    backward); the message names the stage."""

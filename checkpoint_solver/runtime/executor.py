@@ -1,0 +1,759 @@
+"""Replay a chain schedule while a model trains: `apply(model, schedule)`, then train as usual.
+
+How it works (the saved-tensor-hooks design of torch's non-reentrant checkpoint, driven by the
+schedule instead of by nesting):
+
+- **Forward phase.** The model's forward runs once, with grad, as written; the executor follows it
+  with hooks on the model and its blocks (the chain's stages: a prologue before the first block
+  when the profile has one, one stage per block, the epilogue and loss). Inside a stage the schedule
+  runs without its tape (``F_n``/``F_ck``), every tensor autograd saves is replaced by an empty
+  holder, so the tape is freed as the forward goes; stages run with ``F_all`` keep their tapes.
+  Boundary activations the schedule keeps (``a[i]`` after ``F_n(i)``/``F_ck(i)``) are held by the
+  executor (detached: the same storage) until the schedule drops them. One autograd graph results,
+  so ``loss.backward()``, ``torch.autograd.grad`` and DDP's gradient hooks work unchanged, and the
+  original parameters receive the gradients.
+- **Backward phase.** Autograd reaches the stages in the order ``B(L), ..., B(1)``. When the
+  gradient of stage k's outputs is ready (a gradient hook: ``B(k)`` is about to start), the executor
+  runs every op the schedule puts before ``B(k)``: ``F_n``/``F_ck`` rerun a stage from the nearest
+  kept boundary to make the next checkpoint, ``F_all(k)`` reruns stage k and fills its holders in
+  save order (count, shape, dtype and device checked), explicit frees and the frees each ``B``
+  implies drop what the schedule drops. ``B(k)`` is then autograd's own backward of stage k. A
+  holder unpacked before it was filled advances the schedule the same way (when a stage's outputs
+  carry no gradient hook); an op out of step with what autograd asks for raises `ReplayError`.
+- **Faithful replay.** A rerun restores the CPU and CUDA RNG states the stage started with (dropout
+  masks match), replays the autocast state, restores the buffers the stage mutates in its forward
+  (BatchNorm running statistics are updated once per step), and runs with grad enabled on detached
+  inputs whose ``requires_grad`` matches the original (the same kernels and the same saved tensors
+  as the forward). A block is rerun by calling it on its recorded inputs, so its inputs must be the
+  previous block's outputs (or inputs) passed on unchanged: code between two blocks runs once and
+  its saved tensors are kept. The prologue is rerun by calling the model again and stopping when its
+  first block is called.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+import weakref
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils._pytree import tree_flatten, tree_unflatten
+
+from checkpoint_solver.errors import ApplyError, FingerprintMismatchError, ReplayError
+from checkpoint_solver.problem import fingerprint
+from checkpoint_solver.profiling.chain import resolve_blocks
+from checkpoint_solver.profiling.record import Profile
+from checkpoint_solver.runtime.plan import ReplayPlan, forward_kind
+from checkpoint_solver.schedule import Schedule
+from checkpoint_solver.schedule.ops import Bwd, FreeActivation, Op
+
+__all__ = ["apply", "is_applied", "last_trace", "remove"]
+
+_ATTR = "_checkpoint_solver_executor"
+_tls = threading.local()  # .state: the _Run being forwarded, or _REPLAY while the executor reruns
+
+
+class _Replaying:
+    """The executor is rerunning a stage: its own hooks stand aside (or stop the prologue)."""
+
+    def __init__(self, stop_at_first_block: bool = False) -> None:
+        self.stop_at_first_block = stop_at_first_block
+
+
+class _StopReplay(Exception):
+    def __init__(self, boundary: _Boundary) -> None:
+        self.boundary = boundary
+
+
+def _state() -> Any:
+    return getattr(_tls, "state", None)
+
+
+@contextmanager
+def _tls_state(state: Any) -> Iterator[None]:
+    previous = _state()
+    _tls.state = state
+    try:
+        yield
+    finally:
+        _tls.state = previous
+
+
+def _detach(t: Any) -> Any:
+    if not isinstance(t, torch.Tensor):
+        return t
+    d = t.detach()
+    if t.requires_grad:
+        d.requires_grad_(True)
+    return d
+
+
+@dataclass
+class _Boundary:
+    """A stage's inputs ``(args, kwargs)`` as pytree leaves, tensors detached (same storage)."""
+
+    leaves: list[Any]
+    spec: Any
+
+    @classmethod
+    def of(cls, args: Any, kwargs: Any) -> _Boundary:
+        leaves, spec = tree_flatten((tuple(args), dict(kwargs or {})))
+        return cls([_detach(t) for t in leaves], spec)
+
+    def call_args(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        # Fresh detached leaves per call: each rerun builds its own throwaway graph.
+        args, kwargs = tree_unflatten([_detach(t) for t in self.leaves], self.spec)
+        return args, kwargs
+
+    def nbytes(self) -> int:
+        seen: dict[int, int] = {}
+        for t in self.leaves:
+            if isinstance(t, torch.Tensor):
+                st = t.untyped_storage()
+                seen[int(st._cdata)] = int(st.nbytes())
+        return sum(seen.values())
+
+
+@dataclass
+class _Region:
+    """What one stage runs: the prologue (model code before the first block), a block, or the
+    epilogue (code after the last block and the loss, never rerun)."""
+
+    kind: str  # "prologue" | "block" | "epilogue"
+    name: str
+    module: nn.Module | None = None
+    buffers: list[torch.Tensor] = field(default_factory=list)
+    mutated: set[int] = field(default_factory=set)  # indices into buffers seen to change
+
+
+class _Holder:
+    """Stands for one saved tensor of a stage run without its tape until a rerun fills it."""
+
+    __slots__ = ("__weakref__", "stage", "value")
+
+    def __init__(self, stage: int) -> None:
+        self.stage = stage
+        self.value: torch.Tensor | None = None
+
+
+@dataclass
+class _Replay:
+    """What a rerun of a stage must restore: RNG, autocast and the buffers' pre-rerun values."""
+
+    cpu_rng: torch.Tensor
+    cuda_rng: list[tuple[int, torch.Tensor]]
+    autocast: list[tuple[str, bool, torch.dtype]]
+    autocast_cache: bool
+
+
+def _capture_replay(device_type: str, leaves: Sequence[Any]) -> _Replay:
+    cuda: list[tuple[int, torch.Tensor]] = []
+    if device_type == "cuda" and torch.cuda.is_initialized():
+        devices = {t.device.index for t in leaves if isinstance(t, torch.Tensor) and t.is_cuda}
+        devices.add(torch.cuda.current_device())
+        cuda = [
+            (d, torch.cuda.get_rng_state(d)) for d in sorted(i for i in devices if i is not None)
+        ]
+    autocast = [
+        (dt, torch.is_autocast_enabled(dt), torch.get_autocast_dtype(dt))
+        for dt in dict.fromkeys(("cpu", device_type))
+    ]
+    return _Replay(torch.get_rng_state(), cuda, autocast, torch.is_autocast_cache_enabled())
+
+
+class _Run:
+    """The state of one forward/backward: holders, kept boundaries and the schedule cursor."""
+
+    def __init__(self, ex: _Executor, args: Any, kwargs: Any) -> None:
+        self.ex = ex
+        self.plan = ex.plan
+        self.pos = 0  # next op of the schedule
+        self.stage = 0  # the stage being forwarded (forward phase)
+        self.packing: int | None = None  # stage whose saved tensors become holders
+        self.next_block = 0
+        self.holders: dict[int, list[weakref.ref[_Holder]]] = {}
+        self.meta: dict[int, list[tuple[torch.Size, torch.dtype, torch.device]]] = {}
+        self.replay: dict[int, _Replay] = {}
+        self.plain: dict[int, _Boundary | None] = {}
+        self.taped: dict[int, _Boundary | None] = {}
+        self.inputs: _Boundary | None = None  # a[0]
+        self.out_leaves: dict[int, list[Any]] = {}  # block stage -> its output leaves (forward)
+        self.maps: dict[int, list[tuple[str, Any]]] = {}  # stage i -> how a[i] is made from i's run
+        self.next_specs: dict[int, Any] = {}
+        self.raw_inputs: dict[int, list[Any]] = {}  # block stage -> its input leaves (forward)
+        self.versions: list[int] = []
+        self.before: list[torch.Tensor] | None = None
+        self.trace: list[str] | None = [] if ex.record else None
+        self.b_started = 0  # B(k) for the lowest k started so far (n + 1 before the backward)
+        self.forward_open = True
+        self.hooks: Any = None
+        if ex.prologue:
+            self.inputs = _Boundary.of(args, kwargs)
+        self._hooks_on = not self.plan.trivial
+        if self._hooks_on:
+            self.hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack)
+            self.hooks.__enter__()
+        self.b_started = self.plan.n + 1
+        if ex.prologue:
+            self._begin_stage(1, self.inputs, [])
+
+    # -- forward phase ----------------------------------------------------------------------
+    def _begin_stage(self, s: int, bnd: _Boundary | None, grad_leaves: list[torch.Tensor]) -> None:
+        """Stage s starts; `bnd` is a[s-1] as the stage receives it."""
+        ex, plan = self.ex, self.plan
+        if s != self.stage + 1:
+            raise ReplayError(f"stage {s} started after stage {self.stage}: {ex.describe_order()}")
+        if s > 1:
+            # a[s-1] is now known: what stage s-1's op does with it, then the frees before op s.
+            prev = plan.forward_kinds[s - 2]
+            if prev in ("n", "ck"):
+                self.plain[s - 1] = bnd
+            elif s - 1 in plan.keep_taped:
+                self.taped[s - 1] = bnd
+            if grad_leaves:
+                self._hook_b_start(s - 1, grad_leaves)
+        while isinstance(plan.ops[self.pos], FreeActivation):
+            self.plain.pop(plan.ops[self.pos].index, None)  # type: ignore[union-attr]
+            self.pos += 1
+        op = plan.ops[self.pos]
+        kind = forward_kind(op)
+        self.pos += 1
+        if kind == "n" and s > 1:
+            self.plain.pop(s - 1, None)
+        self.stage = s
+        if self.trace is not None:
+            self.trace.append(str(op))
+        region = ex.regions[s - 1]
+        if s in plan.replayed:
+            self.replay[s] = _capture_replay(ex.device_type, bnd.leaves if bnd else [])
+        if region.kind != "epilogue":
+            self.versions = [b._version for b in region.buffers]
+            # Some kernels (batch norm's running statistics) write buffers without bumping their
+            # version: the first step compares values too.
+            self.before = [b.clone() for b in region.buffers] if not ex.probed else None
+        self.packing = s if kind != "all" else None
+        if self.packing is not None:
+            self.holders[s] = []
+            self.meta[s] = []
+
+    def _end_region(self, s: int) -> None:
+        region = self.ex.regions[s - 1]
+        for i, (b, v) in enumerate(zip(region.buffers, self.versions, strict=True)):
+            if b._version != v or (self.before is not None and not torch.equal(b, self.before[i])):
+                region.mutated.add(i)
+        self.before = None
+        self.packing = None
+
+    def block_pre(self, k: int, args: Any, kwargs: Any) -> None:
+        ex = self.ex
+        if k != self.next_block:
+            raise ReplayError(
+                f"block {ex.block_names[k]!r} was called when {ex.block_names[self.next_block]!r} "
+                f"was expected: the model must call its blocks once each, in order"
+                if self.next_block < len(ex.block_names)
+                else f"block {ex.block_names[k]!r} was called twice in one forward"
+            )
+        s = k + 1 + ex.prologue
+        leaves, spec = tree_flatten((tuple(args), dict(kwargs or {})))
+        grad_leaves = [t for t in leaves if isinstance(t, torch.Tensor) and t.requires_grad]
+        if k == 0 and ex.prologue:
+            self._end_region(1)
+        elif k > 0:
+            self._record_map(s - 1, leaves, spec)
+        if s in self.plan.replayed and k + 1 < len(ex.block_names):
+            self.raw_inputs[s] = leaves  # until the next block maps its inputs to these
+        bnd = _Boundary([_detach(t) for t in leaves], spec)
+        if s == 1:
+            self.inputs = bnd
+        self._begin_stage(s, bnd, grad_leaves)
+
+    def block_post(self, k: int, output: Any) -> None:
+        s = k + 1 + self.ex.prologue
+        self._end_region(s)
+        leaves = tree_flatten(output)[0]
+        if s in self.plan.replayed and k + 1 < len(self.ex.block_names):
+            self.out_leaves[s] = leaves  # until the next block maps its inputs to these
+        self.next_block = k + 1
+        if k == len(self.ex.block_names) - 1:
+            grad_leaves = [t for t in leaves if isinstance(t, torch.Tensor) and t.requires_grad]
+            self._begin_stage(s + 1, None, grad_leaves)  # the epilogue
+
+    def _record_map(self, i: int, leaves: list[Any], spec: Any) -> None:
+        """How a[i] (the inputs of stage i+1) comes from stage i's outputs and inputs."""
+        if i not in self.plan.replayed:
+            return
+        outs = {
+            id(t): j for j, t in enumerate(self.out_leaves.pop(i)) if isinstance(t, torch.Tensor)
+        }
+        ins = {
+            id(t): j for j, t in enumerate(self.raw_inputs.pop(i)) if isinstance(t, torch.Tensor)
+        }
+        mapping: list[tuple[str, Any]] = []
+        for t in leaves:
+            if not isinstance(t, torch.Tensor):
+                mapping.append(("const", t))
+            elif id(t) in outs:
+                mapping.append(("out", outs[id(t)]))
+            elif id(t) in ins:
+                mapping.append(("in", ins[id(t)]))
+            elif t.requires_grad:
+                names = self.ex.block_names
+                k = i - 1 - self.ex.prologue
+                raise ReplayError(
+                    f"an input of block {names[k + 1]!r} that requires grad is computed by code "
+                    f"between blocks {names[k]!r} and {names[k + 1]!r}; the executor reruns "
+                    f"blocks, not the code between them, so each block's inputs must be the "
+                    f"previous block's outputs or inputs passed on unchanged (move that code into "
+                    f"a block)"
+                )
+            else:
+                mapping.append(("const", t))
+        self.maps[i] = mapping
+        self.next_specs[i] = spec
+
+    def finish_forward(self) -> None:
+        ex, plan = self.ex, self.plan
+        self.forward_open = False
+        self._close_hooks()
+        if self.next_block != len(ex.block_names):
+            raise ReplayError(
+                f"block {ex.block_names[self.next_block]!r} never ran in the forward; the "
+                f"schedule needs every block of {ex.model_name} once per forward"
+            )
+        ex.probed = True
+        while self.pos < plan.backward_start:
+            op = plan.ops[self.pos]
+            if isinstance(op, FreeActivation):
+                self.plain.pop(op.index, None)
+            self.pos += 1
+
+    def _close_hooks(self) -> None:
+        if self.hooks is not None:
+            hooks, self.hooks = self.hooks, None
+            hooks.__exit__(None, None, None)
+
+    # -- saved tensors -------------------------------------------------------------------------
+    def _pack(self, t: torch.Tensor) -> Any:
+        s = self.packing
+        if s is None:
+            return t
+        h = _Holder(s)
+        self.holders[s].append(weakref.ref(h))
+        self.meta[s].append((t.shape, t.dtype, t.device))
+        return h
+
+    def _unpack(self, h: Any) -> torch.Tensor:
+        if not isinstance(h, _Holder):
+            return h
+        if h.value is None:
+            self.advance(h.stage)
+        value = h.value
+        if value is None:
+            raise ReplayError(
+                f"stage {h.stage}'s saved tensor was used twice or before its rerun; a second "
+                f"backward through a scheduled step (retain_graph=True) is not supported"
+            )
+        h.value = None
+        return value
+
+    # -- backward phase -------------------------------------------------------------------------
+    def _hook_b_start(self, k: int, tensors: list[torch.Tensor]) -> None:
+        if self.ex.record or self._hooks_on:
+            torch.autograd.graph.register_multi_grad_hook(
+                tensors, lambda grads, k=k: self.advance(k), mode="all"
+            )
+
+    def advance(self, k: int) -> None:
+        """Run the schedule's ops up to ``B(k)``: autograd is about to back-propagate stage k."""
+        plan = self.plan
+        if self.forward_open:
+            raise ReplayError("backward started before the model's forward returned")
+        if k >= self.b_started:
+            return
+        while True:
+            op = plan.ops[self.pos]
+            if isinstance(op, Bwd):
+                if op.stage == k:
+                    self.b_started = k
+                    if self.trace is not None:
+                        self.trace.append(str(op))
+                    return
+                if op.stage < k:
+                    raise ReplayError(
+                        f"autograd reached stage {k} after the schedule's {op}: the model's "
+                        f"backward does not follow the chain"
+                    )
+                if op.stage < self.b_started:  # finished without a hook (B(n) always)
+                    if self.trace is not None:
+                        self.trace.append(str(op))
+                self.b_started = op.stage
+                if op.stage > 1:
+                    self.plain.pop(op.stage - 1, None)
+                self.taped.pop(op.stage, None)
+            elif isinstance(op, FreeActivation):
+                self.plain.pop(op.index, None)
+            else:
+                self._forward(op)
+            self.pos += 1
+
+    def _source(self, i: int) -> _Boundary:
+        if i == 0:
+            assert self.inputs is not None
+            return self.inputs
+        src = self.plain.get(i) or self.taped.get(i)
+        if src is None:
+            raise ReplayError(f"a[{i}] is not held when the schedule reads it (internal error)")
+        return src
+
+    def _forward(self, op: Op) -> None:
+        kind = forward_kind(op)
+        s: int = op.stage  # type: ignore[union-attr]
+        out = self.ex.rerun(self, s, self._source(s - 1), tape=kind == "all")
+        if self.trace is not None:
+            self.trace.append(str(op))
+        if kind == "all":
+            if s in self.plan.keep_taped:
+                self.taped[s] = out
+        else:
+            self.plain[s] = out
+            if kind == "n" and s > 1:
+                self.plain.pop(s - 1, None)
+
+
+class _Executor:
+    def __init__(
+        self,
+        model: nn.Module,
+        plan: ReplayPlan,
+        blocks: list[tuple[str, nn.Module]],
+        prologue: bool,
+        input_bytes: int | None,
+        record: bool,
+    ) -> None:
+        self.model = model
+        self.model_name = type(model).__name__
+        self.plan = plan
+        self.prologue = prologue
+        self.block_names = [n for n, _ in blocks]
+        self.record = record
+        self.input_bytes = input_bytes
+        self.warned_inputs = False
+        self.probed = False  # a step has found which buffers each region's forward writes
+        self.last_trace: list[str] | None = None
+        self.device_type = next(
+            (t.device.type for t in (*model.parameters(), *model.buffers())), "cpu"
+        )
+        in_blocks = {id(b) for _, m in blocks for b in m.buffers()}
+        self.regions: list[_Region] = []
+        if prologue:
+            outside = [b for b in model.buffers() if id(b) not in in_blocks]
+            self.regions.append(_Region("prologue", "prologue", model, outside))
+        for name, m in blocks:
+            self.regions.append(_Region("block", name, m, list(m.buffers())))
+        self.regions.append(_Region("epilogue", "epilogue+loss"))
+        self.handles = [
+            model.register_forward_pre_hook(self._model_pre, with_kwargs=True),
+            model.register_forward_hook(self._model_post),
+            model.register_forward_hook(self._model_cleanup, always_call=True),
+        ]
+        for k, (_, m) in enumerate(blocks):
+            self.handles.append(
+                # First, so a prologue rerun stops before other hooks see the block called.
+                m.register_forward_pre_hook(
+                    lambda mod, a, kw, k=k: self._block_pre(k, a, kw),
+                    with_kwargs=True,
+                    prepend=True,
+                )
+            )
+            self.handles.append(
+                m.register_forward_hook(lambda mod, a, out, k=k: self._block_post(k, a, out))
+            )
+
+    def describe_order(self) -> str:
+        return f"the blocks of {self.model_name} must run once each, in order"
+
+    # -- hooks ------------------------------------------------------------------------------
+    def _model_pre(self, model: nn.Module, args: Any, kwargs: Any) -> None:
+        if _state() is not None or not torch.is_grad_enabled():
+            return
+        if self.plan.trivial and not self.record:
+            return
+        self._check_inputs(args, kwargs)
+        run = _Run(self, args, kwargs)
+        _tls.state = run
+        self.last_trace = run.trace
+
+    def _model_post(self, model: nn.Module, args: Any, output: Any) -> None:
+        run = _state()
+        if isinstance(run, _Run) and run.ex is self and run.forward_open:
+            _tls.state = None
+            run.finish_forward()
+
+    def _model_cleanup(self, model: nn.Module, args: Any, output: Any) -> None:
+        run = _state()
+        if isinstance(run, _Run) and run.ex is self and run.forward_open:
+            # The forward raised: leave autograd's saved-tensor hooks as they were.
+            _tls.state = None
+            run.forward_open = False
+            run._close_hooks()
+
+    def _block_pre(self, k: int, args: Any, kwargs: Any) -> None:
+        state = _state()
+        if isinstance(state, _Replaying):
+            if state.stop_at_first_block and k == 0:
+                raise _StopReplay(_Boundary.of(args, kwargs))
+            return
+        if isinstance(state, _Run) and state.ex is self:
+            state.block_pre(k, args, kwargs)
+
+    def _block_post(self, k: int, args: Any, output: Any) -> None:
+        state = _state()
+        if isinstance(state, _Run) and state.ex is self:
+            state.block_post(k, output)
+
+    def _check_inputs(self, args: Any, kwargs: Any) -> None:
+        if self.input_bytes is None or self.warned_inputs:
+            return
+        got = _Boundary.of(args, kwargs).nbytes()
+        if got > self.input_bytes:
+            self.warned_inputs = True
+            warnings.warn(
+                f"{self.model_name} got {got} bytes of inputs but the schedule was solved for "
+                f"{self.input_bytes} (a larger batch or sequence?): gradients stay exact, but the "
+                f"memory promise holds only for the profiled size; profile and solve again",
+                stacklevel=4,
+            )
+
+    # -- reruns -----------------------------------------------------------------------------
+    def rerun(self, run: _Run, s: int, src: _Boundary, *, tape: bool) -> _Boundary | None:
+        """Run stage s again from its inputs `src`; with `tape`, fill its holders."""
+        region = self.regions[s - 1]
+        replay = run.replay[s]
+        need_out = not tape or s in self.plan.keep_taped
+        with ExitStack() as stack:
+            stack.enter_context(_tls_state(_Replaying(region.kind == "prologue")))
+            devices = [d for d, _ in replay.cuda_rng]
+            stack.enter_context(torch.random.fork_rng(devices=devices, device_type="cuda"))
+            torch.set_rng_state(replay.cpu_rng)
+            for d, st in replay.cuda_rng:
+                torch.cuda.set_rng_state(st, d)
+            for dt, enabled, dtype in replay.autocast:
+                stack.enter_context(
+                    torch.autocast(
+                        dt, dtype=dtype, enabled=enabled, cache_enabled=replay.autocast_cache
+                    )
+                )
+            saved = [
+                (b, b.detach().clone()) for i, b in enumerate(region.buffers) if i in region.mutated
+            ]
+            stack.callback(_restore, saved)
+            stack.enter_context(torch.enable_grad())
+            if tape:
+                filler = _Filler(run, s)
+                stack.enter_context(
+                    torch.autograd.graph.saved_tensors_hooks(filler.pack, _no_unpack)
+                )
+            else:
+                stack.enter_context(torch.autograd.graph.saved_tensors_hooks(_discard, _no_unpack))
+            args, kwargs = src.call_args()
+            if region.kind == "prologue":
+                try:
+                    self.model(*args, **kwargs)
+                except _StopReplay as stop:
+                    out_bnd: _Boundary | None = stop.boundary
+                else:
+                    raise ReplayError(f"{self.model_name} returned without calling its first block")
+            else:
+                assert region.module is not None
+                output = region.module(*args, **kwargs)
+                out_bnd = None
+                if need_out:
+                    out_bnd = self._next_inputs(run, s, src, output)
+            if tape:
+                filler.done()
+        return out_bnd
+
+    def _next_inputs(self, run: _Run, s: int, src: _Boundary, output: Any) -> _Boundary | None:
+        mapping = run.maps.get(s)
+        if mapping is None:
+            return None  # a[s] feeds the epilogue, never rerun
+        outs = tree_flatten(output)[0]
+        leaves = []
+        for kind, v in mapping:
+            if kind == "out":
+                leaves.append(_detach(outs[v]))
+            elif kind == "in":
+                leaves.append(src.leaves[v])
+            else:
+                leaves.append(v)
+        return _Boundary(leaves, run.next_specs[s])
+
+
+def _restore(saved: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+    with torch.no_grad():
+        for b, v in saved:
+            b.copy_(v)
+
+
+def _discard(t: torch.Tensor) -> None:
+    return None
+
+
+def _no_unpack(x: Any) -> torch.Tensor:
+    raise ReplayError("a rerun's own graph was back-propagated (internal error)")
+
+
+class _Filler:
+    """Pack hook of an ``F_all`` rerun: the i-th saved tensor fills the stage's i-th holder."""
+
+    def __init__(self, run: _Run, s: int) -> None:
+        self.s = s
+        self.refs = run.holders.get(s, [])
+        self.meta = run.meta.get(s, [])
+        self.count = 0
+
+    def pack(self, t: torch.Tensor) -> None:
+        i = self.count
+        if i >= len(self.refs):
+            raise ReplayError(
+                f"stage {self.s} saved more tensors when rerun than in the forward "
+                f"({len(self.refs)}): its forward must save the same tensors every time it runs"
+            )
+        shape, dtype, device = self.meta[i]
+        if (t.shape, t.dtype, t.device) != (shape, dtype, device):
+            raise ReplayError(
+                f"stage {self.s}'s saved tensor {i} is {tuple(t.shape)} {t.dtype} on {t.device} "
+                f"when rerun but was {tuple(shape)} {dtype} on {device} in the forward"
+            )
+        self.count += 1
+        h = self.refs[i]()
+        if h is not None:
+            h.value = t.detach() if t.requires_grad else t
+
+    def done(self) -> None:
+        if self.count != len(self.refs):
+            raise ReplayError(
+                f"stage {self.s} saved {self.count} tensors when rerun but {len(self.refs)} in "
+                f"the forward: its forward must save the same tensors every time it runs"
+            )
+
+
+def apply(
+    model: nn.Module,
+    schedule: Schedule,
+    profile: Profile | None = None,
+    *,
+    blocks: Sequence[nn.Module | str] | str | None = None,
+    record: bool = False,
+) -> nn.Module:
+    """Make `model` train under `schedule`; returns `model` itself, hooked in place.
+
+    The model keeps its call signature, parameters, ``state_dict`` and class; a forward with grad
+    enabled then replays the schedule (a forward without grad runs as before). `remove` undoes it.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The model the schedule was solved for, on its training device.
+    schedule : Schedule
+        A chain schedule (``dp``, ``revolve``, ``sqrt``, ``uniform``, ``store_all``, ...).
+    profile : Profile, optional
+        The profile the schedule was solved from. Its chain's fingerprint must match the
+        schedule's, and its stages name the blocks. Without it, `blocks` (or the default blocks
+        of `resolve_blocks`) must give the schedule's number of stages.
+    blocks
+        The blocks, as for `checkpoint_solver.profiling.profile`, when no profile is given.
+    record : bool
+        Keep the ops each step actually ran (see `last_trace`).
+
+    Raises
+    ------
+    FingerprintMismatchError
+        The schedule was solved for another problem than the profile's chain.
+    ApplyError
+        A graph schedule, a model already applied, or a stage count that does not match.
+    InvalidScheduleError
+        A schedule the executor cannot replay (see `ReplayPlan.from_ops`).
+    """
+    if getattr(model, _ATTR, None) is not None:
+        raise ApplyError(
+            f"{type(model).__name__} already has a schedule applied; call "
+            f"checkpoint_solver.runtime.remove(model) before applying another"
+        )
+    if schedule.kind != "chain":
+        raise ApplyError(
+            "apply replays chain schedules; this is a graph schedule (solve the profile's chain, "
+            "e.g. cs.solve(profile.chain, budget, 'dp'))"
+        )
+    input_bytes = None
+    if profile is not None:
+        got = fingerprint(profile.chain)
+        if got != schedule.fingerprint:
+            raise FingerprintMismatchError(
+                f"the schedule was solved for problem {schedule.fingerprint[:12]} "
+                f"({schedule.size} stages) but the profile's chain is {got[:12]} "
+                f"({profile.chain.length} stages); solve again for this profile: "
+                f"cs.solve(profile.chain, budget)"
+            )
+        names = [m for st in profile.stages for m in st.modules]
+        prologue = profile.stages[0].name == "prologue"
+        named = []
+        for name in names:
+            try:
+                named.append((name, model.get_submodule(name)))
+            except AttributeError:
+                raise ApplyError(
+                    f"the profile's block {name!r} is not a submodule of "
+                    f"{type(model).__name__}; apply the schedule to the model that was profiled"
+                ) from None
+        input_bytes = profile.chain.x[0]
+    else:
+        named = resolve_blocks(model, blocks)
+        nb = len(named)
+        if schedule.size == nb + 2:
+            prologue = True
+        elif schedule.size == nb + 1:
+            prologue = False
+        else:
+            raise ApplyError(
+                f"the schedule has {schedule.size} stages but {type(model).__name__} has {nb} "
+                f"blocks ({nb + 1} stages with the loss, {nb + 2} with a prologue); pass the "
+                f"profile the schedule was solved from, or the blocks it was profiled with"
+            )
+    if not named:
+        raise ApplyError("the profile names no blocks; profile the model with its blocks")
+    plan = ReplayPlan.from_ops(schedule.ops, schedule.size)
+    ex = _Executor(model, plan, named, prologue, input_bytes, record)
+    object.__setattr__(model, _ATTR, ex)
+    return model
+
+
+def remove(model: nn.Module) -> nn.Module:
+    """Undo `apply`: the model's forward and backward are plain again. Returns `model`."""
+    ex = getattr(model, _ATTR, None)
+    if ex is None:
+        raise ApplyError(f"{type(model).__name__} has no schedule applied")
+    for h in ex.handles:
+        h.remove()
+    object.__delattr__(model, _ATTR)
+    return model
+
+
+def is_applied(model: nn.Module) -> bool:
+    """Whether `apply` hooked `model`."""
+    return getattr(model, _ATTR, None) is not None
+
+
+def last_trace(model: nn.Module) -> list[str]:
+    """The ops the most recent step of an applied model ran (``apply(..., record=True)``), in the
+    order they ran: forward ops as the stages started, reruns as they ran, ``B(k)`` as autograd
+    reached stage k. Frees are not listed."""
+    ex = getattr(model, _ATTR, None)
+    if ex is None or not ex.record:
+        raise ApplyError("record the trace with apply(model, schedule, record=True)")
+    return list(ex.last_trace or [])
