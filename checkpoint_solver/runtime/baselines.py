@@ -46,7 +46,7 @@ def _patch(model: nn.Module, patches: list[tuple[nn.Module, Callable[..., Any]]]
             f"{type(model).__name__} already has a schedule or baseline applied; remove it first"
         )
     for module, forward in patches:
-        module.forward = forward  # type: ignore[method-assign]
+        module.forward = forward
     object.__setattr__(model, _ATTR, [m for m, _ in patches])
     return model
 

@@ -141,7 +141,7 @@ def test_autograd_grad_and_applying_without_a_profile(profiled: dict[str, Any]) 
 
 
 def test_refusals(profiled: dict[str, Any]) -> None:
-    model, inputs, prof = profiled["gpt"]
+    model, _, prof = profiled["gpt"]
     other = profiled["mlp"][2]
     sched_other = cs.solve(other.chain, cs.min_budget(other.chain, "dp"), "dp")
     with pytest.raises(cs.FingerprintMismatchError, match="solve again for this profile"):
