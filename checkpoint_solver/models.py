@@ -8,9 +8,8 @@ the model computes its own loss when given targets, so ``profile(model, inputs)`
 - `resnet`: a ResNet-style CNN (BatchNorm, residual basic blocks, strided stages).
 - `gpt`: a GPT-style decoder (token and position embeddings, causal self-attention, GELU MLP,
   dropout), layers in ``model.blocks``.
-
-A Hugging Face GPT-2 built from a config (random weights; `pip install transformers`) profiles the
-same way, with its layers as blocks::
+- `hf_gpt2`: a Hugging Face GPT-2 built from a config (random weights; `pip install transformers`),
+  its layers ``"transformer.h"`` as blocks. Built by hand it profiles the same way::
 
     from transformers import GPT2Config, GPT2LMHeadModel
     model = GPT2LMHeadModel(GPT2Config(n_layer=4, n_embd=256, n_head=4, n_positions=128))
@@ -27,7 +26,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["GPT", "gpt", "mlp", "resnet"]
+__all__ = ["GPT", "gpt", "hf_gpt2", "mlp", "resnet"]
 
 
 class ResidualMLPBlock(nn.Module):
@@ -198,3 +197,38 @@ def gpt(
     model = GPT(vocab, context, layers, dim, heads, dropout)
     idx = torch.randint(0, vocab, (batch, context + 1), generator=g)
     return model, (idx[:, :-1].contiguous(), idx[:, 1:].contiguous())
+
+
+def hf_gpt2(
+    *,
+    layers: int = 4,
+    dim: int = 256,
+    heads: int = 4,
+    context: int = 128,
+    vocab: int = 50257,
+    batch: int = 8,
+    seed: int = 0,
+) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+    """A Hugging Face ``GPT2LMHeadModel`` built from a config (random weights, nothing
+    downloaded; needs ``transformers``), in training mode with ``use_cache=False``, and a batch
+    ``{"input_ids", "labels"}``. Its blocks are ``"transformer.h"``."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    torch.manual_seed(seed)
+    config = GPT2Config(
+        n_layer=layers,
+        n_embd=dim,
+        n_head=heads,
+        n_positions=context,
+        vocab_size=vocab,
+        use_cache=False,
+        bos_token_id=0,
+        eos_token_id=0,
+    )
+    model = GPT2LMHeadModel(config).train()
+    ids = torch.randint(
+        0, vocab, (batch, context), generator=torch.Generator().manual_seed(seed + 1)
+    )
+    return model, {"input_ids": ids, "labels": ids}

@@ -189,7 +189,7 @@ class _Run:
         self.versions: list[int] = []
         self.before: list[torch.Tensor] | None = None
         self.trace: list[str] | None = [] if ex.record else None
-        self.b_started = 0  # B(k) for the lowest k started so far (n + 1 before the backward)
+        self.b_started = self.plan.n + 1  # lowest k whose B(k) has started (n + 1: none yet)
         self.forward_open = True
         self.hooks: Any = None
         if ex.prologue:
@@ -198,7 +198,6 @@ class _Run:
         if self._hooks_on:
             self.hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack)
             self.hooks.__enter__()
-        self.b_started = self.plan.n + 1
         if ex.prologue:
             self._begin_stage(1, self.inputs, [])
 
@@ -207,7 +206,10 @@ class _Run:
         """Stage s starts; `bnd` is a[s-1] as the stage receives it."""
         ex, plan = self.ex, self.plan
         if s != self.stage + 1:
-            raise ReplayError(f"stage {s} started after stage {self.stage}: {ex.describe_order()}")
+            raise ReplayError(
+                f"stage {s} started after stage {self.stage}: the blocks of {ex.model_name} must "
+                f"run once each, in order"
+            )
         if s > 1:
             # a[s-1] is now known: what stage s-1's op does with it, then the frees before op s.
             prev = plan.forward_kinds[s - 2]
@@ -473,9 +475,6 @@ class _Executor:
             self.handles.append(
                 m.register_forward_hook(lambda mod, a, out, k=k: self._block_post(k, a, out))
             )
-
-    def describe_order(self) -> str:
-        return f"the blocks of {self.model_name} must run once each, in order"
 
     # -- hooks ------------------------------------------------------------------------------
     def _model_pre(self, model: nn.Module, args: Any, kwargs: Any) -> None:
