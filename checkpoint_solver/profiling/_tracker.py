@@ -11,6 +11,7 @@ computed after the fact, so storages found later to be parameter gradients can b
 from __future__ import annotations
 
 import weakref
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +19,13 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-__all__ = ["PhaseStats", "StorageTracker", "storage_key", "storage_nbytes"]
+__all__ = [
+    "PhaseStats",
+    "StorageTracker",
+    "distinct_storage_nbytes",
+    "storage_key",
+    "storage_nbytes",
+]
 
 Phase = tuple[str, int]  # ("F", stage) or ("B", stage)
 
@@ -30,6 +37,11 @@ def storage_key(t: torch.Tensor) -> int:
 
 def storage_nbytes(t: torch.Tensor) -> int:
     return int(t.untyped_storage().nbytes())
+
+
+def distinct_storage_nbytes(tensors: Iterable[torch.Tensor]) -> int:
+    """Bytes of the storages behind `tensors`, each storage counted once (views share one)."""
+    return sum(storage_nbytes(t) for t in {storage_key(t): t for t in tensors}.values())
 
 
 @dataclass

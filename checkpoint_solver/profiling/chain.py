@@ -58,6 +58,7 @@ from checkpoint_solver.problem import Chain
 from checkpoint_solver.profiling._tracker import (
     PhaseStats,
     StorageTracker,
+    distinct_storage_nbytes,
     storage_key,
     storage_nbytes,
 )
@@ -560,7 +561,7 @@ def _profile(
         return t
 
     stepper.on_phase = on_tracked_phase
-    x0 = sum(storage_nbytes(t) for t in {storage_key(t): t for t in inputs.tensors()}.values())
+    x0 = distinct_storage_nbytes(inputs.tensors())
     with counter, tracker, torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         loss = stepper.step()
     grad_keys = {

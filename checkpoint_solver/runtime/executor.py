@@ -46,6 +46,7 @@ from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from checkpoint_solver.errors import ApplyError, FingerprintMismatchError, ReplayError
 from checkpoint_solver.problem import fingerprint
+from checkpoint_solver.profiling._tracker import distinct_storage_nbytes
 from checkpoint_solver.profiling.chain import resolve_blocks
 from checkpoint_solver.profiling.record import Profile
 from checkpoint_solver.runtime.plan import ReplayPlan, forward_kind
@@ -110,14 +111,6 @@ class _Boundary:
         args, kwargs = tree_unflatten([_detach(t) for t in self.leaves], self.spec)
         return args, kwargs
 
-    def nbytes(self) -> int:
-        seen: dict[int, int] = {}
-        for t in self.leaves:
-            if isinstance(t, torch.Tensor):
-                st = t.untyped_storage()
-                seen[int(st._cdata)] = int(st.nbytes())
-        return sum(seen.values())
-
 
 @dataclass
 class _Region:
@@ -125,7 +118,6 @@ class _Region:
     epilogue (code after the last block and the loss, never rerun)."""
 
     kind: str  # "prologue" | "block" | "epilogue"
-    name: str
     module: nn.Module | None = None
     buffers: list[torch.Tensor] = field(default_factory=list)
     mutated: set[int] = field(default_factory=set)  # indices into buffers seen to change
@@ -143,7 +135,7 @@ class _Holder:
 
 @dataclass
 class _Replay:
-    """What a rerun of a stage must restore: RNG, autocast and the buffers' pre-rerun values."""
+    """The RNG and autocast states a stage started with, restored when it is rerun."""
 
     cpu_rng: torch.Tensor
     cuda_rng: list[tuple[int, torch.Tensor]]
@@ -192,13 +184,12 @@ class _Run:
         self.b_started = self.plan.n + 1  # lowest k whose B(k) has started (n + 1: none yet)
         self.forward_open = True
         self.hooks: Any = None
-        if ex.prologue:
-            self.inputs = _Boundary.of(args, kwargs)
         self._hooks_on = not self.plan.trivial
         if self._hooks_on:
             self.hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack)
             self.hooks.__enter__()
         if ex.prologue:
+            self.inputs = _Boundary.of(args, kwargs)
             self._begin_stage(1, self.inputs, [])
 
     # -- forward phase ----------------------------------------------------------------------
@@ -454,10 +445,10 @@ class _Executor:
         self.regions: list[_Region] = []
         if prologue:
             outside = [b for b in model.buffers() if id(b) not in in_blocks]
-            self.regions.append(_Region("prologue", "prologue", model, outside))
-        for name, m in blocks:
-            self.regions.append(_Region("block", name, m, list(m.buffers())))
-        self.regions.append(_Region("epilogue", "epilogue+loss"))
+            self.regions.append(_Region("prologue", model, outside))
+        for _, m in blocks:
+            self.regions.append(_Region("block", m, list(m.buffers())))
+        self.regions.append(_Region("epilogue"))
         self.handles = [
             model.register_forward_pre_hook(self._model_pre, with_kwargs=True),
             model.register_forward_hook(self._model_post),
@@ -518,7 +509,8 @@ class _Executor:
     def _check_inputs(self, args: Any, kwargs: Any) -> None:
         if self.input_bytes is None or self.warned_inputs:
             return
-        got = _Boundary.of(args, kwargs).nbytes()
+        leaves = tree_flatten((tuple(args), dict(kwargs or {})))[0]
+        got = distinct_storage_nbytes(t for t in leaves if isinstance(t, torch.Tensor))
         if got > self.input_bytes:
             self.warned_inputs = True
             warnings.warn(

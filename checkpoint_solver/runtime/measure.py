@@ -17,10 +17,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from checkpoint_solver.profiling._tracker import StorageTracker, storage_key, storage_nbytes
+from checkpoint_solver.profiling._tracker import (
+    StorageTracker,
+    distinct_storage_nbytes,
+    storage_key,
+)
 from checkpoint_solver.profiling.chain import _Inputs, default_loss
 
-__all__ = ["StepMeasure", "measure_step", "train_step"]
+__all__ = ["StepMeasure", "measure_step", "time_steps", "train_step"]
 
 
 @dataclass(frozen=True)
@@ -61,7 +65,7 @@ def measure_step(
     """Run one training step under the storage tracker (gradients accumulate as usual)."""
     inp = _Inputs.of(inputs)
     tensors = inp.tensors()
-    x0 = sum(storage_nbytes(t) for t in {storage_key(t): t for t in tensors}.values())
+    x0 = distinct_storage_nbytes(tensors)
     tracker = StorageTracker(
         ignore={storage_key(t) for t in (*model.parameters(), *model.buffers(), *tensors)}
     )
