@@ -50,6 +50,11 @@ class Graph:
     cost_unit : {"seconds", "flops", "abstract"}
     sources_in_budget : bool
         Whether input and parameter bytes count against the budget.
+    block : tuple[int, ...]
+        Optional: the block of a chain of blocks each node belongs to (0 before the first block,
+        ``k`` for block ``k``, one more after the last; -1 for inputs and parameters), as captured
+        by `checkpoint_solver.profiling.capture_region`. Empty when unknown. The hierarchical
+        solver needs it; it is not part of the fingerprint.
     name : str
         Free text, not part of the fingerprint.
     """
@@ -63,6 +68,7 @@ class Graph:
     role: tuple[str, ...] = ()
     cost_unit: CostUnit = "seconds"
     sources_in_budget: bool = False
+    block: tuple[int, ...] = ()
     name: str = ""
     kind: Literal["graph"] = field(default="graph", init=False)
     preds: tuple[tuple[int, ...], ...] = field(default=(), init=False, repr=False, compare=False)
@@ -75,6 +81,12 @@ class Graph:
             object.__setattr__(self, "rng", ("none",) * n)
         if not self.role:
             object.__setattr__(self, "role", ("op",) * n)
+        object.__setattr__(self, "block", tuple(int(b) for b in self.block))
+        if self.block and len(self.block) != n:
+            raise InvalidProblemError(
+                f"Graph.block has {len(self.block)} entries but the graph has {n} nodes; give one "
+                f"per node or none"
+            )
         for fname in ("cost", "out_bytes", "is_backward", "rng", "role"):
             value = tuple(getattr(self, fname))
             object.__setattr__(self, fname, value)
@@ -304,6 +316,7 @@ class Graph:
                     "is_backward": self.is_backward[i],
                     "rng": self.rng[i],
                     "role": self.role[i],
+                    **({"block": self.block[i]} if self.block else {}),
                 }
                 for i in range(self.size)
             ],
@@ -321,6 +334,7 @@ class Graph:
             is_backward=tuple(d["is_backward"] for d in nodes),
             rng=tuple(d.get("rng", "none") for d in nodes),
             role=tuple(d.get("role", "op") for d in nodes),
+            block=tuple(d["block"] for d in nodes) if nodes and "block" in nodes[0] else (),
             edges=tuple((int(u), int(v)) for u, v in data["edges"]),
             cost_unit=data.get("cost_unit", "seconds"),
             sources_in_budget=bool(data.get("sources_in_budget", False)),

@@ -676,11 +676,16 @@ def apply(
             f"{type(model).__name__} already has a schedule applied; call "
             f"checkpoint_solver.runtime.remove(model) before applying another"
         )
-    if schedule.kind != "chain":
-        raise ApplyError(
-            "apply replays chain schedules; this is a graph schedule (solve the profile's chain, "
-            "e.g. cs.solve(profile.chain, budget, 'dp'))"
-        )
+    if schedule.kind == "graph":
+        from checkpoint_solver.runtime import oplevel
+
+        if profile is not None or blocks is not None:
+            raise ApplyError(
+                "a graph schedule is applied to the region it was solved for (a model or one "
+                "block) on its own: cs.apply(module, schedule); the region is captured at its "
+                "first training call"
+            )
+        return oplevel.apply_graph(model, schedule, record=record)
     input_bytes = None
     if profile is not None:
         got = fingerprint(profile.chain)
@@ -728,6 +733,10 @@ def remove(model: nn.Module) -> nn.Module:
     """Undo `apply`: the model's forward and backward are plain again. Returns `model`."""
     ex = getattr(model, _ATTR, None)
     if ex is None:
+        from checkpoint_solver.runtime import oplevel
+
+        if oplevel.remove_graph(model):
+            return model
         raise ApplyError(f"{type(model).__name__} has no schedule applied")
     for h in ex.handles:
         h.remove()
@@ -737,7 +746,9 @@ def remove(model: nn.Module) -> nn.Module:
 
 def is_applied(model: nn.Module) -> bool:
     """Whether `apply` hooked `model`."""
-    return getattr(model, _ATTR, None) is not None
+    from checkpoint_solver.runtime import oplevel
+
+    return getattr(model, _ATTR, None) is not None or oplevel.is_graph_applied(model)
 
 
 def last_trace(model: nn.Module) -> list[str]:
@@ -745,6 +756,12 @@ def last_trace(model: nn.Module) -> list[str]:
     order they ran: forward ops as the stages started, reruns as they ran, ``B(k)`` as autograd
     reached stage k. Frees are not listed."""
     ex = getattr(model, _ATTR, None)
+    if ex is None:
+        from checkpoint_solver.runtime import oplevel
+
+        trace = oplevel.graph_trace(model)
+        if trace is not None:
+            return [t for t in trace if not t.startswith("free")]
     if ex is None or not ex.record:
         raise ApplyError("record the trace with apply(model, schedule, record=True)")
     return list(ex.last_trace or [])

@@ -1,0 +1,632 @@
+"""Op-level capture of one region (a whole model or one block) for graph schedules that replay.
+
+`capture_region` traces the region's joint forward+backward ATen graph with `make_fx`: the inputs
+are the parameters, buffers, the caller's tensor arguments and one *tangent* per differentiable
+output (the gradient the rest of the step sends back); the outputs are the region's outputs and
+the gradients of its parameters and of its inputs that require grad. The loss stays outside, as
+with ``torch.autograd.Function``: the region is applied with `checkpoint_solver.apply` and the
+caller's ``loss.backward()`` drives it.
+
+The traced graph is run once on the real inputs to learn which node created which tensor storage
+(so views, ``_unsafe_view`` and in-place ops allocate nothing, exactly as the live-storage tracker
+counts them) and timed node by node (median of `repeats` runs). Then it is **coarsened** into the
+`Graph` problem the solvers see, with a map back to the traced nodes:
+
+- a node that allocates nothing (a view, ``getitem``, ``detach``, an in-place op) joins the group
+  of the node that made its storage: a view can never outlive its base, and an in-place op is
+  recomputed together with the value it writes;
+- a node that allocates nothing and reads only parameters (a weight's transpose) is inlined into
+  every group that reads it: it is free to redo and needs no place in the problem.
+
+Chains of cheap allocating ops (``a -> b`` with ``a`` read only by ``b``) are *not* folded: while
+``b`` is computed ``a`` is still live, a transient the problem model (one size per node) cannot
+express, and measured peaks then exceeded predictions at tight budgets by exactly ``a``'s bytes.
+With these rules a node's size is exact and predicted peaks equal measured ones.
+
+A group is computed as a unit (its nodes in traced order) and freed as a unit. Its size is the
+bytes of the storages it makes that outlive it (read by another group or returned). A group
+holding a random op (dropout's ``bernoulli_``) is marked ``forbid_recompute``: it runs exactly
+once, in the forward, in traced order, so it draws the same random numbers as eager autograd.
+
+Around the groups the problem has: the sources (parameters and buffers as ``param``, tensor
+inputs as ``input``, outside the budget); one node per tangent (computed when the backward
+starts, needing every output live: the caller holds the outputs until its loss is
+back-propagated); and a final ``sink`` needing the tangents and the input gradients, which the
+backward hands back only when it returns. Parameter gradients have 0 bytes, as parameters do:
+they leave the step as ``.grad``, which the chain model and `measure_step` also leave out.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import fx, nn
+from torch.func import functional_call
+from torch.fx.experimental.proxy_tensor import get_proxy_mode, make_fx
+from torch.utils._pytree import tree_flatten, tree_unflatten
+
+from checkpoint_solver.errors import ProfilingError
+from checkpoint_solver.problem import Graph
+from checkpoint_solver.profiling.graph import RANDOM_OPS, _op_name, _user_frame
+
+__all__ = ["Region", "capture_region"]
+
+
+@dataclass(frozen=True, eq=False)
+class Region:
+    """A captured region: the traced joint graph, the coarsened `Graph` problem and the map
+    between them.
+
+    Attributes
+    ----------
+    graph : Graph
+        The problem to solve: sources, groups, tangents, sink (in this order of kinds; the node
+        numbering is topological). ``graph.block`` gives each node's block when captured with
+        blocks.
+    gm : torch.fx.GraphModule
+        The traced joint graph. Placeholders: parameters, buffers, tensor inputs, tangents.
+    members : tuple[tuple[fx.Node, ...], ...]
+        Per problem node, the traced nodes it runs (empty for sources, tangents and the sink).
+    source_nodes : tuple[fx.Node, ...]
+        The placeholder of each source problem node (same order as the sources in `graph`).
+    tangents : tuple[int, ...]
+        Problem node of each tangent, in the order of the differentiable outputs.
+    sink : int
+        Problem node of the sink.
+    outputs : tuple[fx.Node, ...]
+        Traced nodes of the region's tensor outputs (flattened), in order.
+    differentiable : tuple[bool, ...]
+        Per output, whether it gets a tangent (floating point and requiring grad).
+    param_grads : tuple[fx.Node | None, ...]
+        Per parameter that requires grad, the traced node of its gradient (None when unused).
+    input_grads : tuple[fx.Node | None, ...]
+        Per tensor input, the traced node of its gradient (None when it needs none).
+    param_names, buffer_names : tuple[str, ...]
+    input_spec : Any
+        The pytree spec of ``(args, kwargs)``; `leaves` holds the non-tensor leaves.
+    output_spec : Any
+        The pytree spec of the region's output.
+    output_leaves : tuple[Any, ...]
+        The output's leaves with tensors replaced by None (non-tensor outputs are constants).
+    leaves : tuple[Any, ...]
+        The flattened ``(args, kwargs)`` with tensors replaced by None (what the trace baked in).
+    key : tuple
+        What a call must match to reuse this capture (shapes, dtypes, devices, requires_grad,
+        non-tensor values, training mode).
+    input_bytes : int
+        Bytes of the tensor inputs (what `measure_step` counts beside the graph's peak).
+    """
+
+    graph: Graph
+    gm: fx.GraphModule
+    members: tuple[tuple[fx.Node, ...], ...]
+    source_nodes: tuple[fx.Node, ...]
+    tangents: tuple[int, ...]
+    sink: int
+    outputs: tuple[fx.Node, ...]
+    differentiable: tuple[bool, ...]
+    param_grads: tuple[fx.Node | None, ...]
+    input_grads: tuple[fx.Node | None, ...]
+    param_names: tuple[str, ...]
+    buffer_names: tuple[str, ...]
+    input_spec: Any
+    output_spec: Any
+    output_leaves: tuple[Any, ...]
+    leaves: tuple[Any, ...]
+    key: tuple[Any, ...]
+    input_bytes: int
+
+
+def call_key(module: nn.Module, leaves: Sequence[Any], spec: Any) -> tuple[Any, ...]:
+    """What a call must match to reuse a capture."""
+    parts: list[Any] = [str(spec), module.training]
+    for leaf in leaves:
+        if isinstance(leaf, torch.Tensor):
+            parts.append(
+                ("T", tuple(leaf.shape), str(leaf.dtype), str(leaf.device), leaf.requires_grad)
+            )
+        else:
+            parts.append(("V", repr(leaf)))
+    return tuple(parts)
+
+
+def _storages(value: Any) -> list[tuple[int, int]]:
+    """(storage key, nbytes) of each tensor in `value`."""
+    out = []
+    for t in tree_flatten(value)[0]:
+        if isinstance(t, torch.Tensor):
+            st = t.untyped_storage()
+            out.append((int(st._cdata), int(st.nbytes())))
+    return out
+
+
+class _Analyser(fx.Interpreter):
+    """Runs the graph keeping every value, recording per node the storages it created, and
+    (when timing) each node's duration."""
+
+    def __init__(self, gm: fx.GraphModule, cuda: bool, keep: bool) -> None:
+        super().__init__(gm, garbage_collect_values=not keep)
+        self.cuda = cuda
+        self.keep = keep
+        self.times: dict[fx.Node, float] = {}
+        self.creator: dict[int, fx.Node] = {}  # storage key -> node that made it
+        self.nbytes: dict[int, int] = {}
+        self.made: dict[fx.Node, list[int]] = {}  # node -> storage keys it created
+        self.uses: dict[fx.Node, list[int]] = {}  # node -> storage keys of its output
+
+    def run_node(self, n: fx.Node) -> Any:
+        if n.op == "call_function" and self.cuda:
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        out = super().run_node(n)
+        if n.op == "call_function":
+            if self.cuda:
+                torch.cuda.synchronize()
+            self.times[n] = time.perf_counter() - t0
+        if self.keep and n.op != "output":
+            keys = []
+            made = []
+            for key, nb in _storages(out):
+                keys.append(key)
+                if key not in self.creator:
+                    self.creator[key] = n
+                    self.nbytes[key] = nb
+                    made.append(key)
+            self.uses[n] = keys
+            self.made[n] = made
+        return out
+
+
+def capture_region(
+    module: nn.Module,
+    args: tuple[Any, ...] = (),
+    kwargs: dict[str, Any] | None = None,
+    *,
+    blocks: Sequence[nn.Module] = (),
+    repeats: int = 3,
+    name: str | None = None,
+) -> Region:
+    """Trace, analyse, time and coarsen `module`'s joint graph for these inputs.
+
+    Parameters
+    ----------
+    blocks : sequence of nn.Module
+        Sub-modules run in order by `module` (e.g. its transformer layers). Each problem node then
+        records its block in ``graph.block`` (0 before the first block, ``k`` in block ``k``
+        (1-based), ``len(blocks) + 1`` after the last; -1 for sources), which the hierarchical
+        solver uses.
+    repeats : int
+        Timed runs per node (median; one warm-up run more). 0 skips timing (costs are 0), for a
+        capture that only needs the structure (the executor's).
+
+    Raises
+    ------
+    ProfilingError
+        When tracing fails, the region writes to a buffer or an input (BatchNorm in training
+        mode), an in-place op writes a value that is read elsewhere, or no output needs a gradient.
+    """
+    kwargs = dict(kwargs or {})
+    leaves, spec = tree_flatten((tuple(args), kwargs))
+    tensor_pos = [i for i, v in enumerate(leaves) if isinstance(v, torch.Tensor)]
+    inputs = [leaves[i] for i in tensor_pos]
+    baked = tuple(None if isinstance(v, torch.Tensor) else v for v in leaves)
+    params = {n: p for n, p in module.named_parameters() if p.requires_grad}
+    frozen = {n: p for n, p in module.named_parameters() if not p.requires_grad}
+    buffers = dict(module.named_buffers())
+    diff_inputs = [k for k, t in enumerate(inputs) if t.requires_grad and t.is_floating_point()]
+
+    rng = torch.get_rng_state()
+    cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    saved_buffers = [t.detach().clone() for t in buffers.values()]
+
+    def restore() -> None:
+        with torch.no_grad():
+            for t, v in zip(buffers.values(), saved_buffers, strict=True):
+                t.copy_(v)
+        torch.set_rng_state(rng)
+        if cuda_rng is not None:
+            torch.cuda.set_rng_state_all(cuda_rng)
+
+    def call(p: dict[str, Any], b: dict[str, Any], xs: list[Any]) -> Any:
+        flat = list(leaves)
+        for k, i in enumerate(tensor_pos):
+            flat[i] = xs[k]
+        a, kw = tree_unflatten(flat, spec)
+        return functional_call(module, {**p, **frozen, **b}, tuple(a), kw)
+
+    # The outputs' shapes (for the tangents) from one forward on detached copies of the state.
+    with torch.no_grad():
+        example = call(
+            {k: v.detach() for k, v in params.items()},
+            {k: v.detach() for k, v in buffers.items()},
+            [t.detach() for t in inputs],
+        )
+    restore()
+    out_leaves, out_spec = tree_flatten(example)
+    out_tensors = [t for t in out_leaves if isinstance(t, torch.Tensor)]
+    if not out_tensors:
+        raise ProfilingError(f"{type(module).__name__} returns no tensor; nothing to train")
+    differentiable = tuple(t.is_floating_point() or t.is_complex() for t in out_tensors)
+    tangents_in = [
+        torch.zeros_like(t) for t, d in zip(out_tensors, differentiable, strict=True) if d
+    ]
+    if not tangents_in:
+        raise ProfilingError(
+            f"{type(module).__name__} has no floating-point output; there is no gradient to "
+            f"back-propagate through it"
+        )
+
+    marks: list[tuple[int, int]] = []
+    nb = len(blocks)
+
+    def mark(phase: int) -> None:
+        mode = get_proxy_mode()
+        if mode is not None:
+            marks.append((len(mode.tracer.graph.nodes), phase))
+
+    def grads_done(phase: int) -> Callable[[Any], None]:
+        return lambda grads: mark(phase)
+
+    def pre(k: int) -> Callable[..., None]:
+        def hook(m: nn.Module, a: Any, kw: Any) -> None:
+            mark(k + 1)
+            ts = [
+                t
+                for t in tree_flatten((a, kw))[0]
+                if isinstance(t, torch.Tensor) and t.requires_grad
+            ]
+            if ts:
+                torch.autograd.graph.register_multi_grad_hook(ts, grads_done(k), mode="all")
+
+        return hook
+
+    def post(k: int) -> Callable[..., None]:
+        def hook(m: nn.Module, a: Any, out: Any) -> None:
+            if k == nb - 1:
+                mark(nb + 1)
+                ts = [
+                    t
+                    for t in tree_flatten(out)[0]
+                    if isinstance(t, torch.Tensor) and t.requires_grad
+                ]
+                if ts:
+                    torch.autograd.graph.register_multi_grad_hook(ts, grads_done(nb), mode="all")
+
+        return hook
+
+    n_out = len(out_tensors)
+
+    def joint(p: dict[str, Any], b: dict[str, Any], xs: list[Any], tg: list[Any]) -> Any:
+        mark(0)
+        out = call(p, b, xs)
+        outs = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
+        if len(outs) != n_out:
+            raise ProfilingError("the region's outputs changed between two calls")
+        mark(nb + 1)
+        diff_out = [t for t, d in zip(outs, differentiable, strict=True) if d]
+        wrt = [*p.values(), *(xs[k] for k in diff_inputs)]
+        grads = torch.autograd.grad(diff_out, wrt, tg, allow_unused=True)
+        return [*outs, *grads]
+
+    handles = []
+    for k, m in enumerate(blocks):
+        handles.append(m.register_forward_pre_hook(pre(k), with_kwargs=True))
+        handles.append(m.register_forward_hook(post(k)))
+    try:
+        try:
+            gm = make_fx(joint, tracing_mode="fake")(params, buffers, list(inputs), tangents_in)
+        except ProfilingError:
+            raise
+        except Exception as exc:
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            raise ProfilingError(
+                f"tracing {type(module).__name__}'s joint graph failed{_user_frame(exc)} "
+                f"({type(exc).__name__}: {first}); op-level schedules need a region make_fx "
+                f"can trace (no data-dependent Python control flow); use a chain schedule"
+            ) from exc
+    finally:
+        for h in handles:
+            h.remove()
+        restore()
+
+    graph_nodes = list(gm.graph.nodes)
+    placeholders = [n for n in graph_nodes if n.op == "placeholder"]
+    n_p, n_b, n_x = len(params), len(buffers), len(inputs)
+    p_nodes = placeholders[:n_p]
+    b_nodes = placeholders[n_p : n_p + n_b]
+    x_nodes = placeholders[n_p + n_b : n_p + n_b + n_x]
+    t_nodes = placeholders[n_p + n_b + n_x :]
+    (out_node,) = [n for n in graph_nodes if n.op == "output"]
+    returned = list(tree_flatten(out_node.args)[0])
+    outputs = tuple(returned[:n_out])
+    grad_nodes = returned[n_out:]
+    param_grads = tuple(grad_nodes[: len(params)])
+    input_grads: list[fx.Node | None] = [None] * n_x
+    for k, g in zip(diff_inputs, grad_nodes[len(params) :], strict=True):
+        input_grads[k] = g
+    for o in outputs:
+        if not isinstance(o, fx.Node) or o.op != "call_function":
+            raise ProfilingError(
+                f"{type(module).__name__} returns one of its inputs or parameters unchanged; "
+                f"op-level schedules need every output computed by the region"
+            )
+
+    # One real run keeping every value: who made which storage, and the sizes.
+    detached = (
+        {k: v.detach() for k, v in params.items()},
+        {k: v.detach() for k, v in buffers.items()},
+        [t.detach() for t in inputs],
+        [torch.ones_like(t) for t in tangents_in],
+    )
+    cuda = any(t.is_cuda for t in inputs) or any(p.is_cuda for p in params.values())
+    try:
+        with torch.no_grad():
+            analyser = _Analyser(gm, cuda, keep=True)
+            analyser.run(*detached)
+            del analyser.env
+            runs: dict[fx.Node, list[float]] = {}
+            for _ in range(repeats + 1 if repeats > 0 else 0):
+                timer = _Analyser(gm, cuda, keep=False)
+                timer.run(*detached)
+                for node, dt in timer.times.items():
+                    runs.setdefault(node, []).append(dt)
+    finally:
+        restore()
+    times = {k: float(statistics.median(v[1:] if len(v) > 1 else v)) for k, v in runs.items()}
+    return _coarsen(
+        module,
+        gm,
+        analyser,
+        times,
+        marks,
+        placeholders=(p_nodes, b_nodes, x_nodes, t_nodes),
+        outputs=outputs,
+        differentiable=differentiable,
+        param_grads=param_grads,
+        input_grads=tuple(input_grads),
+        state_names=(tuple(params), tuple(buffers)),
+        specs=(
+            spec,
+            out_spec,
+            baked,
+            tuple(None if isinstance(v, torch.Tensor) else v for v in out_leaves),
+        ),
+        key=call_key(module, leaves, spec),
+        input_bytes=_distinct_bytes(inputs),
+        name=name,
+        n_blocks=nb,
+    )
+
+
+def _distinct_bytes(tensors: Sequence[torch.Tensor]) -> int:
+    seen: dict[int, int] = {}
+    for t in tensors:
+        st = t.untyped_storage()
+        seen[int(st._cdata)] = int(st.nbytes())
+    return sum(seen.values())
+
+
+def _coarsen(
+    module: nn.Module,
+    gm: fx.GraphModule,
+    an: _Analyser,
+    times: dict[fx.Node, float],
+    marks: list[tuple[int, int]],
+    *,
+    placeholders: tuple[list[fx.Node], ...],
+    outputs: tuple[fx.Node, ...],
+    differentiable: tuple[bool, ...],
+    param_grads: tuple[fx.Node | None, ...],
+    input_grads: tuple[fx.Node | None, ...],
+    state_names: tuple[tuple[str, ...], tuple[str, ...]],
+    specs: tuple[Any, Any, tuple[Any, ...], tuple[Any, ...]],
+    key: tuple[Any, ...],
+    input_bytes: int,
+    name: str | None,
+    n_blocks: int,
+) -> Region:
+    p_nodes, b_nodes, x_nodes, t_nodes = placeholders
+    nodes = list(gm.graph.nodes)
+    position = {n: i for i, n in enumerate(nodes)}
+    ops = [n for n in nodes if n.op == "call_function"]
+    sources = [*p_nodes, *b_nodes, *x_nodes]
+    source_set = set(sources)
+    tangent_set = set(t_nodes)
+    root_of_key = an.creator
+    loss_at = min((position[u] for t in t_nodes for u in t.users), default=len(nodes))
+    # The first op reading a tangent starts the backward; every traced op after it is backward.
+
+    def roots(n: fx.Node) -> set[fx.Node]:
+        return {root_of_key[k] for k in an.uses.get(n, [])}
+
+    # Writes to sources (buffers, inputs) cannot be replayed by recomputation: refuse.
+    for n in ops:
+        schema = getattr(n.target, "_schema", None)
+        if schema is not None and schema.is_mutable:
+            written = [
+                a
+                for a, arg in zip(n.args, schema.arguments, strict=False)
+                if isinstance(a, fx.Node) and arg.alias_info is not None and arg.alias_info.is_write
+            ]
+            for a in written:
+                if roots(a) & source_set or a in source_set:
+                    raise ProfilingError(
+                        f"{type(module).__name__} writes to a buffer or an input in the forward "
+                        f"({n.target} at {n.name}, e.g. BatchNorm's running statistics); "
+                        f"op-level schedules cannot replay that; use a chain schedule"
+                    )
+                if len(a.users) != 1:
+                    raise ProfilingError(
+                        f"in-place op {n.target} ({n.name}) writes a value other ops also read; "
+                        f"op-level schedules support in-place ops only on fresh values"
+                    )
+
+    # Union-find over ops: a group is named by its first (head) node.
+    group: dict[fx.Node, fx.Node] = {}
+
+    def find(n: fx.Node) -> fx.Node:
+        while group[n] is not n:
+            group[n] = group[group[n]]
+            n = group[n]
+        return n
+
+    def op_preds(n: fx.Node) -> list[fx.Node]:
+        return [u for u in n.all_input_nodes if u.op == "call_function"]
+
+    for n in ops:
+        group[n] = n
+        preds = op_preds(n)
+        allocates = bool(an.made.get(n))
+        reads_tangent = any(u in tangent_set for u in n.all_input_nodes)
+        if reads_tangent or len({find(u) for u in preds}) != 1:
+            continue
+        u = preds[0]
+        if not allocates and roots(n) and roots(n) <= roots(u) | {u}:
+            group[n] = find(u)  # a view / in-place / getitem of its producer's storage
+    heads: dict[fx.Node, list[fx.Node]] = {}
+    for n in ops:
+        heads.setdefault(find(n), []).append(n)
+    special = set(outputs) | {g for g in (*param_grads, *input_grads) if g is not None}
+    # Groups that allocate nothing and read only sources (a parameter's transpose) are inlined
+    # into each group that reads them: free to redo, they need no place in the problem.
+    for h, mem in list(heads.items()):
+        mem_set = set(mem)
+        if (
+            not any(an.made.get(n) for n in mem)
+            and all(u in source_set or u in mem_set for n in mem for u in n.all_input_nodes)
+            and not any(n in special for n in mem)
+            and not any(_op_name(n.target) in RANDOM_OPS for n in mem)
+        ):
+            readers = {find(u) for n in mem for u in n.users if u not in mem_set}
+            if readers and all(r in heads for r in readers):
+                del heads[h]
+                for r in readers:
+                    heads[r] = sorted({*heads[r], *mem}, key=position.__getitem__)
+    ordered = sorted(heads, key=lambda h: position[h])
+    n_fwd = sum(position[h] < loss_at for h in ordered)
+    n_src, n_groups, n_t = len(sources), len(ordered), len(t_nodes)
+    # Numbering: sources, forward groups, tangents, backward groups, sink (topological).
+    gid = {h: n_src + i + (n_t if i >= n_fwd else 0) for i, h in enumerate(ordered)}
+    of = {n: gid[h] for h, mem in heads.items() for n in mem}  # an inlined node: any reader
+    tangent_ids = tuple(n_src + n_fwd + k for k in range(n_t))
+    sink = n_src + n_groups + n_t
+    size = sink + 1
+
+    param_grad_keys = {k for g in param_grads if g is not None for k in an.uses.get(g, [])}
+    src_index = {n: i for i, n in enumerate(sources)}
+    names: list[str] = [""] * size
+    cost = [0.0] * size
+    out_bytes = [0] * size
+    backward = [False] * size
+    rng = ["none"] * size
+    role = ["op"] * size
+    members: list[tuple[fx.Node, ...]] = [()] * size
+    for i, n in enumerate(sources):
+        names[i] = n.name
+        out_bytes[i] = _value_bytes(n)
+        role[i] = "input" if n in x_nodes else "param"
+    for k, (t, v) in enumerate(zip(t_nodes, tangent_ids, strict=True)):
+        names[v] = f"tangent_{k}"
+        out_bytes[v] = _value_bytes(t)
+        backward[v] = True
+        rng[v] = "forbid_recompute"
+    names[sink] = "sink"
+    backward[sink] = True
+    edges: set[tuple[int, int]] = set()
+    for h in ordered:
+        i = gid[h]
+        mem = heads[h]
+        mem_set = set(mem)
+        members[i] = tuple(mem)
+        names[i] = h.name if len(mem) == 1 else f"{h.name}+{len(mem) - 1}"
+        cost[i] = sum(times.get(n, 0.0) for n in mem)
+        backward[i] = position[h] >= loss_at
+        if any(_op_name(n.target) in RANDOM_OPS for n in mem):
+            rng[i] = "forbid_recompute"
+        exposed = [n for n in mem if n in special or any(of.get(u, -1) != i for u in n.users)]
+        keep = {k for n in exposed for k in an.uses.get(n, [])}
+        owned = {k for n in mem for k in an.made.get(n, [])}
+        out_bytes[i] = sum(an.nbytes[k] for k in owned & keep if k not in param_grad_keys)
+        for n in mem:
+            for u in n.all_input_nodes:
+                if u in mem_set:
+                    continue
+                if u in source_set:
+                    edges.add((src_index[u], i))
+                elif u in tangent_set:
+                    edges.add((tangent_ids[t_nodes.index(u)], i))
+                else:
+                    edges.add((of[u], i))
+    for tid in tangent_ids:
+        for og in {of[o] for o in outputs}:
+            edges.add((og, tid))
+        edges.add((tid, sink))
+    for g in input_grads:
+        if g is not None and g.op == "call_function":
+            edges.add((of[g], sink))
+
+    def phase_of(pos: int) -> int:
+        phase = 0
+        for at, ph in marks:
+            if at <= pos:
+                phase = ph
+        return phase
+
+    blocks: list[int] = []
+    if n_blocks:
+        blocks = [-1] * n_src + [0] * (size - n_src)
+        for h in ordered:
+            blocks[gid[h]] = phase_of(position[h])
+        for v in tangent_ids:
+            blocks[v] = n_blocks + 1
+    graph = Graph(
+        names=tuple(names),
+        cost=tuple(cost),
+        out_bytes=tuple(out_bytes),
+        is_backward=tuple(backward),
+        rng=tuple(rng),
+        role=tuple(role),
+        edges=tuple(sorted(edges)),
+        cost_unit="seconds",
+        block=tuple(blocks),
+        name=name or f"{type(module).__name__} region ({n_groups} groups of {len(ops)} ops)",
+    )
+    # Random ops must keep their traced order under the group numbering (checked, not assumed).
+    random_nodes = [n for n in ops if _op_name(n.target) in RANDOM_OPS]
+    if [(of[n], position[n]) for n in random_nodes] != sorted(
+        (of[n], position[n]) for n in random_nodes
+    ):
+        raise ProfilingError("coarsening reordered random ops; please report this model")
+    return Region(
+        graph=graph,
+        gm=gm,
+        members=tuple(members),
+        source_nodes=tuple(sources),
+        tangents=tangent_ids,
+        sink=sink,
+        outputs=outputs,
+        differentiable=differentiable,
+        param_grads=param_grads,
+        input_grads=input_grads,
+        param_names=state_names[0],
+        buffer_names=state_names[1],
+        input_spec=specs[0],
+        output_spec=specs[1],
+        output_leaves=specs[3],
+        leaves=specs[2],
+        key=key,
+        input_bytes=input_bytes,
+    )
+
+
+def _value_bytes(n: fx.Node) -> int:
+    total = 0
+    for t in tree_flatten(n.meta.get("val"))[0]:
+        if isinstance(t, torch.Tensor):
+            total += t.numel() * t.element_size()
+    return total

@@ -1,0 +1,364 @@
+"""Replay an op-level (graph) schedule on a region: a whole model or one block.
+
+The region's joint graph is captured (`checkpoint_solver.profiling.capture_region`) at its first
+training call, its problem's fingerprint checked against the schedule's, and the schedule compiled
+into two programs split at the first tangent (the start of the backward):
+
+- the **forward program** runs the schedule's ops before the split: each ``compute(v)`` runs the
+  group's traced ATen ops in order (a recomputed group simply runs again), each ``free(v)`` drops
+  the group's values. What is live at the split is handed to the backward (held detached, so the
+  outputs do not keep themselves alive through their own graph);
+- the **backward program** runs the rest: the tangents arrive as the incoming gradients, and the
+  parameter and input gradients are returned when it ends.
+
+The pair runs inside one ``torch.autograd.Function`` whose inputs are the region's tensor
+arguments and parameters, so the caller's ``loss.backward()``, ``torch.autograd.grad`` and
+gradient hooks see an ordinary autograd node. Random ops are computed once, in traced order (the
+problem forbids recomputing them), so they draw what eager autograd draws. Parameter gradients are
+laid out like their parameters before they are returned, so ``.grad`` takes them without a copy.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import fx, nn
+from torch.fx.node import map_arg
+from torch.utils._pytree import tree_flatten, tree_unflatten
+
+from checkpoint_solver.errors import ApplyError, FingerprintMismatchError, ReplayError
+from checkpoint_solver.problem.fingerprint import fingerprint
+from checkpoint_solver.profiling.region import Region, call_key, capture_region
+from checkpoint_solver.schedule import Compute, Free, Schedule
+
+__all__ = ["GraphReplay", "apply_graph", "compile_schedule", "graph_trace", "remove_graph"]
+
+_ATTR = "_checkpoint_solver_graph"
+
+# One step of a program: ("run", group) | ("free", group) | ("tangent", k) | ("sink", -1)
+_Step = tuple[str, int]
+
+
+@dataclass(frozen=True, eq=False)
+class GraphReplay:
+    """A schedule compiled for one captured region."""
+
+    region: Region
+    schedule: Schedule
+    forward: tuple[_Step, ...]
+    backward: tuple[_Step, ...]
+    drop_inside: tuple[tuple[tuple[fx.Node, ...], ...], ...]  # per group, per member
+    exposed: tuple[tuple[fx.Node, ...], ...]  # per group: values that outlive the group
+    param_grad_of: dict[fx.Node, int]  # gradient node -> parameter index
+    tangent_nodes: tuple[fx.Node, ...]  # the tangent placeholders, in order
+    forward_keep: frozenset[fx.Node]  # outputs: the forward returns them, whatever it frees
+    backward_keep: frozenset[fx.Node]  # gradients: the backward returns them at its end
+
+
+def compile_schedule(region: Region, schedule: Schedule) -> GraphReplay:
+    """Check `schedule` against `region` and split it into the forward and backward programs.
+
+    Raises
+    ------
+    FingerprintMismatchError
+        The schedule was solved for another problem (another model, input shape or dtype).
+    ApplyError
+        A chain schedule, or a schedule that computes random ops in another order than traced.
+    """
+    if schedule.kind != "graph":
+        raise ApplyError("compile_schedule takes a graph schedule; chain schedules use cs.apply")
+    got = fingerprint(region.graph)
+    if got != schedule.fingerprint:
+        raise FingerprintMismatchError(
+            f"the graph schedule was solved for problem {schedule.fingerprint[:12]} "
+            f"({schedule.size} nodes) but this region's graph is {got[:12]} "
+            f"({region.graph.size} nodes): another model, input shape, dtype or training mode; "
+            f"capture this call with capture_region and solve its graph"
+        )
+    g = region.graph
+    tangent_index = {t: k for k, t in enumerate(region.tangents)}
+    steps: list[_Step] = []
+    split = None
+    random_order = []
+    seen = set()
+    for op in schedule.ops:
+        if isinstance(op, Compute):
+            v = op.node
+            if v in tangent_index:
+                if split is None:
+                    split = len(steps)
+                steps.append(("tangent", tangent_index[v]))
+            elif v == region.sink:
+                steps.append(("sink", v))
+            else:
+                steps.append(("run", v))
+                if g.rng[v] != "none" and v not in seen:
+                    random_order.append(v)
+                seen.add(v)
+        elif isinstance(op, Free):
+            if op.node not in tangent_index and op.node != region.sink:
+                steps.append(("free", op.node))
+        else:
+            raise ApplyError(f"{op} is not a graph op")
+    if split is None:
+        raise ApplyError("the schedule never starts the backward (no tangent is computed)")
+    if random_order != sorted(random_order):
+        raise ApplyError(
+            "the schedule computes random ops (dropout) in another order than the model does, so "
+            "their masks would differ from eager autograd's; solve with a frontier-ordered "
+            "solver (ilp, ilp-rounding, greedy, hierarchical)"
+        )
+    group_of: dict[fx.Node, int] = {}
+    for v, mem in enumerate(region.members):
+        for n in mem:
+            group_of[n] = v
+    grads = {n for n in (*region.param_grads, *region.input_grads) if n is not None}
+    returned = grads | set(region.outputs)
+    drop_inside = []
+    exposed = []
+    for v, mem in enumerate(region.members):
+        mem_set = set(mem)
+        out = [n for n in mem if n in returned or any(group_of.get(u) != v for u in n.users)]
+        out_set = set(out)
+        last: dict[fx.Node, int] = {}
+        for k, n in enumerate(mem):
+            for u in n.all_input_nodes:
+                if u in mem_set:
+                    last[u] = k
+        drops: list[list[fx.Node]] = [[] for _ in mem]
+        for k, n in enumerate(mem):
+            if n not in out_set:
+                drops[last.get(n, k)].append(n)
+        drop_inside.append(tuple(tuple(d) for d in drops))
+        exposed.append(tuple(out))
+    param_grad_of = {n: i for i, n in enumerate(region.param_grads) if n is not None}
+    return GraphReplay(
+        region=region,
+        schedule=schedule,
+        forward=tuple(steps[:split]),
+        backward=tuple(steps[split:]),
+        drop_inside=tuple(drop_inside),
+        exposed=tuple(exposed),
+        forward_keep=frozenset(region.outputs),
+        backward_keep=frozenset(grads),
+        param_grad_of=param_grad_of,
+        tangent_nodes=tuple(n for n in region.gm.graph.nodes if n.op == "placeholder")[
+            len(region.source_nodes) :
+        ],
+    )
+
+
+def _run(
+    replay: GraphReplay,
+    steps: Sequence[_Step],
+    keep: frozenset[fx.Node],
+    env: dict[fx.Node, Any],
+    tangents: Sequence[torch.Tensor] = (),
+    params: Sequence[torch.Tensor] = (),
+    trace: list[str] | None = None,
+) -> None:
+    region = replay.region
+    for kind, v in steps:
+        if kind == "run":
+            mem = region.members[v]
+            drops = replay.drop_inside[v]
+            for k, n in enumerate(mem):
+                args = map_arg(n.args, env.__getitem__)
+                kwargs = map_arg(n.kwargs, env.__getitem__)
+                value = n.target(*args, **kwargs)  # type: ignore[operator]
+                p = replay.param_grad_of.get(n)
+                if p is not None and isinstance(value, torch.Tensor):
+                    value = _like_param(value, params[p])
+                env[n] = value
+                for d in drops[k]:
+                    env.pop(d, None)
+            if trace is not None:
+                trace.append(f"compute({v})")
+        elif kind == "free":
+            for n in replay.exposed[v]:
+                if n not in keep:
+                    env.pop(n, None)
+            if trace is not None:
+                trace.append(f"free({v})")
+        elif kind == "tangent":
+            env[replay.tangent_nodes[v]] = tangents[v]
+            if trace is not None:
+                trace.append(f"compute({region.tangents[v]})")
+        elif trace is not None:
+            trace.append(f"compute({v})")
+
+
+def _like_param(g: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """`g` with `p`'s strides, so ``AccumulateGrad`` adopts it instead of copying it later."""
+    if g.shape == p.shape and g.stride() == p.stride() and g.storage_offset() == 0:
+        return g
+    out = torch.empty_strided(p.shape, p.stride(), dtype=g.dtype, device=g.device)
+    out.copy_(g)
+    return out
+
+
+class _RegionFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, state: _CallState, *flat: torch.Tensor) -> Any:
+        replay = state.replay
+        region = replay.region
+        n_x = state.n_inputs
+        inputs, params = flat[:n_x], flat[n_x:]
+        env: dict[fx.Node, Any] = {}
+        for node, value in zip(
+            region.source_nodes, (*params, *state.buffers, *inputs), strict=True
+        ):
+            env[node] = value.detach()
+        _run(replay, replay.forward, replay.forward_keep, env, params=params, trace=state.trace)
+        outs = [env[o] for o in region.outputs]
+        ctx.state = state
+        ctx.stash = {n: (v.detach() if isinstance(v, torch.Tensor) else v) for n, v in env.items()}
+        ctx.n_params = len(params)
+        for o, d in zip(outs, region.differentiable, strict=True):
+            if not d:
+                ctx.mark_non_differentiable(o)
+        return tuple(outs)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, *grads: torch.Tensor) -> Any:
+        env, ctx.stash = ctx.stash, None
+        if env is None:
+            raise ReplayError(
+                "this op-level region was already back-propagated; a second backward through "
+                "the same step (retain_graph=True) is not supported"
+            )
+        state: _CallState = ctx.state
+        replay = state.replay
+        region = replay.region
+        tangents = [g for g, d in zip(grads, region.differentiable, strict=True) if d]
+        params = [env[n] for n in region.source_nodes[: ctx.n_params]]
+        _run(
+            replay,
+            replay.backward,
+            replay.backward_keep,
+            env,
+            tangents=tangents,
+            params=params,
+            trace=state.trace,
+        )
+        out_inputs = [None if g is None else env.get(g) for g in region.input_grads]
+        out_params = [None if g is None else env.get(g) for g in region.param_grads]
+        env.clear()
+        ctx.state = None
+        return (None, *out_inputs, *out_params)
+
+
+@dataclass(eq=False)
+class _CallState:
+    replay: GraphReplay
+    buffers: list[torch.Tensor]
+    n_inputs: int
+    trace: list[str] | None
+
+
+@dataclass(eq=False)
+class _Applied:
+    schedule: Schedule
+    forward: Callable[..., Any]
+    record: bool
+    replay: GraphReplay | None = None
+    last_trace: list[str] | None = None
+    capturing: bool = False
+
+
+def apply_graph(module: nn.Module, schedule: Schedule, *, record: bool = False) -> nn.Module:
+    """Make `module` train under the graph `schedule`; returns `module`, changed in place.
+
+    The region is captured at the first call with grad enabled (its fingerprint must match the
+    schedule's: same module structure, input shapes and dtypes, training mode); later calls with
+    the same input structure reuse it. Calls without grad, or with another input structure after
+    the first, run the module as before... except another input structure with grad raises.
+
+    Raises
+    ------
+    ApplyError
+        Already applied, or under autocast (the traced graph would not replay the casts).
+    FingerprintMismatchError
+        At the first training call, when the schedule was solved for another region.
+    """
+    from checkpoint_solver.runtime.executor import is_applied
+
+    if is_applied(module):
+        raise ApplyError(
+            f"{type(module).__name__} already has a schedule applied; call "
+            f"checkpoint_solver.runtime.remove(module) before applying another"
+        )
+    original = module.forward
+    applied = _Applied(schedule=schedule, forward=original, record=record)
+
+    def forward(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
+        leaves, spec = tree_flatten((tuple(args), dict(kwargs)))
+        tensors = [x for x in leaves if isinstance(x, torch.Tensor)]
+        params = [p for p in self.parameters() if p.requires_grad]
+        if (
+            applied.capturing
+            or not torch.is_grad_enabled()
+            or not (params or any(t.requires_grad for t in tensors))
+        ):
+            return original(*args, **kwargs)
+        if torch.is_autocast_enabled("cpu") or (
+            torch.cuda.is_available() and torch.is_autocast_enabled("cuda")
+        ):
+            raise ApplyError(
+                "op-level (graph) schedules do not replay under torch.autocast yet; use a chain "
+                "schedule, or run the model in one dtype"
+            )
+        key = call_key(self, leaves, spec)
+        if applied.replay is None or applied.replay.region.key != key:
+            if applied.replay is not None:
+                raise FingerprintMismatchError(
+                    "this call's inputs differ from the ones the graph schedule was applied for "
+                    "(shape, dtype, requires_grad, a non-tensor argument or training mode); an "
+                    "op-level schedule fits one input shape: solve one per shape"
+                )
+            applied.capturing = True
+            try:
+                region = capture_region(self, tuple(args), dict(kwargs), repeats=0)
+            finally:
+                applied.capturing = False
+            applied.replay = compile_schedule(region, schedule)
+        replay = applied.replay
+        region = replay.region
+        trace: list[str] | None = [] if applied.record else None
+        applied.last_trace = trace
+        buffers = [dict(self.named_buffers())[n] for n in region.buffer_names]
+        named = dict(self.named_parameters())
+        ps = [named[n] for n in region.param_names]
+        state = _CallState(replay, buffers, len(tensors), trace)
+        outs = iter(_RegionFunction.apply(state, *tensors, *ps))
+        flat = [next(outs) if leaf is None else leaf for leaf in region.output_leaves]
+        return tree_unflatten(flat, region.output_spec)
+
+    module.forward = types.MethodType(forward, module)
+    setattr(module, _ATTR, applied)
+    return module
+
+
+def remove_graph(module: nn.Module) -> bool:
+    """Undo `apply_graph`; True when something was removed."""
+    applied = getattr(module, _ATTR, None)
+    if applied is None:
+        return False
+    del module.forward
+    delattr(module, _ATTR)
+    return True
+
+
+def is_graph_applied(module: nn.Module) -> bool:
+    return getattr(module, _ATTR, None) is not None
+
+
+def graph_trace(module: nn.Module) -> list[str] | None:
+    """The ops (computes and frees) the last training call ran, with ``record=True``."""
+    applied = getattr(module, _ATTR, None)
+    return None if applied is None else applied.last_trace
