@@ -28,6 +28,7 @@ from checkpoint_solver.solvers import (
     cpsat,
     dp,
     graph_greedy,
+    hierarchical,
     ilp,
     ilp_rounding,
     periodic,
@@ -117,6 +118,23 @@ register(
         fn=graph_greedy.solve_greedy,
         min_budget=graph_greedy.min_budget_greedy,
         guarantee="fast heuristic (keep all, then evict the least compute per byte); trivial lower bound",
+    )
+)
+register(
+    SolverSpec(
+        name="hierarchical",
+        kinds=("graph",),
+        fn=hierarchical.solve_hierarchical,
+        min_budget=hierarchical.min_budget_hierarchical,
+        guarantee=(
+            "chain DP over per-block op-level options (after Rockmate); needs graph.block; "
+            "heuristic, exact simulated peak and time"
+        ),
+        requires=lambda g: (
+            None
+            if getattr(g, "block", ())
+            else "it needs each node's block (capture_region(..., blocks=...))"
+        ),
     )
 )
 register(

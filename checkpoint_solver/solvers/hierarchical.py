@@ -1,0 +1,566 @@
+"""``hierarchical``: op-level options per block, chosen by the chain DP (the idea of Rockmate,
+Zhao et al., ICML 2023).
+
+For a graph captured with its blocks (``graph.block``, from
+`checkpoint_solver.profiling.capture_region` with ``blocks=``):
+
+1. **Stages.** Each block (and the code before and after the blocks) is one chain stage ``s``:
+   its forward nodes ``F_s`` and backward nodes ``B_s``. The boundary ``a[s]`` is the part of
+   ``F_s`` the next stage's forward reads; a forward reading further back is refused.
+2. **Options.** Each distinct stage's own graph is solved by an op-level solver (``greedy`` by
+   default, or ``ilp``) at several budgets; each schedule's backward part (the ops from its first
+   backward node on) is one *option*: which forward values it keeps from the forward (its tape,
+   ``xbar``), what it recomputes, and its backward time ``ub``. The option that recomputes nothing
+   is always there. Stages with the same structure (identical blocks) are solved once.
+3. **Chain DP.** `dp`'s recursion (Beaumont et al. 2019) with a choice among the options in its
+   chain branch: the DP picks, per block occurrence, whether to run it without tape
+   (``F_n``/``F_ck``, recomputed later) or with tape under one of its options.
+4. **Expansion.** The chain plan becomes one graph schedule: each chain op computes its stage's
+   nodes (``B`` runs the option's backward part), random ops run only once, and every value is
+   freed right after its last use. The simulator gives the schedule's true peak and time; the DP
+   runs at the largest memory that keeps that peak within the budget.
+
+With only the no-recompute option per stage this is block-level ``dp`` on the same graph
+(`solve_hierarchical(..., block_level=True)`), which is how the two are compared at equal budgets
+on the same costs.
+
+Status is ``heuristic``: the DP is optimal over the options and its chain model of them, the
+options come from a heuristic or time-limited solver, and the lower bound reported is the
+store-all time.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from checkpoint_solver.errors import InfeasibleBudgetError, InvalidOptionError, InvalidProblemError
+from checkpoint_solver.problem import Chain, Graph
+from checkpoint_solver.schedule import Compute, Free, Op, Schedule, Status
+from checkpoint_solver.simulation import simulate_ops
+from checkpoint_solver.solvers import dp as _dp
+from checkpoint_solver.solvers._chain import CHAIN
+from checkpoint_solver.solvers._common import make_schedule
+
+__all__ = ["min_budget_hierarchical", "solve_hierarchical"]
+
+
+@dataclass(frozen=True)
+class _Option:
+    backward: tuple[int, ...]  # global node ids the backward part computes, in order
+    xbar: int
+    ub: float
+    of: int
+    ob: int
+
+
+@dataclass(frozen=True)
+class _Stages:
+    forward: tuple[tuple[int, ...], ...]  # per stage (0-based), its forward op nodes
+    backward: tuple[tuple[int, ...], ...]
+    chain: Chain
+    tangents: tuple[int, ...]
+    sink: tuple[int, ...]
+
+
+def _stages(graph: Graph) -> _Stages:
+    if not graph.block:
+        raise InvalidProblemError(
+            "the hierarchical solver needs each node's block (graph.block): capture the model "
+            "with capture_region(model, inputs, blocks=...)"
+        )
+    ops = graph.ops
+    tangents = tuple(
+        v for v in ops if graph.names[v].startswith("tangent_") and graph.rng[v] != "none"
+    )
+    sink = tuple(v for v in ops if graph.names[v] == "sink")
+    special = set(tangents) | set(sink)
+    phases = sorted({graph.block[v] for v in ops if v not in special})
+    fwd: dict[int, list[int]] = {p: [] for p in phases}
+    bwd: dict[int, list[int]] = {p: [] for p in phases}
+    for v in ops:
+        if v in special:
+            continue
+        (bwd if graph.is_backward[v] else fwd)[graph.block[v]].append(v)
+    phases = [p for p in phases if fwd[p]]
+    for p in list(bwd):
+        if p not in phases and bwd[p]:
+            # Backward nodes of a phase without forward nodes (e.g. gradient accumulation of
+            # parameters used before the first block) join the nearest earlier stage.
+            earlier = [q for q in phases if q < p] or phases[:1]
+            bwd[earlier[-1]].extend(bwd[p])
+    stage_of = {v: k for k, p in enumerate(phases) for v in fwd[p]}
+    n = len(phases)
+    x = [0] * (n + 1)
+    for k, p in enumerate(phases):
+        for v in fwd[p]:
+            for u in graph.preds[v]:
+                if graph.role[u] != "op":
+                    continue
+                su = stage_of.get(u)
+                if su is None or su > k:
+                    raise InvalidProblemError(
+                        f"forward node {v} ({graph.names[v]}) of stage {k} reads node {u}, "
+                        f"which is not a forward node of an earlier stage"
+                    )
+                if su < k - 1:
+                    raise InvalidProblemError(
+                        f"forward node {v} ({graph.names[v]}) of stage {k} reads node {u} "
+                        f"({graph.names[u]}) of stage {su}: not a chain of blocks (a skip "
+                        f"over a whole block); solve the graph with ilp or greedy"
+                    )
+    boundary: list[set[int]] = [set() for _ in range(n + 1)]
+    for k, p in enumerate(phases):
+        for v in fwd[p]:
+            for u in graph.preds[v]:
+                su = stage_of.get(u)
+                if su is not None and su == k - 1:
+                    boundary[k].add(u)
+    for k in range(1, n):
+        x[k] = sum(graph.out_bytes[u] for u in boundary[k + 1])
+    outputs = {u for t in tangents for u in graph.preds[t]}
+    x[n] = sum(graph.out_bytes[u] for u in outputs)
+    forward = tuple(tuple(sorted(fwd[p])) for p in phases)
+    backward = tuple(tuple(sorted(bwd[p])) for p in phases)
+    uf = [sum(graph.cost[v] for v in f) for f in forward]
+    ub = [sum(graph.cost[v] for v in b) for b in backward]
+    keep = [_tape_nodes(graph, forward[k], backward[k]) for k in range(n)]
+    xbar = [
+        sum(graph.out_bytes[v] for v in keep[k] | (boundary[k + 1] if k + 1 < n else outputs))
+        for k in range(n)
+    ]
+    chain = Chain(
+        uf=tuple(uf),
+        ub=tuple(ub),
+        x=tuple(x),
+        xbar=tuple(xbar),
+        of=(0,) * n,
+        ob=(0,) * n,
+        cost_unit=graph.cost_unit,
+        name=f"stages of {graph.name}",
+    )
+    return _Stages(forward, backward, chain, tangents, sink)
+
+
+def _tape_nodes(graph: Graph, forward: Sequence[int], backward: Sequence[int]) -> set[int]:
+    """Forward nodes of a stage its backward reads (what storing everything keeps)."""
+    fset = set(forward)
+    return {u for v in backward for u in graph.preds[v] if u in fset}
+
+
+def _signature(graph: Graph, forward: Sequence[int], backward: Sequence[int]) -> tuple[object, ...]:
+    nodes = [*forward, *backward]
+    local = {v: i for i, v in enumerate(nodes)}
+    sig: list[object] = []
+    for v in nodes:
+        preds = tuple(
+            sorted(local[u] if u in local else -1 - (graph.role[u] != "op") for u in graph.preds[v])
+        )
+        sig.append((graph.out_bytes[v], graph.rng[v], graph.is_backward[v], preds))
+    return tuple(sig)
+
+
+def _local_graph(
+    graph: Graph, forward: Sequence[int], backward: Sequence[int]
+) -> tuple[Graph, list[int]]:
+    """The stage's own graph: its nodes plus what they read from outside as inputs."""
+    inside = [*forward, *backward]
+    inside_set = set(inside)
+    outside = sorted({u for v in inside for u in graph.preds[v] if u not in inside_set})
+    keep = sorted(outside + inside)
+    new = {v: i for i, v in enumerate(keep)}
+    out_set = set(outside)
+    g = Graph(
+        names=tuple(graph.names[v] for v in keep),
+        cost=tuple(0.0 if v in out_set else graph.cost[v] for v in keep),
+        out_bytes=tuple(graph.out_bytes[v] for v in keep),
+        is_backward=tuple(graph.is_backward[v] for v in keep),
+        edges=tuple((new[u], new[v]) for v in inside for u in graph.preds[v] if u in new),
+        rng=tuple("none" if v in out_set else graph.rng[v] for v in keep),
+        role=tuple("input" if v in out_set else "op" for v in keep),
+        cost_unit=graph.cost_unit,
+    )
+    return g, keep
+
+
+def _options(
+    graph: Graph,
+    forward: Sequence[int],
+    backward: Sequence[int],
+    *,
+    budgets: int,
+    solver: str,
+    time_limit: float,
+) -> list[tuple[int, ...]]:
+    """Backward parts (global ids) of the stage solved at `budgets` budgets; the first recomputes
+    nothing."""
+    from checkpoint_solver.solvers import min_budget, solve
+
+    store_all = (tuple(backward),)
+    if not backward or budgets <= 1:
+        return list(store_all)
+    local, ids = _local_graph(graph, forward, backward)
+    try:
+        low = min_budget(local, solver="greedy")
+    except Exception:
+        return list(store_all)
+    high = solve(local, 10**18, solver="store_all").predicted.peak_bytes
+    parts = {store_all[0]}
+    out = list(store_all)
+    bset = set(backward)
+    for k in range(budgets - 1):
+        b = low + (high - low) * k // max(budgets - 1, 1)
+        options = {"time_limit": time_limit} if solver == "ilp" else {}
+        try:
+            sched = solve(local, max(b, 1), solver=solver, **options)
+        except InfeasibleBudgetError:
+            continue
+        computes = [ids[op.node] for op in sched.ops if isinstance(op, Compute)]
+        first = next((i for i, v in enumerate(computes) if v in bset), len(computes))
+        part = tuple(computes[first:])
+        if part not in parts:
+            parts.add(part)
+            out.append(part)
+    return out
+
+
+def _option_costs(
+    graph: Graph, forward: Sequence[int], part: Sequence[int], boundary_out: int, x_in: int
+) -> _Option:
+    """Chain parameters of one option: tape bytes, backward time, transient overheads."""
+    fset = set(forward)
+    recomputed: set[int] = set()
+    kept: set[int] = set()
+    for v in part:
+        for u in graph.preds[v]:
+            if u in fset and u not in recomputed:
+                kept.add(u)
+        if v in fset:
+            recomputed.add(v)
+    xbar = sum(graph.out_bytes[v] for v in kept) + boundary_out
+    ub = math.fsum(graph.cost[v] for v in part)
+    # Backward transient: live bytes of the part's own values (freed after their last use).
+    last: dict[int, int] = {}
+    for i, v in enumerate(part):
+        for u in graph.preds[v]:
+            last[u] = i
+    mem = peak = 0
+    live: set[int] = set()
+    for i, v in enumerate(part):
+        mem += graph.out_bytes[v]
+        live.add(v)
+        peak = max(peak, mem)
+        for u in list(live):
+            if last.get(u, -1) <= i:
+                live.discard(u)
+                mem -= graph.out_bytes[u]
+    return _Option(tuple(part), xbar, ub, 0, max(0, peak - x_in))
+
+
+@dataclass(frozen=True)
+class _Plan:
+    stages: _Stages
+    options: list[list[_Option]]
+    solved: int  # distinct stage graphs solved for options
+
+
+def _plan(
+    graph: Graph, *, block_level: bool, option_budgets: int, option_solver: str, time_limit: float
+) -> _Plan:
+    st = _stages(graph)
+    n = st.chain.length
+    cache: dict[tuple[object, ...], tuple[list[tuple[int, ...]], tuple[int, ...]]] = {}
+    options: list[list[_Option]] = []
+    for k in range(n):
+        f, b = st.forward[k], st.backward[k]
+        # What the tape holds beside the forward values the backward reads: the boundary a[k+1].
+        boundary_out = st.chain.xbar[k] - sum(graph.out_bytes[v] for v in _tape_nodes(graph, f, b))
+        if block_level:
+            parts = [tuple(b)]
+        else:
+            sig = _signature(graph, f, b)
+            if sig in cache:
+                base_parts, base_nodes = cache[sig]
+                index = {v: i for i, v in enumerate(base_nodes)}
+                mine = [*f, *b]
+                parts = [tuple(mine[index[v]] for v in p) for p in base_parts]
+            else:
+                parts = _options(
+                    graph, f, b, budgets=option_budgets, solver=option_solver, time_limit=time_limit
+                )
+                cache[sig] = (parts, tuple([*f, *b]))
+        opts = [_option_costs(graph, f, p, boundary_out, st.chain.x[k]) for p in parts]
+        options.append(opts)
+    return _Plan(st, options, len(cache))
+
+
+def _raw_options(plan: _Plan) -> list[list[tuple[int, float, int, int]]]:
+    return [[(o.xbar, o.ub, o.of, o.ob) for o in opts] for opts in plan.options]
+
+
+def _expand(graph: Graph, plan: _Plan, chain_ops: list[tuple[str, int, int]]) -> list[Op]:
+    """The graph schedule of a chain plan: computes per chain op, frees after last use."""
+    st = plan.stages
+    n = st.chain.length
+    seq: list[int] = []
+    done: set[int] = set()
+    for kind, s, o in chain_ops:
+        k = s - 1
+        if kind == "B":
+            if s == n:
+                seq.extend(st.tangents)
+            seq.extend(plan.options[k][o].backward)
+        else:
+            seq.extend(st.forward[k])
+    seq.extend(st.sink)
+    computes: list[int] = []
+    for v in seq:
+        if graph.rng[v] != "none":
+            if v in done:
+                continue
+            done.add(v)
+        computes.append(v)
+    # Each compute starts an instance that lasts until the next compute of the same node.
+    last_use: dict[tuple[int, int], int] = {}
+    current: dict[int, int] = {}
+    for i, v in enumerate(computes):
+        for u in graph.preds[v]:
+            if graph.role[u] == "op":
+                last_use[(u, current[u])] = i
+        current[v] = i
+    frees_at: dict[int, list[int]] = {}
+    for i, v in enumerate(computes):
+        end = last_use.get((v, i), i)
+        frees_at.setdefault(end, []).append(v)
+    ops: list[Op] = []
+    for i, v in enumerate(computes):
+        ops.append(Compute(v))
+        for u in frees_at.get(i, []):
+            ops.append(Free(u))
+    return ops
+
+
+def _check(option_budgets: int, option_solver: str, mem_slots: int, time_limit: float) -> None:
+    if (
+        isinstance(option_budgets, bool)
+        or not isinstance(option_budgets, int)
+        or option_budgets < 1
+    ):
+        raise InvalidOptionError(f"option_budgets={option_budgets!r} must be an integer >= 1")
+    if option_solver not in ("greedy", "ilp", "ilp-rounding"):
+        raise InvalidOptionError(
+            f"option_solver={option_solver!r}; use greedy (fast), ilp or ilp-rounding"
+        )
+    if isinstance(mem_slots, bool) or not isinstance(mem_slots, int) or mem_slots < 1:
+        raise InvalidOptionError(f"mem_slots={mem_slots!r} must be an integer >= 1")
+    if not (isinstance(time_limit, (int, float)) and time_limit > 0):
+        raise InvalidOptionError(f"time_limit={time_limit!r} must be a number of seconds > 0")
+
+
+class _Curve:
+    """The DP table for the graph's store-all peak and the expanded schedule at each slot count."""
+
+    def __init__(self, graph: Graph, plan: _Plan, mem_slots: int) -> None:
+        self.graph = graph
+        self.plan = plan
+        top = sum(graph.out_bytes[v] for v in graph.ops)  # no schedule needs more
+        self.unit = max(1, math.ceil(top / mem_slots))
+        self.mmax = top // self.unit
+        raw = _raw_options(plan)
+        self.table = _dp._build(plan.stages.chain, self.unit, self.mmax, True, raw)
+        self.cache: dict[int, tuple[list[Op], int, float] | None] = {}
+        n = plan.stages.chain.length
+        row = self.table.opt[1, n]
+        finite = np.flatnonzero(np.isfinite(row))
+        self.first = int(finite[0]) if finite.size else None
+
+    def at(self, m: int) -> tuple[list[Op], int, float] | None:
+        if m in self.cache:
+            return self.cache[m]
+        result = None
+        if self.first is not None and m >= self.first:
+            chain_ops = _walk_slots(self, m)
+            ops = _expand(self.graph, self.plan, chain_ops)
+            rep = simulate_ops(self.graph, ops)
+            if rep.valid:
+                result = (ops, rep.peak_bytes, rep.compute_time)
+        self.cache[m] = result
+        return result
+
+
+def _walk_slots(curve: _Curve, m: int) -> list[tuple[str, int, int]]:
+    n = curve.plan.stages.chain.length
+    decide = _dp._decider(curve.table, n, _raw_options(curve.plan), curve.unit)
+    ops: list[tuple[str, int, int]] = []
+    stack: list[tuple[object, ...]] = [("solve", 1, n, m)]
+    while stack:
+        item = stack.pop()
+        if item[0] == "op":
+            ops.append(item[1])  # type: ignore[arg-type]
+            continue
+        _, s, t, mm = item
+        if s > t:  # type: ignore[operator]
+            continue
+        code, first, second = decide(s, t, mm)
+        if code == CHAIN:
+            stack.append(("op", ("B", s, second)))
+            stack.append(("solve", s + 1, t, first))  # type: ignore[operator]
+            stack.append(("op", ("F_all", s, second)))
+        else:
+            j = code
+            stack.append(("solve", s, j - 1, second))
+            stack.append(("solve", j, t, first))
+            for k in range(j - 1, s, -1):  # type: ignore[call-overload]
+                stack.append(("op", ("F_n", k, -1)))
+            stack.append(("op", ("F_ck", s, -1)))
+    return ops
+
+
+def _best_under(curve: _Curve, budget: int) -> tuple[list[Op], int, float, int] | None:
+    """The fastest expanded schedule within `budget` over the slot counts the DP can use."""
+    if curve.first is None:
+        return None
+    hi = min(curve.mmax, budget // curve.unit)
+    if hi < curve.first:
+        return None
+    best = None
+    # The DP's time falls as m grows; its expanded peak mostly rises. Scan down from the budget's
+    # slot count, then bisect below the first fit to catch a faster one that also fits.
+    m = hi
+    tried = 0
+    step = max(1, (hi - curve.first) // 64)
+    while m >= curve.first and tried < 200:
+        r = curve.at(m)
+        tried += 1
+        if r is not None and r[1] <= budget:
+            if best is None or r[2] < best[2]:
+                best = (r[0], r[1], r[2], m)
+            break
+        m -= step
+    if best is not None and step > 1:
+        lo_m, hi_m = best[3], min(hi, best[3] + step)
+        while hi_m - lo_m > 1:
+            mid = (lo_m + hi_m) // 2
+            r = curve.at(mid)
+            if r is not None and r[1] <= budget:
+                if r[2] <= best[2]:
+                    best = (r[0], r[1], r[2], mid)
+                lo_m = mid
+            else:
+                hi_m = mid
+    return best
+
+
+def _min_peak(curve: _Curve) -> int | None:
+    if curve.first is None:
+        return None
+    peaks = []
+    for m in np.unique(np.linspace(curve.first, curve.mmax, 48).astype(int)):
+        r = curve.at(int(m))
+        if r is not None:
+            peaks.append(r[1])
+    return min(peaks) if peaks else None
+
+
+def solve_hierarchical(
+    graph: Graph,
+    budget_bytes: int,
+    /,
+    *,
+    option_budgets: int = 5,
+    option_solver: str = "greedy",
+    time_limit: float = 5.0,
+    mem_slots: int = 2000,
+    block_level: bool = False,
+) -> Schedule:
+    """Chain DP over per-block op-level options (see the module docstring).
+
+    Parameters
+    ----------
+    option_budgets : int
+        Budgets at which each distinct block's graph is solved for options (plus no recompute).
+    option_solver : {"greedy", "ilp", "ilp-rounding"}
+        The op-level solver for the options.
+    time_limit : float
+        Seconds per option solve (``ilp`` and ``ilp-rounding``).
+    mem_slots : int
+        The chain DP's memory discretisation.
+    block_level : bool
+        Only the no-recompute option: block-level ``dp`` on the same graph and costs.
+
+    Raises
+    ------
+    InfeasibleBudgetError
+        When no expanded plan fits; carries the smallest peak found.
+    InvalidProblemError
+        When the graph has no blocks or is not a chain of blocks.
+    """
+    _check(option_budgets, option_solver, mem_slots, time_limit)
+    start = time.perf_counter()
+    plan = _plan(
+        graph,
+        block_level=block_level,
+        option_budgets=option_budgets,
+        option_solver=option_solver,
+        time_limit=time_limit,
+    )
+    options_s = time.perf_counter() - start
+    curve = _Curve(graph, plan, mem_slots)
+    best = _best_under(curve, budget_bytes)
+    if best is None:
+        raise InfeasibleBudgetError(budget_bytes, _min_peak(curve), "hierarchical")
+    ops, peak, compute_time, m = best
+    n_opts = [len(o) for o in plan.options]
+    note = (
+        f"{plan.stages.chain.length} stages; options per stage {n_opts} "
+        f"({'no-recompute only: block-level dp' if block_level else option_solver + ' at ' + str(option_budgets) + ' budgets'}); "
+        f"{plan.solved} distinct stage graphs solved for options in {options_s:.2f} s; "
+        f"DP at {m} slots of {curve.unit} bytes"
+    )
+    return make_schedule(
+        graph,
+        budget_bytes,
+        ops,
+        solver="hierarchical",
+        peak_bytes=peak,
+        compute_time=compute_time,
+        options={
+            "option_budgets": option_budgets,
+            "option_solver": option_solver,
+            "mem_slots": mem_slots,
+            "block_level": block_level,
+        },
+        status=Status.HEURISTIC,
+        gap=None,
+        lower_bound=graph.store_all_time,
+        notes=note,
+    )
+
+
+def min_budget_hierarchical(
+    graph: Graph,
+    /,
+    *,
+    option_budgets: int = 5,
+    option_solver: str = "greedy",
+    time_limit: float = 5.0,
+    mem_slots: int = 2000,
+    block_level: bool = False,
+) -> int:
+    """The smallest expanded peak over the DP's plans (sampled over its memory axis)."""
+    _check(option_budgets, option_solver, mem_slots, time_limit)
+    plan = _plan(
+        graph,
+        block_level=block_level,
+        option_budgets=option_budgets,
+        option_solver=option_solver,
+        time_limit=time_limit,
+    )
+    peak = _min_peak(_Curve(graph, plan, mem_slots))
+    if peak is None:
+        raise InvalidProblemError("the hierarchical DP found no plan for this graph")
+    return peak
