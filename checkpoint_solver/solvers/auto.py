@@ -10,64 +10,91 @@ from checkpoint_solver.solvers._registry import REGISTRY
 __all__ = ["min_budget_auto", "solve_auto"]
 
 
-# Options auto passes to solvers that could otherwise run for a long time.
-_AUTO_OPTIONS: dict[str, dict[str, object]] = {
-    "ilp": {"time_limit": 60.0},
-    "ilp-rounding": {"time_limit": 60.0},
-}
-
-
 # Solvers auto leaves to the user: cpsat restricts recomputation and needs a child process and
 # a search of up to a minute per budget (its minimum budget is a bisection of such searches).
 _NOT_IN_AUTO = {"auto", "cpsat"}
 
-
-def _candidates(problem: Problem) -> list[str]:
-    names = []
-    for name, spec in sorted(REGISTRY.items()):
-        if name in _NOT_IN_AUTO or problem.kind not in spec.kinds:
-            continue
-        if spec.requires(problem) is not None:
-            continue
-        names.append(name)
-    return names
+# Graph sizes (op nodes) up to which the exact MILP, then the LP rounding, are worth running.
+ILP_MAX_OPS = 200
+ROUNDING_MAX_OPS = 2000
 
 
-def solve_auto(problem: Problem, budget_bytes: int, /) -> Schedule:
-    """Try every applicable registered solver and return the least compute time that fits.
+def _candidates(problem: Problem, time_limit: float) -> list[tuple[str, dict[str, object], str]]:
+    """(solver, options, why) for each solver auto runs on `problem` within `time_limit`."""
+    out: list[tuple[str, dict[str, object], str]] = []
+    if problem.kind == "chain":
+        for name, spec in sorted(REGISTRY.items()):
+            if name in _NOT_IN_AUTO or "chain" not in spec.kinds:
+                continue
+            if spec.requires(problem) is None:
+                out.append((name, {}, "chain solvers are fast"))
+        return out
+    n_ops = len(problem.ops)  # type: ignore[union-attr]
+    out.append(("store_all", {}, "the memory reference"))
+    out.append(("greedy", {}, "the fast heuristic, always"))
+    if REGISTRY["hierarchical"].requires(problem) is None:
+        out.append(("hierarchical", {}, "the graph has blocks"))
+    if time_limit >= 1.0 and n_ops <= ILP_MAX_OPS:
+        out.append(("ilp", {"time_limit": time_limit}, f"{n_ops} ops <= {ILP_MAX_OPS}: the MILP"))
+    elif time_limit >= 1.0 and n_ops <= ROUNDING_MAX_OPS:
+        out.append(
+            (
+                "ilp-rounding",
+                {"time_limit": time_limit},
+                f"{n_ops} ops > {ILP_MAX_OPS}: LP rounding instead of the MILP",
+            )
+        )
+    return out
 
-    The returned schedule keeps the picked solver's name; its ``notes`` say that ``auto`` picked it
-    and list every candidate's predicted time, or why it was infeasible.
+
+def solve_auto(problem: Problem, budget_bytes: int, /, *, time_limit: float = 60.0) -> Schedule:
+    """Run the solvers that suit the problem's kind and size within `time_limit` seconds each,
+    and return the least compute time that fits.
+
+    Chains: every chain solver (all are fast). Graphs: ``greedy`` always, ``hierarchical`` when the
+    graph has blocks, the ``ilp`` up to 200 op nodes, ``ilp-rounding`` up to 2,000; with a time
+    limit under a second only the heuristics. The returned schedule keeps the picked solver's
+    name; its ``notes`` say that ``auto`` picked it, why each candidate ran, and each candidate's
+    predicted time or why it failed.
     """
+    if not isinstance(time_limit, (int, float)) or isinstance(time_limit, bool) or time_limit < 0:
+        from checkpoint_solver.errors import InvalidOptionError
+
+        raise InvalidOptionError(f"time_limit={time_limit!r} must be a number of seconds >= 0")
     best: Schedule | None = None
     report = []
     lowest: int | None = None
-    for name in _candidates(problem):
+    candidates = _candidates(problem, float(time_limit))
+    for name, options, why in candidates:
         spec = REGISTRY[name]
         try:
-            sched = spec.fn(problem, budget_bytes, **_AUTO_OPTIONS.get(name, {}))
+            sched = spec.fn(problem, budget_bytes, **options)
         except InfeasibleBudgetError as exc:
             if exc.min_budget_bytes is not None:
                 lowest = (
                     exc.min_budget_bytes if lowest is None else min(lowest, exc.min_budget_bytes)
                 )
-            report.append(f"{name}: infeasible")
+            report.append(f"{name} ({why}): infeasible")
             continue
         except CheckpointSolverError as exc:
-            report.append(f"{name}: {exc}")
+            report.append(f"{name} ({why}): {exc}")
             continue
-        report.append(f"{name}: {sched.predicted.compute_time:.6g}")
+        report.append(f"{name} ({why}): {sched.predicted.compute_time:.6g}")
         key = (sched.predicted.compute_time, sched.predicted.peak_bytes)
         if best is None or key < (best.predicted.compute_time, best.predicted.peak_bytes):
             best = sched
     if best is None:
         raise InfeasibleBudgetError(budget_bytes, lowest, "auto")
-    note = f"auto picked {best.solver} (least predicted compute time); candidates: " + "; ".join(
-        report
+    note = (
+        f"auto picked {best.solver} (least predicted compute time; time limit {time_limit:g} s "
+        f"per solver); candidates: " + "; ".join(report)
     )
     return best.replace(notes=(best.notes + "; " if best.notes else "") + note)
 
 
-def min_budget_auto(problem: Problem, /) -> int:
-    """The smallest minimum budget over the applicable solvers."""
-    return min(REGISTRY[name].min_budget(problem) for name in _candidates(problem))
+def min_budget_auto(problem: Problem, /, *, time_limit: float = 60.0) -> int:
+    """The smallest minimum budget over the solvers auto runs."""
+    return min(
+        REGISTRY[name].min_budget(problem, **options)
+        for name, options, _ in _candidates(problem, float(time_limit))
+    )

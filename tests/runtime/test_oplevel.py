@@ -226,3 +226,22 @@ def test_hierarchical_needs_blocks() -> None:
     region = capture_region(model, (x,), repeats=0)
     with pytest.raises(cs.errors.UnknownSolverError, match="block"):
         cs.solve(region.graph, 10**12, solver="hierarchical")
+
+
+def test_auto_picks_by_size_and_time_limit_and_says_why(gpt_region) -> None:  # type: ignore[no-untyped-def]
+    _, _, region = gpt_region
+    g = region.graph
+    budget = cs.min_budget(g, solver="hierarchical") * 5 // 4
+    quick = cs.solve(g, budget, solver="auto", time_limit=0)
+    assert "hierarchical (the graph has blocks)" in quick.notes
+    assert "greedy (the fast heuristic, always)" in quick.notes
+    assert "ilp" not in quick.notes.split("candidates:")[1]  # no MILP without time for it
+    assert quick.solver in ("greedy", "hierarchical", "store_all")
+    assert f"auto picked {quick.solver}" in quick.notes
+    # With time, the MILP up to ILP_MAX_OPS op nodes, the LP rounding above.
+    from checkpoint_solver.solvers.auto import ILP_MAX_OPS
+
+    slow = cs.solve(g, budget, solver="auto", time_limit=2)
+    picked = "ilp (" if len(g.ops) <= ILP_MAX_OPS else "ilp-rounding ("
+    assert picked in slow.notes
+    assert slow.predicted.compute_time <= quick.predicted.compute_time * (1 + 1e-9)
