@@ -29,7 +29,7 @@ def _candidates(problem: Problem, time_limit: float) -> list[tuple[str, dict[str
             if spec.requires(problem) is None:
                 out.append((name, {}, "chain solvers are fast"))
         return out
-    n_ops = len(problem.ops)  # type: ignore[union-attr]
+    n_ops = len(problem.ops)
     out.append(("store_all", {}, "the memory reference"))
     out.append(("greedy", {}, "the fast heuristic, always"))
     if REGISTRY["hierarchical"].requires(problem) is None:
