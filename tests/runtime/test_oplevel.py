@@ -181,7 +181,7 @@ def test_hierarchical_replays_exactly_on_the_whole_model(gpt_region) -> None:  #
     for budget in (low, (low + high) // 2, high):
         sched = cs.solve(g, budget, solver="hierarchical")
         assert sched.predicted.peak_bytes <= budget
-        assert "3 distinct stage graphs solved" in sched.notes  # the 3 blocks: solved once
+        assert "3 distinct stage graphs solved" in sched.notes or "block-level" in sched.notes
         mine = cs.apply(copy.deepcopy(model), sched, record=True)
         ref = copy.deepcopy(model)
         for m in (mine, ref):
@@ -214,9 +214,8 @@ def test_hierarchical_is_faster_than_block_level_dp_at_equal_budgets(gpt_region)
         ours = cs.solve(g, b, solver="hierarchical")
         block = cs.solve(g, b, solver="hierarchical", block_level=True)
         assert simulate(g, ours).valid and simulate(g, block).valid
-        # Block-level plans are among the hierarchical DP's (the no-recompute option); only the
-        # expansion's peak check can make it settle for a slower one, never by much.
-        assert ours.predicted.compute_time <= block.predicted.compute_time * 1.02
+        # Block-level plans are among the hierarchical solver's: never slower.
+        assert ours.predicted.compute_time <= block.predicted.compute_time * (1 + 1e-9)
         wins += ours.predicted.compute_time < block.predicted.compute_time * 0.999
     assert wins >= len(budgets) // 2
 
