@@ -20,7 +20,7 @@ from __future__ import annotations
 import operator
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -32,7 +32,7 @@ from torch.utils._pytree import tree_flatten
 from checkpoint_solver.errors import ProfilingError
 from checkpoint_solver.problem import Graph
 
-__all__ = ["RANDOM_OPS", "capture_graph"]
+__all__ = ["RANDOM_OPS", "PhaseMarks", "capture_graph"]
 
 RANDOM_OPS = frozenset(
     {
@@ -91,6 +91,66 @@ def _nbytes(val: Any) -> int:
     return total
 
 
+class PhaseMarks:
+    """Which chain phase each traced node belongs to, from hooks on the blocks while `make_fx`
+    traces: phase 0 before the first block, ``k`` in block ``k`` (1-based), ``len(blocks) + 1``
+    after the last; in the backward, phase ``k`` once the gradients of block ``k``'s inputs are
+    done (multi-grad hooks fire in the traced backward too).
+
+    Marks are (nodes traced so far, phase from here on), in tracing order: positions never
+    decrease, and a later mark at the same position wins.
+    """
+
+    def __init__(self, blocks: Sequence[nn.Module]) -> None:
+        self.blocks = list(blocks)
+        self.marks: list[tuple[int, int]] = []
+
+    def mark(self, phase: int) -> None:
+        mode = get_proxy_mode()
+        if mode is not None:
+            self.marks.append((len(mode.tracer.graph.nodes), phase))
+
+    def _on_grads(self, ts: list[torch.Tensor], phase: int) -> None:
+        ts = [t for t in ts if isinstance(t, torch.Tensor) and t.requires_grad]
+        if ts:
+            torch.autograd.graph.register_multi_grad_hook(
+                ts, lambda grads: self.mark(phase), mode="all"
+            )
+
+    def install(self) -> list[Any]:
+        """Hook the blocks; returns the handles to remove."""
+        nb = len(self.blocks)
+
+        def pre(k: int) -> Callable[..., None]:
+            def hook(module: nn.Module, a: Any, kw: Any) -> None:
+                self.mark(k + 1)
+                self._on_grads(tree_flatten((a, kw))[0], k)
+
+            return hook
+
+        def post(k: int) -> Callable[..., None]:
+            def hook(module: nn.Module, a: Any, out: Any) -> None:
+                if k == nb - 1:
+                    self.mark(nb + 1)
+                    self._on_grads(tree_flatten(out)[0], nb)
+
+            return hook
+
+        handles = []
+        for k, m in enumerate(self.blocks):
+            handles.append(m.register_forward_pre_hook(pre(k), with_kwargs=True))
+            handles.append(m.register_forward_hook(post(k)))
+        return handles
+
+    def phase_of(self, position: int) -> int:
+        """The phase of the node traced at `position`."""
+        phase = 0
+        for at, ph in self.marks:
+            if at <= position:
+                phase = ph
+        return phase
+
+
 def capture_graph(
     model: nn.Module,
     args: tuple[Any, ...],
@@ -105,44 +165,10 @@ def capture_graph(
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
     frozen = {n: p for n, p in model.named_parameters() if not p.requires_grad}
     buffers = dict(model.named_buffers())
-    marks: list[tuple[int, int]] = []  # (nodes traced so far, phase index from here on)
     loss_at: list[int] = []
     nb = len(blocks)
-
-    def mark(phase: int) -> None:
-        mode = get_proxy_mode()
-        if mode is not None:
-            marks.append((len(mode.tracer.graph.nodes), phase))
-
-    def grads_done(phase: int) -> Callable[[Any], None]:
-        return lambda grads: mark(phase)
-
-    def pre(k: int) -> Callable[..., None]:
-        def hook(module: nn.Module, a: Any, kw: Any) -> None:
-            mark(k + 1)
-            ts = [
-                t
-                for t in tree_flatten((a, kw))[0]
-                if isinstance(t, torch.Tensor) and t.requires_grad
-            ]
-            if ts:
-                torch.autograd.graph.register_multi_grad_hook(ts, grads_done(k), mode="all")
-
-        return hook
-
-    def post(k: int) -> Callable[..., None]:
-        def hook(module: nn.Module, a: Any, out: Any) -> None:
-            if k == nb - 1:
-                mark(nb + 1)
-                ts = [
-                    t
-                    for t in tree_flatten(out)[0]
-                    if isinstance(t, torch.Tensor) and t.requires_grad
-                ]
-                if ts:
-                    torch.autograd.graph.register_multi_grad_hook(ts, grads_done(nb), mode="all")
-
-        return hook
+    marks = PhaseMarks([m for _, m in blocks])
+    mark = marks.mark
 
     def step(p: dict[str, torch.Tensor], b: dict[str, torch.Tensor], a: Any, kw: Any) -> Any:
         mark(0)
@@ -155,10 +181,7 @@ def capture_graph(
         grads = torch.autograd.grad(loss, list(p.values()), allow_unused=True)
         return [loss, *[g for g in grads if g is not None]]
 
-    handles = []
-    for k, (_, m) in enumerate(blocks):
-        handles.append(m.register_forward_pre_hook(pre(k), with_kwargs=True))
-        handles.append(m.register_forward_hook(post(k)))
+    handles = marks.install()
     rng = torch.get_rng_state()
     saved_buffers = [t.detach().clone() for t in buffers.values()]
     try:
@@ -182,15 +205,6 @@ def capture_graph(
 
     order = {n: i for i, n in enumerate(gm.graph.nodes)}
     loss_index = loss_at[0] if loss_at else len(order)
-    # marks are in tracing order: positions never decrease, and a later mark at the same position wins
-
-    def phase_of(position: int) -> int:
-        phase = 0
-        for at, ph in marks:
-            if at <= position:
-                phase = ph
-        return phase
-
     index = {n: i for i, n in enumerate(nodes)}
     n_params = len(params)
     n_buffers = len(buffers)
@@ -215,7 +229,7 @@ def capture_graph(
         out_bytes.append(0 if _aliases(node) else _nbytes(node.meta.get("val")))
         backward.append(order[node] >= loss_index)
         rng_policy.append("forbid_recompute" if _op_name(node.target) in RANDOM_OPS else "none")
-        stage.append(phase_of(order[node]))
+        stage.append(marks.phase_of(order[node]))
         for u in node.all_input_nodes:
             if u in index:
                 edges.append((index[u], i))

@@ -38,21 +38,31 @@ they leave the step as ``.grad``, which the chain model and `measure_step` also 
 
 from __future__ import annotations
 
-import statistics
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import fx, nn
 from torch.func import functional_call
-from torch.fx.experimental.proxy_tensor import get_proxy_mode, make_fx
+from torch.fx.experimental.proxy_tensor import make_fx
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from checkpoint_solver.errors import ProfilingError
 from checkpoint_solver.problem import Graph
-from checkpoint_solver.profiling.graph import RANDOM_OPS, _op_name, _user_frame
+from checkpoint_solver.profiling._tracker import (
+    distinct_storage_nbytes,
+    storage_key,
+    storage_nbytes,
+)
+from checkpoint_solver.profiling.graph import (
+    RANDOM_OPS,
+    PhaseMarks,
+    _nbytes,
+    _op_name,
+    _time_nodes,
+    _user_frame,
+)
 
 __all__ = ["Region", "capture_region"]
 
@@ -72,10 +82,15 @@ class Region:
         The traced joint graph. Placeholders: parameters, buffers, tensor inputs, tangents.
     members : tuple[tuple[fx.Node, ...], ...]
         Per problem node, the traced nodes it runs (empty for sources, tangents and the sink).
+    exposed : tuple[tuple[fx.Node, ...], ...]
+        Per problem node, its members whose values outlive the group (read by another group or
+        returned); the others are dropped as soon as the group has run.
     source_nodes : tuple[fx.Node, ...]
         The placeholder of each source problem node (same order as the sources in `graph`).
     tangents : tuple[int, ...]
         Problem node of each tangent, in the order of the differentiable outputs.
+    tangent_nodes : tuple[fx.Node, ...]
+        The traced placeholder of each tangent, in the same order.
     sink : int
         Problem node of the sink.
     outputs : tuple[fx.Node, ...]
@@ -105,8 +120,10 @@ class Region:
     graph: Graph
     gm: fx.GraphModule
     members: tuple[tuple[fx.Node, ...], ...]
+    exposed: tuple[tuple[fx.Node, ...], ...]
     source_nodes: tuple[fx.Node, ...]
     tangents: tuple[int, ...]
+    tangent_nodes: tuple[fx.Node, ...]
     sink: int
     outputs: tuple[fx.Node, ...]
     differentiable: tuple[bool, ...]
@@ -135,50 +152,28 @@ def call_key(module: nn.Module, leaves: Sequence[Any], spec: Any) -> tuple[Any, 
     return tuple(parts)
 
 
-def _storages(value: Any) -> list[tuple[int, int]]:
-    """(storage key, nbytes) of each tensor in `value`."""
-    out = []
-    for t in tree_flatten(value)[0]:
-        if isinstance(t, torch.Tensor):
-            st = t.untyped_storage()
-            out.append((int(st._cdata), int(st.nbytes())))
-    return out
+class _Storages(fx.Interpreter):
+    """Runs the graph keeping every value, recording per node the storages its output uses and
+    those it created (a view, ``getitem`` or in-place op creates none)."""
 
-
-class _Analyser(fx.Interpreter):
-    """Runs the graph keeping every value, recording per node the storages it created, and
-    (when timing) each node's duration."""
-
-    def __init__(self, gm: fx.GraphModule, cuda: bool, keep: bool) -> None:
-        super().__init__(gm, garbage_collect_values=not keep)
-        self.cuda = cuda
-        self.keep = keep
-        self.times: dict[fx.Node, float] = {}
+    def __init__(self, gm: fx.GraphModule) -> None:
+        super().__init__(gm, garbage_collect_values=False)
         self.creator: dict[int, fx.Node] = {}  # storage key -> node that made it
         self.nbytes: dict[int, int] = {}
         self.made: dict[fx.Node, list[int]] = {}  # node -> storage keys it created
         self.uses: dict[fx.Node, list[int]] = {}  # node -> storage keys of its output
 
     def run_node(self, n: fx.Node) -> Any:
-        if n.op == "call_function" and self.cuda:
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
         out = super().run_node(n)
-        if n.op == "call_function":
-            if self.cuda:
-                torch.cuda.synchronize()
-            self.times[n] = time.perf_counter() - t0
-        if self.keep and n.op != "output":
-            keys = []
-            made = []
-            for key, nb in _storages(out):
-                keys.append(key)
+        if n.op != "output":
+            tensors = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
+            self.uses[n] = [storage_key(t) for t in tensors]
+            self.made[n] = []
+            for t, key in zip(tensors, self.uses[n], strict=True):
                 if key not in self.creator:
                     self.creator[key] = n
-                    self.nbytes[key] = nb
-                    made.append(key)
-            self.uses[n] = keys
-            self.made[n] = made
+                    self.nbytes[key] = storage_nbytes(t)
+                    self.made[n].append(key)
         return out
 
 
@@ -261,43 +256,9 @@ def capture_region(
             f"back-propagate through it"
         )
 
-    marks: list[tuple[int, int]] = []
     nb = len(blocks)
-
-    def mark(phase: int) -> None:
-        mode = get_proxy_mode()
-        if mode is not None:
-            marks.append((len(mode.tracer.graph.nodes), phase))
-
-    def grads_done(phase: int) -> Callable[[Any], None]:
-        return lambda grads: mark(phase)
-
-    def pre(k: int) -> Callable[..., None]:
-        def hook(m: nn.Module, a: Any, kw: Any) -> None:
-            mark(k + 1)
-            ts = [
-                t
-                for t in tree_flatten((a, kw))[0]
-                if isinstance(t, torch.Tensor) and t.requires_grad
-            ]
-            if ts:
-                torch.autograd.graph.register_multi_grad_hook(ts, grads_done(k), mode="all")
-
-        return hook
-
-    def post(k: int) -> Callable[..., None]:
-        def hook(m: nn.Module, a: Any, out: Any) -> None:
-            if k == nb - 1:
-                mark(nb + 1)
-                ts = [
-                    t
-                    for t in tree_flatten(out)[0]
-                    if isinstance(t, torch.Tensor) and t.requires_grad
-                ]
-                if ts:
-                    torch.autograd.graph.register_multi_grad_hook(ts, grads_done(nb), mode="all")
-
-        return hook
+    marks = PhaseMarks(blocks)
+    mark = marks.mark
 
     n_out = len(out_tensors)
 
@@ -313,10 +274,7 @@ def capture_region(
         grads = torch.autograd.grad(diff_out, wrt, tg, allow_unused=True)
         return [*outs, *grads]
 
-    handles = []
-    for k, m in enumerate(blocks):
-        handles.append(m.register_forward_pre_hook(pre(k), with_kwargs=True))
-        handles.append(m.register_forward_hook(post(k)))
+    handles = marks.install()
     try:
         try:
             gm = make_fx(joint, tracing_mode="fake")(params, buffers, list(inputs), tangents_in)
@@ -363,22 +321,16 @@ def capture_region(
         [t.detach() for t in inputs],
         [torch.ones_like(t) for t in tangents_in],
     )
-    cuda = any(t.is_cuda for t in inputs) or any(p.is_cuda for p in params.values())
     try:
         with torch.no_grad():
-            analyser = _Analyser(gm, cuda, keep=True)
+            analyser = _Storages(gm)
             analyser.run(*detached)
             del analyser.env
-            runs: dict[fx.Node, list[float]] = {}
-            for _ in range(repeats + 1 if repeats > 0 else 0):
-                timer = _Analyser(gm, cuda, keep=False)
-                timer.run(*detached)
-                for node, dt in timer.times.items():
-                    runs.setdefault(node, []).append(dt)
+        by_name = _time_nodes(gm, detached, repeats) if repeats > 0 else {}
     finally:
         restore()
-    times = {k: float(statistics.median(v[1:] if len(v) > 1 else v)) for k, v in runs.items()}
-    return _coarsen(
+    times = {n: by_name.get(n.name, 0.0) for n in gm.graph.nodes}
+    coarse = _coarsen(
         module,
         gm,
         analyser,
@@ -386,50 +338,58 @@ def capture_region(
         marks,
         placeholders=(p_nodes, b_nodes, x_nodes, t_nodes),
         outputs=outputs,
-        differentiable=differentiable,
         param_grads=param_grads,
         input_grads=tuple(input_grads),
-        state_names=(tuple(params), tuple(buffers)),
-        specs=(
-            spec,
-            out_spec,
-            baked,
-            tuple(None if isinstance(v, torch.Tensor) else v for v in out_leaves),
-        ),
-        key=call_key(module, leaves, spec),
-        input_bytes=_distinct_bytes(inputs),
         name=name,
         n_blocks=nb,
     )
+    return Region(
+        graph=coarse.graph,
+        gm=gm,
+        members=coarse.members,
+        exposed=coarse.exposed,
+        source_nodes=tuple([*p_nodes, *b_nodes, *x_nodes]),
+        tangents=coarse.tangents,
+        tangent_nodes=tuple(t_nodes),
+        sink=coarse.sink,
+        outputs=outputs,
+        differentiable=differentiable,
+        param_grads=param_grads,
+        input_grads=tuple(input_grads),
+        param_names=tuple(params),
+        buffer_names=tuple(buffers),
+        input_spec=spec,
+        output_spec=out_spec,
+        output_leaves=tuple(None if isinstance(v, torch.Tensor) else v for v in out_leaves),
+        leaves=baked,
+        key=call_key(module, leaves, spec),
+        input_bytes=distinct_storage_nbytes(inputs),
+    )
 
 
-def _distinct_bytes(tensors: Sequence[torch.Tensor]) -> int:
-    seen: dict[int, int] = {}
-    for t in tensors:
-        st = t.untyped_storage()
-        seen[int(st._cdata)] = int(st.nbytes())
-    return sum(seen.values())
+@dataclass(frozen=True, eq=False)
+class _Coarse:
+    graph: Graph
+    members: tuple[tuple[fx.Node, ...], ...]
+    exposed: tuple[tuple[fx.Node, ...], ...]
+    tangents: tuple[int, ...]
+    sink: int
 
 
 def _coarsen(
     module: nn.Module,
     gm: fx.GraphModule,
-    an: _Analyser,
+    an: _Storages,
     times: dict[fx.Node, float],
-    marks: list[tuple[int, int]],
+    marks: PhaseMarks,
     *,
     placeholders: tuple[list[fx.Node], ...],
     outputs: tuple[fx.Node, ...],
-    differentiable: tuple[bool, ...],
     param_grads: tuple[fx.Node | None, ...],
     input_grads: tuple[fx.Node | None, ...],
-    state_names: tuple[tuple[str, ...], tuple[str, ...]],
-    specs: tuple[Any, Any, tuple[Any, ...], tuple[Any, ...]],
-    key: tuple[Any, ...],
-    input_bytes: int,
     name: str | None,
     n_blocks: int,
-) -> Region:
+) -> _Coarse:
     p_nodes, b_nodes, x_nodes, t_nodes = placeholders
     nodes = list(gm.graph.nodes)
     position = {n: i for i, n in enumerate(nodes)}
@@ -526,13 +486,14 @@ def _coarsen(
     rng = ["none"] * size
     role = ["op"] * size
     members: list[tuple[fx.Node, ...]] = [()] * size
+    exposed_of: list[tuple[fx.Node, ...]] = [()] * size
     for i, n in enumerate(sources):
         names[i] = n.name
-        out_bytes[i] = _value_bytes(n)
+        out_bytes[i] = _nbytes(n.meta.get("val"))
         role[i] = "input" if n in x_nodes else "param"
     for k, (t, v) in enumerate(zip(t_nodes, tangent_ids, strict=True)):
         names[v] = f"tangent_{k}"
-        out_bytes[v] = _value_bytes(t)
+        out_bytes[v] = _nbytes(t.meta.get("val"))
         backward[v] = True
         rng[v] = "forbid_recompute"
     names[sink] = "sink"
@@ -549,6 +510,7 @@ def _coarsen(
         if any(_op_name(n.target) in RANDOM_OPS for n in mem):
             rng[i] = "forbid_recompute"
         exposed = [n for n in mem if n in special or any(of.get(u, -1) != i for u in n.users)]
+        exposed_of[i] = tuple(exposed)
         keep = {k for n in exposed for k in an.uses.get(n, [])}
         owned = {k for n in mem for k in an.made.get(n, [])}
         out_bytes[i] = sum(an.nbytes[k] for k in owned & keep if k not in param_grad_keys)
@@ -570,18 +532,11 @@ def _coarsen(
         if g is not None and g.op == "call_function":
             edges.add((of[g], sink))
 
-    def phase_of(pos: int) -> int:
-        phase = 0
-        for at, ph in marks:
-            if at <= pos:
-                phase = ph
-        return phase
-
     blocks: list[int] = []
     if n_blocks:
         blocks = [-1] * n_src + [0] * (size - n_src)
         for h in ordered:
-            blocks[gid[h]] = phase_of(position[h])
+            blocks[gid[h]] = marks.phase_of(position[h])
         for v in tangent_ids:
             blocks[v] = n_blocks + 1
     graph = Graph(
@@ -602,31 +557,4 @@ def _coarsen(
         (of[n], position[n]) for n in random_nodes
     ):
         raise ProfilingError("coarsening reordered random ops; please report this model")
-    return Region(
-        graph=graph,
-        gm=gm,
-        members=tuple(members),
-        source_nodes=tuple(sources),
-        tangents=tangent_ids,
-        sink=sink,
-        outputs=outputs,
-        differentiable=differentiable,
-        param_grads=param_grads,
-        input_grads=input_grads,
-        param_names=state_names[0],
-        buffer_names=state_names[1],
-        input_spec=specs[0],
-        output_spec=specs[1],
-        output_leaves=specs[3],
-        leaves=specs[2],
-        key=key,
-        input_bytes=input_bytes,
-    )
-
-
-def _value_bytes(n: fx.Node) -> int:
-    total = 0
-    for t in tree_flatten(n.meta.get("val"))[0]:
-        if isinstance(t, torch.Tensor):
-            total += t.numel() * t.element_size()
-    return total
+    return _Coarse(graph, tuple(members), tuple(exposed_of), tangent_ids, sink)

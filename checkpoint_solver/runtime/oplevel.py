@@ -21,7 +21,7 @@ laid out like their parameters before they are returned, so ``.grad`` takes them
 from __future__ import annotations
 
 import types
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,9 +52,7 @@ class GraphReplay:
     forward: tuple[_Step, ...]
     backward: tuple[_Step, ...]
     drop_inside: tuple[tuple[tuple[fx.Node, ...], ...], ...]  # per group, per member
-    exposed: tuple[tuple[fx.Node, ...], ...]  # per group: values that outlive the group
     param_grad_of: dict[fx.Node, int]  # gradient node -> parameter index
-    tangent_nodes: tuple[fx.Node, ...]  # the tangent placeholders, in order
     forward_keep: frozenset[fx.Node]  # outputs: the forward returns them, whatever it frees
     backward_keep: frozenset[fx.Node]  # gradients: the backward returns them at its end
 
@@ -112,18 +110,11 @@ def compile_schedule(region: Region, schedule: Schedule) -> GraphReplay:
             "their masks would differ from eager autograd's; solve with a frontier-ordered "
             "solver (ilp, ilp-rounding, greedy, hierarchical)"
         )
-    group_of: dict[fx.Node, int] = {}
-    for v, mem in enumerate(region.members):
-        for n in mem:
-            group_of[n] = v
     grads = {n for n in (*region.param_grads, *region.input_grads) if n is not None}
-    returned = grads | set(region.outputs)
     drop_inside = []
-    exposed = []
-    for v, mem in enumerate(region.members):
-        mem_set = set(mem)
-        out = [n for n in mem if n in returned or any(group_of.get(u) != v for u in n.users)]
-        out_set = set(out)
+    for mem, exposed in zip(region.members, region.exposed, strict=True):
+        # A member no other group reads is dropped right after its last reader in the group.
+        mem_set, out_set = set(mem), set(exposed)
         last: dict[fx.Node, int] = {}
         for k, n in enumerate(mem):
             for u in n.all_input_nodes:
@@ -134,7 +125,6 @@ def compile_schedule(region: Region, schedule: Schedule) -> GraphReplay:
             if n not in out_set:
                 drops[last.get(n, k)].append(n)
         drop_inside.append(tuple(tuple(d) for d in drops))
-        exposed.append(tuple(out))
     param_grad_of = {n: i for i, n in enumerate(region.param_grads) if n is not None}
     return GraphReplay(
         region=region,
@@ -142,13 +132,9 @@ def compile_schedule(region: Region, schedule: Schedule) -> GraphReplay:
         forward=tuple(steps[:split]),
         backward=tuple(steps[split:]),
         drop_inside=tuple(drop_inside),
-        exposed=tuple(exposed),
         forward_keep=frozenset(region.outputs),
         backward_keep=frozenset(grads),
         param_grad_of=param_grad_of,
-        tangent_nodes=tuple(n for n in region.gm.graph.nodes if n.op == "placeholder")[
-            len(region.source_nodes) :
-        ],
     )
 
 
@@ -179,13 +165,13 @@ def _run(
             if trace is not None:
                 trace.append(f"compute({v})")
         elif kind == "free":
-            for n in replay.exposed[v]:
+            for n in region.exposed[v]:
                 if n not in keep:
                     env.pop(n, None)
             if trace is not None:
                 trace.append(f"free({v})")
         elif kind == "tangent":
-            env[replay.tangent_nodes[v]] = tangents[v]
+            env[region.tangent_nodes[v]] = tangents[v]
             if trace is not None:
                 trace.append(f"compute({region.tangents[v]})")
         elif trace is not None:
@@ -263,8 +249,6 @@ class _CallState:
 
 @dataclass(eq=False)
 class _Applied:
-    schedule: Schedule
-    forward: Callable[..., Any]
     record: bool
     replay: GraphReplay | None = None
     last_trace: list[str] | None = None
@@ -276,8 +260,8 @@ def apply_graph(module: nn.Module, schedule: Schedule, *, record: bool = False) 
 
     The region is captured at the first call with grad enabled (its fingerprint must match the
     schedule's: same module structure, input shapes and dtypes, training mode); later calls with
-    the same input structure reuse it. Calls without grad, or with another input structure after
-    the first, run the module as before... except another input structure with grad raises.
+    the same input structure reuse it, and a training call with another input structure raises.
+    Calls without grad (or with nothing that needs a gradient) run the module as before.
 
     Raises
     ------
@@ -294,16 +278,16 @@ def apply_graph(module: nn.Module, schedule: Schedule, *, record: bool = False) 
             f"checkpoint_solver.runtime.remove(module) before applying another"
         )
     original = module.forward
-    applied = _Applied(schedule=schedule, forward=original, record=record)
+    applied = _Applied(record=record)
 
     def forward(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
         leaves, spec = tree_flatten((tuple(args), dict(kwargs)))
         tensors = [x for x in leaves if isinstance(x, torch.Tensor)]
-        params = [p for p in self.parameters() if p.requires_grad]
+        named = dict(self.named_parameters())
         if (
             applied.capturing
             or not torch.is_grad_enabled()
-            or not (params or any(t.requires_grad for t in tensors))
+            or not any(t.requires_grad for t in (*named.values(), *tensors))
         ):
             return original(*args, **kwargs)
         if torch.is_autocast_enabled("cpu") or (
@@ -331,8 +315,8 @@ def apply_graph(module: nn.Module, schedule: Schedule, *, record: bool = False) 
         region = replay.region
         trace: list[str] | None = [] if applied.record else None
         applied.last_trace = trace
-        buffers = [dict(self.named_buffers())[n] for n in region.buffer_names]
-        named = dict(self.named_parameters())
+        named_buffers = dict(self.named_buffers())
+        buffers = [named_buffers[n] for n in region.buffer_names]
         ps = [named[n] for n in region.param_names]
         state = _CallState(replay, buffers, len(tensors), trace)
         outs = iter(_RegionFunction.apply(state, *tensors, *ps))

@@ -40,12 +40,27 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from checkpoint_solver.errors import InfeasibleBudgetError, InvalidOptionError, InvalidProblemError
+from checkpoint_solver.errors import (
+    CheckpointSolverError,
+    InfeasibleBudgetError,
+    InvalidOptionError,
+    InvalidProblemError,
+)
 from checkpoint_solver.problem import Chain, Graph
-from checkpoint_solver.schedule import Compute, Free, Op, Schedule, Status
+from checkpoint_solver.schedule import (
+    Bwd,
+    Compute,
+    Free,
+    FwdCheckpoint,
+    FwdNoTape,
+    FwdTape,
+    Op,
+    Schedule,
+    Status,
+)
 from checkpoint_solver.simulation import simulate_ops
 from checkpoint_solver.solvers import dp as _dp
-from checkpoint_solver.solvers._chain import CHAIN
+from checkpoint_solver.solvers._chain import CHAIN, Decision, emit_plan
 from checkpoint_solver.solvers._common import make_schedule
 
 __all__ = ["min_budget_hierarchical", "solve_hierarchical"]
@@ -65,6 +80,7 @@ class _Stages:
     forward: tuple[tuple[int, ...], ...]  # per stage (0-based), its forward op nodes
     backward: tuple[tuple[int, ...], ...]
     chain: Chain
+    out_bytes: tuple[int, ...]  # per stage: what its tape holds beside values its backward reads
     tangents: tuple[int, ...]
     sink: tuple[int, ...]
 
@@ -97,7 +113,8 @@ def _stages(graph: Graph) -> _Stages:
             bwd[earlier[-1]].extend(bwd[p])
     stage_of = {v: k for k, p in enumerate(phases) for v in fwd[p]}
     n = len(phases)
-    x = [0] * (n + 1)
+    # boundary[k]: the values of stage k-1 that stage k's forward reads (a[k-1]).
+    boundary: list[set[int]] = [set() for _ in range(n + 1)]
     for k, p in enumerate(phases):
         for v in fwd[p]:
             for u in graph.preds[v]:
@@ -109,26 +126,18 @@ def _stages(graph: Graph) -> _Stages:
                         f"forward node {v} ({graph.names[v]}) of stage {k} reads node {u}, "
                         f"which is not a forward node of an earlier stage"
                     )
-    boundary: list[set[int]] = [set() for _ in range(n + 1)]
-    for k, p in enumerate(phases):
-        for v in fwd[p]:
-            for u in graph.preds[v]:
-                su = stage_of.get(u)
-                if su is not None and su == k - 1:
+                if su == k - 1:
                     boundary[k].add(u)
-    for k in range(1, n):
-        x[k] = sum(graph.out_bytes[u] for u in boundary[k + 1])
     outputs = {u for t in tangents for u in graph.preds[t]}
-    x[n] = sum(graph.out_bytes[u] for u in outputs)
+    ends = [boundary[k + 1] for k in range(n - 1)] + [outputs]  # a[k] of each stage
+    x = [0] + [sum(graph.out_bytes[u] for u in end) for end in ends]
     forward = tuple(tuple(sorted(fwd[p])) for p in phases)
     backward = tuple(tuple(sorted(bwd[p])) for p in phases)
     uf = [sum(graph.cost[v] for v in f) for f in forward]
     ub = [sum(graph.cost[v] for v in b) for b in backward]
-    keep = [_tape_nodes(graph, forward[k], backward[k]) for k in range(n)]
-    xbar = [
-        sum(graph.out_bytes[v] for v in keep[k] | (boundary[k + 1] if k + 1 < n else outputs))
-        for k in range(n)
-    ]
+    tape = [_tape_nodes(graph, forward[k], backward[k]) for k in range(n)]
+    extra = [sum(graph.out_bytes[v] for v in ends[k] - tape[k]) for k in range(n)]
+    xbar = [sum(graph.out_bytes[v] for v in tape[k]) + extra[k] for k in range(n)]
     chain = Chain(
         uf=tuple(uf),
         ub=tuple(ub),
@@ -139,7 +148,7 @@ def _stages(graph: Graph) -> _Stages:
         cost_unit=graph.cost_unit,
         name=f"stages of {graph.name}",
     )
-    return _Stages(forward, backward, chain, tangents, sink)
+    return _Stages(forward, backward, chain, tuple(extra), tangents, sink)
 
 
 def _tape_nodes(graph: Graph, forward: Sequence[int], backward: Sequence[int]) -> set[int]:
@@ -202,7 +211,7 @@ def _options(
     local, ids = _local_graph(graph, forward, backward)
     try:
         low = min_budget(local, solver="greedy")
-    except Exception:
+    except CheckpointSolverError:
         return list(store_all)
     high = solve(local, 10**18, solver="store_all").predicted.peak_bytes
     parts = {store_all[0]}
@@ -273,8 +282,6 @@ def _plan(
     options: list[list[_Option]] = []
     for k in range(n):
         f, b = st.forward[k], st.backward[k]
-        # What the tape holds beside the forward values the backward reads: the boundary a[k+1].
-        boundary_out = st.chain.xbar[k] - sum(graph.out_bytes[v] for v in _tape_nodes(graph, f, b))
         if block_level:
             parts = [tuple(b)]
         else:
@@ -289,7 +296,7 @@ def _plan(
                     graph, f, b, budgets=option_budgets, solver=option_solver, time_limit=time_limit
                 )
                 cache[sig] = (parts, tuple([*f, *b]))
-        opts = [_option_costs(graph, f, p, boundary_out, st.chain.x[k]) for p in parts]
+        opts = [_option_costs(graph, f, p, st.out_bytes[k], st.chain.x[k]) for p in parts]
         options.append(opts)
     return _Plan(st, options, len(cache))
 
@@ -298,20 +305,21 @@ def _raw_options(plan: _Plan) -> list[list[tuple[int, float, int, int]]]:
     return [[(o.xbar, o.ub, o.of, o.ob) for o in opts] for opts in plan.options]
 
 
-def _expand(graph: Graph, plan: _Plan, chain_ops: list[tuple[str, int, int]]) -> list[Op]:
-    """The graph schedule of a chain plan: computes per chain op, frees after last use."""
+def _expand(graph: Graph, plan: _Plan, chain_ops: list[Op], picks: dict[int, int]) -> list[Op]:
+    """The graph schedule of a chain plan (`picks`: each taped stage's option): computes per
+    chain op, frees after last use."""
     st = plan.stages
     n = st.chain.length
     seq: list[int] = []
     done: set[int] = set()
-    for kind, s, o in chain_ops:
-        k = s - 1
-        if kind == "B":
-            if s == n:
+    for op in chain_ops:
+        if isinstance(op, Bwd):
+            if op.stage == n:
                 seq.extend(st.tangents)
-            seq.extend(plan.options[k][o].backward)
+            seq.extend(plan.options[op.stage - 1][picks[op.stage]].backward)
         else:
-            seq.extend(st.forward[k])
+            assert isinstance(op, (FwdNoTape, FwdCheckpoint, FwdTape))
+            seq.extend(st.forward[op.stage - 1])
     seq.extend(st.sink)
     computes: list[int] = []
     for v in seq:
@@ -357,6 +365,35 @@ def _check(option_budgets: int, option_solver: str, mem_slots: int, time_limit: 
         raise InvalidOptionError(f"time_limit={time_limit!r} must be a number of seconds > 0")
 
 
+def _curves(
+    graph: Graph,
+    *,
+    block_level: bool,
+    option_budgets: int,
+    option_solver: str,
+    time_limit: float,
+    mem_slots: int,
+) -> list[_Curve]:
+    """The DP curves to choose from: the options' and, unless `block_level`, block-level's too.
+    Block-level plans are in the options' DP space, but the expansion's peak check can push that
+    DP to a smaller memory than block-level needs, so both are kept and the better one wins."""
+    levels = [True] if block_level else [False, True]
+    return [
+        _Curve(
+            graph,
+            _plan(
+                graph,
+                block_level=level,
+                option_budgets=option_budgets,
+                option_solver=option_solver,
+                time_limit=time_limit,
+            ),
+            mem_slots,
+        )
+        for level in levels
+    ]
+
+
 class _Curve:
     """The DP table for the graph's store-all peak and the expanded schedule at each slot count."""
 
@@ -379,8 +416,8 @@ class _Curve:
             return self.cache[m]
         result = None
         if self.first is not None and m >= self.first:
-            chain_ops = _walk_slots(self, m)
-            ops = _expand(self.graph, self.plan, chain_ops)
+            chain_ops, picks = _chain_plan(self, m)
+            ops = _expand(self.graph, self.plan, chain_ops, picks)
             rep = simulate_ops(self.graph, ops)
             if rep.valid:
                 result = (ops, rep.peak_bytes, rep.compute_time)
@@ -388,32 +425,20 @@ class _Curve:
         return result
 
 
-def _walk_slots(curve: _Curve, m: int) -> list[tuple[str, int, int]]:
-    n = curve.plan.stages.chain.length
-    decide = _dp._decider(curve.table, n, _raw_options(curve.plan), curve.unit)
-    ops: list[tuple[str, int, int]] = []
-    stack: list[tuple[object, ...]] = [("solve", 1, n, m)]
-    while stack:
-        item = stack.pop()
-        if item[0] == "op":
-            ops.append(item[1])  # type: ignore[arg-type]
-            continue
-        _, s, t, mm = item
-        if s > t:  # type: ignore[operator]
-            continue
+def _chain_plan(curve: _Curve, m: int) -> tuple[list[Op], dict[int, int]]:
+    """The DP's chain ops at `m` slots and the option each taped stage runs under."""
+    chain = curve.plan.stages.chain
+    decide = _dp._decider(curve.table, chain.length, _raw_options(curve.plan), curve.unit)
+    picks: dict[int, int] = {}
+
+    def record(s: int, t: int, mm: int) -> Decision:
         code, first, second = decide(s, t, mm)
         if code == CHAIN:
-            stack.append(("op", ("B", s, second)))
-            stack.append(("solve", s + 1, t, first))  # type: ignore[operator]
-            stack.append(("op", ("F_all", s, second)))
-        else:
-            j = code
-            stack.append(("solve", s, j - 1, second))
-            stack.append(("solve", j, t, first))
-            for k in range(j - 1, s, -1):  # type: ignore[call-overload]
-                stack.append(("op", ("F_n", k, -1)))
-            stack.append(("op", ("F_ck", s, -1)))
-    return ops
+            picks[s] = second  # persistent plans run each stage's chain branch once
+        return code, first, second
+
+    ops, _, _ = emit_plan(chain, record, m)
+    return ops, picks
 
 
 def _best_under(curve: _Curve, budget: int) -> tuple[list[Op], int, float, int] | None:
@@ -451,14 +476,16 @@ def _best_under(curve: _Curve, budget: int) -> tuple[list[Op], int, float, int] 
     return best
 
 
-def _min_peak(curve: _Curve) -> int | None:
-    if curve.first is None:
-        return None
+def _min_peak(curves: list[_Curve]) -> int | None:
+    """The smallest expanded peak over the curves (each sampled at 48 slot counts)."""
     peaks = []
-    for m in np.unique(np.linspace(curve.first, curve.mmax, 48).astype(int)):
-        r = curve.at(int(m))
-        if r is not None:
-            peaks.append(r[1])
+    for curve in curves:
+        if curve.first is None:
+            continue
+        for m in np.unique(np.linspace(curve.first, curve.mmax, 48).astype(int)):
+            r = curve.at(int(m))
+            if r is not None:
+                peaks.append(r[1])
     return min(peaks) if peaks else None
 
 
@@ -497,35 +524,31 @@ def solve_hierarchical(
     """
     _check(option_budgets, option_solver, mem_slots, time_limit)
     start = time.perf_counter()
-    plan = _plan(
+    curves = _curves(
         graph,
         block_level=block_level,
         option_budgets=option_budgets,
         option_solver=option_solver,
         time_limit=time_limit,
+        mem_slots=mem_slots,
     )
     options_s = time.perf_counter() - start
-    curve = _Curve(graph, plan, mem_slots)
-    best = _best_under(curve, budget_bytes)
-    picked = "options"
-    if not block_level:
-        # Block-level plans are in the DP's space, but the expansion's peak check can push the
-        # options' DP to a smaller memory than block-level needs: keep whichever is faster.
-        plain = _plan(
-            graph, block_level=True, option_budgets=1, option_solver="greedy", time_limit=1.0
-        )
-        plain_curve = _Curve(graph, plain, mem_slots)
-        other = _best_under(plain_curve, budget_bytes)
-        if other is not None and (best is None or other[2] < best[2]):
-            best, curve, plan, picked = other, plain_curve, plain, "block-level (faster here)"
-    if best is None:
-        raise InfeasibleBudgetError(budget_bytes, _min_peak(curve), "hierarchical")
+    found = [(b, c) for c in curves if (b := _best_under(c, budget_bytes)) is not None]
+    if not found:
+        raise InfeasibleBudgetError(budget_bytes, _min_peak(curves), "hierarchical")
+    best, curve = min(found, key=lambda bc: bc[0][2])  # the first (options) on a tie
+    plan = curve.plan
+    if block_level:
+        picked = "block-level"
+    else:
+        picked = "options" if curve is curves[0] else "block-level (faster here)"
     ops, peak, compute_time, m = best
     n_opts = [len(o) for o in plan.options]
     note = (
         f"{plan.stages.chain.length} stages; options per stage {n_opts} "
         f"({'no-recompute only: block-level dp' if block_level else option_solver + ' at ' + str(option_budgets) + ' budgets'}); "
-        f"{plan.solved} distinct stage graphs solved for options in {options_s:.2f} s; "
+        f"{curves[0].plan.solved} distinct stage graphs solved for options, DP tables built in "
+        f"{options_s:.2f} s; "
         f"DP at {m} slots of {curve.unit} bytes; plan used: {picked}"
     )
     return make_schedule(
@@ -560,21 +583,15 @@ def min_budget_hierarchical(
 ) -> int:
     """The smallest expanded peak over the DP's plans (sampled over its memory axis)."""
     _check(option_budgets, option_solver, mem_slots, time_limit)
-    plan = _plan(
+    curves = _curves(
         graph,
         block_level=block_level,
         option_budgets=option_budgets,
         option_solver=option_solver,
         time_limit=time_limit,
+        mem_slots=mem_slots,
     )
-    peak = _min_peak(_Curve(graph, plan, mem_slots))
-    if not block_level:
-        plain = _plan(
-            graph, block_level=True, option_budgets=1, option_solver="greedy", time_limit=1.0
-        )
-        other = _min_peak(_Curve(graph, plain, mem_slots))
-        if other is not None and (peak is None or other < peak):
-            peak = other
+    peak = _min_peak(curves)
     if peak is None:
         raise InvalidProblemError("the hierarchical DP found no plan for this graph")
     return peak
