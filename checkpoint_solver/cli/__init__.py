@@ -36,6 +36,7 @@ def main(ctx: click.Context, verbose: bool) -> None:
 
     \b
     Examples:
+      checkpoint-solver demo
       checkpoint-solver solve example:transformer-chain --budget 12GiB --solver uniform --out s.json
       checkpoint-solver simulate example:transformer-chain s.json
       checkpoint-solver inspect s.json
@@ -45,12 +46,15 @@ def main(ctx: click.Context, verbose: bool) -> None:
 
 
 def _register() -> None:
-    from checkpoint_solver.cli import inspect, profile, simulate, solve
+    from checkpoint_solver.cli import demo, inspect, profile, simulate, solve, tradeoff
 
     main.add_command(solve.solve_cmd)
     main.add_command(simulate.simulate_cmd)
     main.add_command(inspect.inspect_cmd)
     main.add_command(profile.profile_cmd)
+    main.add_command(tradeoff.tradeoff_cmd)
+    main.add_command(demo.demo_cmd)
+    main.add_command(demo.bench_cmd)
 
 
 _register()

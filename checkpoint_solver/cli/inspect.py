@@ -30,13 +30,46 @@ def summarize(schedule: Schedule) -> dict[str, Any]:
 @click.command("inspect")
 @click.argument("schedule", type=click.Path(dir_okay=False))
 @click.option("--ops", "show_ops", is_flag=True, help="List every op.")
+@click.option(
+    "--problem", "-p", help="The schedule's problem (JSON file or example:NAME): simulate it too."
+)
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False),
+    help="Write the memory-over-time plot here (PNG; needs --problem).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
-def inspect_cmd(schedule: str, show_ops: bool, as_json: bool) -> None:
-    """Summarize a schedule file: solver, status, budget, prediction, op counts."""
-    from checkpoint_solver import format_bytes, load_schedule
+def inspect_cmd(
+    schedule: str, show_ops: bool, problem: str | None, plot: str | None, as_json: bool
+) -> None:
+    """Summarize a schedule file: solver, status, budget, prediction, op counts; with --problem,
+    the simulated peak and where it happens, and with --plot, memory over time as a PNG.
+
+    \b
+    Examples:
+      checkpoint-solver inspect s.json
+      checkpoint-solver inspect s.json --problem gpt.profile.json --plot memory.png
+    """
+    from checkpoint_solver import format_bytes, load_problem, load_schedule, simulate
 
     sched = load_schedule(schedule)
     summary = summarize(sched)
+    if plot and not problem:
+        raise click.UsageError("--plot needs --problem (the plot is the simulated memory)")
+    report = None
+    if problem:
+        report = simulate(load_problem(problem), sched)
+        summary["simulated"] = {
+            "valid": report.valid,
+            "peak_bytes": report.peak_bytes,
+            "peak_index": report.peak_index,
+            "overhead": report.overhead,
+            "violation": None if report.violation is None else str(report.violation.reason),
+        }
+        if plot:
+            from checkpoint_solver.report import plot_memory
+
+            plot_memory(sched, report, plot)
     if as_json:
         data = sched.to_dict()
         data["summary"] = summary
@@ -63,6 +96,18 @@ def inspect_cmd(schedule: str, show_ops: bool, as_json: bool) -> None:
     ]
     if sched.notes:
         rows.append(("notes", sched.notes))
+    if report is not None:
+        rows.append(
+            (
+                "simulated",
+                f"{'valid' if report.valid else 'INVALID'}, peak {format_bytes(report.peak_bytes)} "
+                f"at op {report.peak_index} ({sched.ops[report.peak_index]}), overhead "
+                f"{report.overhead:+.2%}"
+                + (f"; {report.violation.reason}" if report.violation else ""),
+            )
+        )
+    if plot:
+        rows.append(("plot", plot))
     click.echo(table(("field", "value"), rows))
     if show_ops:
         click.echo("")

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import os
+import sys
+from types import ModuleType
 from typing import Any
 
 import click
@@ -15,8 +19,9 @@ BUILTINS = ("mlp", "resnet", "gpt")
 
 
 def build_model(spec: str) -> tuple[Any, Any, Any]:
-    """``builtin:NAME`` (a reference model at its default size) or ``package.module:function``,
-    a function returning ``(model, example_inputs)`` or ``(model, example_inputs, blocks)``."""
+    """``builtin:NAME`` (a reference model at its default size), ``path/to/file.py:function`` or
+    ``package.module:function``: a function returning ``(model, example_inputs)`` or
+    ``(model, example_inputs, blocks)``."""
     from checkpoint_solver.errors import ProfilingError
 
     if spec.startswith("builtin:"):
@@ -27,16 +32,21 @@ def build_model(spec: str) -> tuple[Any, Any, Any]:
 
         model, inputs = getattr(models, name)()
         return model, inputs, None
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
+    where, sep, attr = spec.rpartition(":")
+    if not sep or not where or not attr:
         raise ProfilingError(
-            f"MODEL {spec!r} is neither builtin:NAME nor package.module:function "
-            f"(a function returning (model, example_inputs[, blocks]))"
+            f"MODEL {spec!r} is not builtin:NAME, path/to/file.py:function or "
+            f"package.module:function (a function returning (model, example_inputs[, blocks]))"
         )
-    try:
-        factory = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise ProfilingError(f"cannot load {spec!r}: {exc}") from None
+    module = _load_file(where) if where.endswith(".py") or os.sep in where else _import(where)
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        found = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith("_"))
+        raise ProfilingError(
+            f"{where} has no function {attr!r}"
+            + (f"; it defines {', '.join(found[:12])}" if found else "")
+            + f"; give {where}:FUNCTION"
+        )
     built = factory()
     if not isinstance(built, tuple) or len(built) not in (2, 3):
         raise ProfilingError(
@@ -44,6 +54,41 @@ def build_model(spec: str) -> tuple[Any, Any, Any]:
             f"(model, example_inputs, blocks)"
         )
     return built[0], built[1], built[2] if len(built) == 3 else None
+
+
+def _load_file(path: str) -> ModuleType:
+    """Import a user's Python file by path (its folder is importable while it loads)."""
+    from checkpoint_solver.errors import ProfilingError
+
+    file = os.path.abspath(path)
+    if not os.path.isfile(file):
+        raise ProfilingError(
+            f"no such file {path!r} (from {os.getcwd()}); give an existing path/to/file.py:function"
+        )
+    name = "_checkpoint_solver_user_" + os.path.splitext(os.path.basename(file))[0]
+    spec = importlib.util.spec_from_file_location(name, file)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, os.path.dirname(file))
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        raise ProfilingError(f"importing {path} failed: {type(exc).__name__}: {exc}") from exc
+    finally:
+        sys.path.remove(os.path.dirname(file))
+    return module
+
+
+def _import(name: str) -> ModuleType:
+    from checkpoint_solver.errors import ProfilingError
+
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        raise ProfilingError(
+            f"cannot import {name!r} ({exc}); give path/to/file.py:function or an importable "
+            f"package.module:function"
+        ) from None
 
 
 @click.command("profile")
@@ -63,11 +108,13 @@ def profile_cmd(
     no_graph: bool,
     as_json: bool,
 ) -> None:
-    """Profile MODEL (builtin:mlp|resnet|gpt, or package.module:function) into a chain.
+    """Profile MODEL (builtin:mlp|resnet|gpt, path/to/file.py:function or package.module:function)
+    into a profile (the measured chain, and the op graph).
 
     \b
     Examples:
       checkpoint-solver profile builtin:gpt --out gpt.profile.json
+      checkpoint-solver profile my_model.py:build --out mine.profile.json
       checkpoint-solver solve gpt.profile.json --budget 60MB --solver dp
     """
     import torch

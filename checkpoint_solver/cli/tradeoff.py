@@ -1,0 +1,87 @@
+"""``checkpoint-solver tradeoff``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from checkpoint_solver.cli._output import emit_json, table
+
+__all__ = ["tradeoff_cmd"]
+
+
+def _stage_names(problem: str) -> list[str] | None:
+    """A profile file's stage names (to find its blocks); None for other problems."""
+    path = Path(problem)
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if isinstance(data, dict) and data.get("format") == "checkpoint_solver.profile":
+        return [str(s.get("name", "")) for s in data.get("stages", [])]
+    return None
+
+
+@click.command("tradeoff")
+@click.argument("problem")
+@click.option("--solvers", help="Comma-separated solvers (default: every solver of the kind).")
+@click.option("--points", default=20, show_default=True, help="Budgets per curve.")
+@click.option("--png", type=click.Path(dir_okay=False), help="Write the plot here (PNG).")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="Write the points here.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def tradeoff_cmd(
+    problem: str,
+    solvers: str | None,
+    points: int,
+    png: str | None,
+    csv_path: str | None,
+    as_json: bool,
+) -> None:
+    """The memory/time curve of every solver on PROBLEM, with torch's per-block and
+    checkpoint_sequential points (chains; a profile's prologue and epilogue are not blocks).
+
+    \b
+    Examples:
+      checkpoint-solver tradeoff example:transformer-chain --png curve.png --csv curve.csv
+      checkpoint-solver tradeoff gpt.profile.json --solvers dp,revolve,sqrt --points 30
+    """
+    from checkpoint_solver import format_bytes, load_problem
+    from checkpoint_solver.report import plot_tradeoff, tradeoff_rows, write_csv
+    from checkpoint_solver.solvers.torch_rules import profile_blocks
+
+    prob = load_problem(problem)
+    names = _stage_names(problem)
+    rows = tradeoff_rows(
+        prob,
+        [s.strip() for s in solvers.split(",") if s.strip()] if solvers else None,
+        points=points,
+        blocks=profile_blocks(names) if names else None,
+    )
+    if png:
+        plot_tradeoff(rows, png, title=f"{Path(problem).name}: memory / time trade-off")
+    if csv_path:
+        write_csv(rows, csv_path)
+    if as_json:
+        emit_json({"points": [r.__dict__ for r in rows], "png": png, "csv": csv_path})
+        return
+    click.echo(
+        table(
+            ["method", "budget", "peak", "overhead"],
+            [
+                (
+                    r.method,
+                    format_bytes(r.budget_bytes) if r.kind == "solver" else "-",
+                    format_bytes(r.peak_bytes) if r.peak_bytes is not None else "-",
+                    f"{r.overhead:+.1%}" if r.feasible else "infeasible",
+                )
+                for r in rows
+            ],
+        )
+    )
+    for what, path in (("plot", png), ("points", csv_path)):
+        if path:
+            click.echo(f"{what} written to {path}")

@@ -1,0 +1,417 @@
+"""Side-by-side training runs: our schedules against what users do today, on one model, in one run.
+
+`compare` profiles a model, solves at a few activation-memory budgets, applies each schedule to a
+copy of the model and trains it a few steps next to plain autograd and torch's own checkpointing.
+It is what ``checkpoint-solver demo`` and ``checkpoint-solver bench`` print.
+
+For every method it reports the predicted activation peak (the simulator's, on the profiled chain or
+the captured op graph), the measured one (the live-storage tracker of
+`checkpoint_solver.runtime.measure`, which counts what the profiler counts: inputs, activations,
+saved tensors, activation gradients, temporaries; on CUDA also ``max_memory_allocated`` above the
+step's start), the median step time (forward, backward and an SGD step; steps run round-robin over
+the methods so drift on a shared machine hits all alike) and whether every step's loss and the
+first step's gradients are bitwise equal to plain autograd's (dropout seeded identically).
+
+Budgets are fractions of the store-all activation peak (plain autograd's), plus the peak of torch's
+per-block checkpointing (``"= per-block"``: its measured peak, or its simulated one when larger, so
+that both are solved in the same accounting), where "at equal memory" is decided.
+
+Example::
+
+    from checkpoint_solver import models
+    from checkpoint_solver.compare import compare
+
+    model, inputs = models.gpt(layers=4)
+    result = compare(model, inputs, fractions=(0.5,), steps=2)
+    print(result.table())
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+import checkpoint_solver as cs
+from checkpoint_solver.errors import CheckpointSolverError, InfeasibleBudgetError
+from checkpoint_solver.profiling.chain import _Inputs, default_loss, resolve_blocks
+from checkpoint_solver.runtime import baselines
+from checkpoint_solver.runtime.measure import measure_step, train_step
+from checkpoint_solver.solvers.torch_rules import (
+    profile_blocks,
+    torch_per_block,
+    torch_sequential,
+)
+from checkpoint_solver.units import format_bytes
+
+__all__ = ["CHAIN_SOLVERS", "GRAPH_SOLVERS", "Comparison", "Row", "compare"]
+
+CHAIN_SOLVERS = ("dp", "revolve", "sqrt", "uniform")
+GRAPH_SOLVERS = ("hierarchical", "greedy")
+_SOLVER_OPTIONS: dict[str, dict[str, Any]] = {"dp": {"mem_slots": 5000}}
+
+
+@dataclass
+class Row:
+    """One method's measured training run."""
+
+    method: str
+    budget: str = "-"
+    budget_bytes: int | None = None
+    predicted_peak_bytes: int | None = None
+    predicted_overhead: float | None = None
+    measured_peak_bytes: int | None = None
+    cuda_peak_bytes: int | None = None
+    step_seconds: float | None = None
+    step_times: list[float] = field(default_factory=list)
+    vs_plain: float | None = None
+    vs_per_block: float | None = None
+    exact: bool | None = None
+    solve_seconds: float | None = None
+    error: str | None = None
+
+
+@dataclass
+class Comparison:
+    """What `compare` measured; `table` prints it, `to_dict` is its JSON form."""
+
+    model: str
+    device: str
+    device_name: str
+    stages: int
+    store_all_peak_bytes: int
+    min_budget_bytes: int
+    profile_seconds: float
+    capture_seconds: float | None
+    steps: int
+    rows: list[Row]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def row(self, method: str, budget: str = "-") -> Row:
+        """The row of `method` at `budget` (its label, e.g. ``"50%"``)."""
+        for r in self.rows:
+            if r.method == method and r.budget == budget:
+                return r
+        raise KeyError((method, budget))
+
+    def table(self) -> str:
+        from checkpoint_solver.cli._output import table
+
+        cuda = any(r.cuda_peak_bytes is not None for r in self.rows)
+        headers = ["method", "budget", "predicted peak", "measured peak"]
+        headers += ["CUDA peak"] if cuda else []
+        headers += ["step", "vs none", "vs per-block", "predicted", "gradients / note"]
+        body = []
+        for r in self.rows:
+            budget = r.budget if r.budget_bytes is None else f"{r.budget} {_b(r.budget_bytes)}"
+            if r.error:
+                body.append([r.method, budget] + ["-"] * (len(headers) - 3) + [r.error])
+                continue
+            line = [r.method, budget, _b(r.predicted_peak_bytes), _b(r.measured_peak_bytes)]
+            line += [_b(r.cuda_peak_bytes)] if cuda else []
+            line += [
+                f"{r.step_seconds * 1e3:.0f} ms" if r.step_seconds else "-",
+                _pct(r.vs_plain),
+                _pct(r.vs_per_block),
+                _pct(r.predicted_overhead),
+                "bitwise equal" if r.exact else "DIFFER",
+            ]
+            body.append(line)
+        return table(headers, body)
+
+    def summary(self) -> list[str]:
+        """A few sentences: prediction accuracy, equal-memory comparison, gradients."""
+        done = [r for r in self.rows if not r.error and r.predicted_peak_bytes]
+        lines = []
+        if done:
+            worst = max(done, key=lambda r: r.measured_peak_bytes / r.predicted_peak_bytes)  # type: ignore[operator]
+            lines.append(
+                f"measured/predicted peak: at most {worst.measured_peak_bytes / worst.predicted_peak_bytes:.3f} "  # type: ignore[operator]
+                f"({worst.method} @ {worst.budget})"
+            )
+        at_pb = [r for r in self.rows if r.budget == "= per-block" and not r.error]
+        if at_pb:
+            best = min(at_pb, key=lambda r: r.step_seconds or math.inf)
+            lines.append(
+                f"at torch per-block's peak ({_b(best.budget_bytes)}): {best.method} steps {_pct(best.vs_per_block)} "
+                f"vs per-block (predicted {_pct(best.predicted_overhead)} vs no checkpointing)"
+            )
+        trained = [r for r in self.rows if not r.error]
+        lines.append(
+            f"losses and gradients bitwise equal to plain autograd: "
+            f"{sum(bool(r.exact) for r in trained)}/{len(trained)} methods"
+        )
+        return lines
+
+
+def _b(n: int | None) -> str:
+    return "-" if n is None else format_bytes(n)
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{x:+.1%}"
+
+
+def _to(inputs: Any, device: torch.device) -> Any:
+    if isinstance(inputs, torch.Tensor):
+        return inputs.to(device)
+    if isinstance(inputs, dict):
+        return {k: _to(v, device) for k, v in inputs.items()}
+    if isinstance(inputs, (tuple, list)):
+        return type(inputs)(_to(v, device) for v in inputs)
+    return inputs
+
+
+@dataclass
+class _Run:
+    row: Row
+    model: nn.Module
+    opt: torch.optim.Optimizer
+    losses: list[torch.Tensor] = field(default_factory=list)
+    grads: list[torch.Tensor | None] = field(default_factory=list)
+
+
+def compare(
+    model: nn.Module,
+    inputs: Any,
+    *,
+    fractions: Sequence[float] = (0.3, 0.5, 0.75),
+    solvers: Sequence[str] = ("dp", "hierarchical"),
+    steps: int = 3,
+    blocks: Sequence[nn.Module | str] | str | None = None,
+    loss_fn: Callable[[Any], torch.Tensor] | None = None,
+    device: str | torch.device | None = None,
+    at_per_block_peak: bool = True,
+    sequential: bool = True,
+    lr: float = 1e-3,
+    description: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> Comparison:
+    """Profile, solve, apply and train `model` side by side with plain autograd and torch's
+    checkpointing; see the module docstring.
+
+    Parameters
+    ----------
+    fractions
+        Activation budgets as fractions of the store-all peak (0.5 = half of plain autograd's).
+    solvers
+        Chain solvers (`CHAIN_SOLVERS`, applied per block) and op-level graph solvers
+        (`GRAPH_SOLVERS`, applied to the captured joint graph of the whole model).
+    steps
+        Timed training steps per method (after one warm-up step and one measured step).
+    """
+    say = progress or (lambda _msg: None)
+    unknown = [s for s in solvers if s not in CHAIN_SOLVERS + GRAPH_SOLVERS]
+    if unknown:
+        raise cs.UnknownSolverError(
+            f"compare() runs {', '.join(CHAIN_SOLVERS + GRAPH_SOLVERS)}; not {', '.join(unknown)}"
+        )
+    if steps < 1:
+        raise cs.InvalidOptionError(f"steps={steps}; give at least 1")
+    bad = [f for f in fractions if not 0 < f <= 1]
+    if bad:
+        raise cs.InvalidOptionError(f"fractions {bad} are not in (0, 1]; e.g. 0.5 = half")
+    dev = torch.device(device) if device is not None else next(model.parameters()).device
+    model = model.to(dev)
+    inputs = _to(inputs, dev)
+    loss = loss_fn or default_loss
+    resolve_blocks(model, blocks)  # fail early, with the profiler's message, on bad blocks
+
+    say(f"profiling {description or type(model).__name__} on {dev} ...")
+    t0 = time.perf_counter()
+    prof = cs.profile(copy.deepcopy(model), inputs, loss_fn=loss_fn, blocks=blocks, graph=False)
+    profile_s = time.perf_counter() - t0
+    chain = prof.chain
+    first, count = profile_blocks([s.name for s in prof.stages])
+    high = cs.solve(chain, 10**18, "store_all").predicted.peak_bytes
+    low = cs.min_budget(chain, "dp")
+    say(
+        f"  {chain.length} stages in {profile_s:.1f} s; store-all activation peak {_b(high)}, "
+        f"smallest chain budget {_b(low)}"
+    )
+
+    region = None
+    capture_s = None
+    if any(s in GRAPH_SOLVERS for s in solvers):
+        from checkpoint_solver.profiling.region import capture_region
+
+        say("capturing the joint forward+backward graph for op-level schedules ...")
+        t0 = time.perf_counter()
+        twin = copy.deepcopy(model)
+        inp = _Inputs.of(inputs)
+        try:
+            region = capture_region(
+                twin, inp.args, inp.kwargs, blocks=[m for _, m in resolve_blocks(twin, blocks)]
+            )
+        except CheckpointSolverError as exc:
+            say(f"  op-level capture failed: {exc}")
+        capture_s = time.perf_counter() - t0
+        if region is not None:
+            say(f"  {region.graph.size} nodes in {capture_s:.1f} s")
+
+    rows: list[Row] = []
+    runs: list[_Run] = []
+
+    def add(row: Row, wrap: Callable[[nn.Module], nn.Module]) -> _Run:
+        m = wrap(copy.deepcopy(model))
+        rows.append(row)
+        runs.append(_Run(row, m, torch.optim.SGD(m.parameters(), lr=lr)))
+        return runs[-1]
+
+    reference = add(
+        Row("no checkpointing", predicted_peak_bytes=high, predicted_overhead=0.0),
+        baselines.no_checkpoint,
+    )
+    per_block: _Run | None = None
+    if count:
+        sim = torch_per_block(chain, first, count)
+        per_block = add(
+            Row(
+                "torch per-block",
+                predicted_peak_bytes=sim.predicted.peak_bytes,
+                predicted_overhead=sim.predicted.overhead,
+            ),
+            lambda m: baselines.checkpoint_per_block(m, blocks),
+        )
+    if sequential and count >= 2:
+        segments = max(2, round(math.sqrt(count)))
+        seq = torch_sequential(chain, segments, first, count)
+        add(
+            Row(
+                f"torch checkpoint_sequential ({segments} segments)",
+                predicted_peak_bytes=seq.predicted.peak_bytes,
+                predicted_overhead=seq.predicted.overhead,
+            ),
+            lambda m: baselines.checkpoint_sequential(m, segments, blocks),
+        )
+
+    def ours(solver: str, label: str, budget: int) -> _Run | None:
+        row = Row(solver, budget=label, budget_bytes=budget)
+        t0 = time.perf_counter()
+        wrap: Callable[[nn.Module], nn.Module]
+        try:
+            if solver in GRAPH_SOLVERS:
+                if region is None:
+                    row.error = "no op-level graph (capture failed)"
+                    rows.append(row)
+                    return None
+                graph_sched = cs.solve(region.graph, budget - region.input_bytes, solver)
+                row.predicted_peak_bytes = graph_sched.predicted.peak_bytes + region.input_bytes
+                row.predicted_overhead = graph_sched.predicted.overhead
+                wrap = lambda m: cs.apply(m, graph_sched)  # noqa: E731
+            else:
+                chain_sched = cs.solve(chain, budget, solver, **_SOLVER_OPTIONS.get(solver, {}))
+                row.predicted_peak_bytes = chain_sched.predicted.peak_bytes
+                row.predicted_overhead = chain_sched.predicted.overhead
+                wrap = lambda m: cs.apply(m, chain_sched, prof)  # noqa: E731
+        except InfeasibleBudgetError as exc:
+            least = exc.min_budget_bytes
+            if least is not None and region is not None and solver in GRAPH_SOLVERS:
+                least += region.input_bytes
+            row.error = "infeasible" + (f" (needs at least {_b(least)})" if least else "")
+            rows.append(row)
+            return None
+        row.solve_seconds = time.perf_counter() - t0
+        return add(row, wrap)
+
+    budgets = [(f"{f:.0%}", int(high * f)) for f in fractions]
+    say(f"solving at {', '.join(label for label, _ in budgets)} of the store-all peak ...")
+    for label, budget in budgets:
+        for s in solvers:
+            ours(s, label, budget)
+
+    say(f"training {len(runs)} methods: warm-up and measured step ...")
+    for run in runs:
+        _warm(run, inputs, loss)
+        _measure(run, inputs, loss_fn)
+    if at_per_block_peak and per_block is not None:
+        # Both accountings: per-block's measured peak, or its simulated one when larger (the
+        # model's own measure, which ours are solved and predicted in).
+        pb = max(per_block.row.measured_peak_bytes or 0, per_block.row.predicted_peak_bytes or 0)
+        say(f"solving at torch per-block's peak ({_b(pb)}) ...")
+        for s in solvers:
+            extra = ours(s, "= per-block", pb)
+            if extra is not None:
+                _warm(extra, inputs, loss)
+                _measure(extra, inputs, loss_fn)
+
+    for k in range(1, steps + 1):
+        say(f"timed step {k}/{steps} of {len(runs)} methods ...")
+        for run in runs:
+            _timed(run, inputs, loss, seed=k)
+    base = statistics.median(reference.row.step_times)
+    pb_time = statistics.median(per_block.row.step_times) if per_block else None
+    for run in runs:
+        r = run.row
+        r.step_seconds = statistics.median(r.step_times)
+        r.vs_plain = r.step_seconds / base - 1
+        r.vs_per_block = r.step_seconds / pb_time - 1 if pb_time else None
+        r.exact = _same(run.grads, reference.grads) and _same(run.losses, reference.losses)
+    return Comparison(
+        model=description or type(model).__name__,
+        device=str(dev),
+        device_name=str(prof.source.get("device_name", "")),
+        stages=chain.length,
+        store_all_peak_bytes=high,
+        min_budget_bytes=low,
+        profile_seconds=profile_s,
+        capture_seconds=capture_s,
+        steps=steps,
+        rows=rows,
+    )
+
+
+def _same(a: Sequence[torch.Tensor | None], b: Sequence[torch.Tensor | None]) -> bool:
+    return len(a) == len(b) and all(
+        (x is None and y is None) or (x is not None and y is not None and torch.equal(x, y))
+        for x, y in zip(a, b, strict=True)
+    )
+
+
+def _zero(model: nn.Module) -> None:
+    for p in model.parameters():
+        p.grad = None
+
+
+def _warm(run: _Run, inputs: Any, loss: Callable[[Any], torch.Tensor]) -> None:
+    """One untimed step without an update (an op-level schedule captures its graph here)."""
+    _zero(run.model)
+    torch.manual_seed(1234)
+    train_step(run.model, inputs, loss)
+    _zero(run.model)
+
+
+def _measure(run: _Run, inputs: Any, loss_fn: Callable[[Any], torch.Tensor] | None) -> None:
+    """The step whose activation peak is measured and whose gradients are compared."""
+    torch.manual_seed(0)
+    got = measure_step(run.model, inputs, loss_fn)
+    run.row.measured_peak_bytes = got.peak_bytes
+    run.row.cuda_peak_bytes = got.cuda_peak_bytes
+    run.losses.append(got.loss)
+    run.grads = [None if p.grad is None else p.grad.clone() for p in run.model.parameters()]
+    run.opt.step()
+    _zero(run.model)
+
+
+def _timed(run: _Run, inputs: Any, loss: Callable[[Any], torch.Tensor], seed: int) -> None:
+    cuda = run.row.cuda_peak_bytes is not None
+    torch.manual_seed(seed)
+    if cuda:
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    out = train_step(run.model, inputs, loss)
+    run.opt.step()
+    if cuda:
+        torch.cuda.synchronize()
+    run.row.step_times.append(time.perf_counter() - t0)
+    run.losses.append(out)
+    _zero(run.model)
