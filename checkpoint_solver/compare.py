@@ -13,7 +13,7 @@ the methods so drift on a shared machine hits all alike) and whether every step'
 first step's gradients are bitwise equal to plain autograd's (dropout seeded identically).
 
 Budgets are fractions of the store-all activation peak (plain autograd's), plus the peak of torch's
-per-block checkpointing (``"= per-block"``: its measured peak, or its simulated one when larger, so
+per-block checkpointing (``"= torch per-block"``: its measured peak, or its simulated one when larger, so
 that both are solved in the same accounting), where "at equal memory" is decided.
 
 Example::
@@ -32,7 +32,7 @@ import copy
 import math
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -138,7 +138,7 @@ class Comparison:
                 f"measured/predicted peak: at most {worst.measured_peak_bytes / worst.predicted_peak_bytes:.3f} "  # type: ignore[operator]
                 f"({worst.method} @ {worst.budget})"
             )
-        at_pb = [r for r in self.rows if r.budget == "= per-block" and not r.error]
+        at_pb = [r for r in self.rows if r.budget == "= torch per-block" and not r.error]
         if at_pb:
             best = min(at_pb, key=lambda r: r.step_seconds or math.inf)
             lines.append(
@@ -192,6 +192,8 @@ def compare(
     device: str | torch.device | None = None,
     at_per_block_peak: bool = True,
     sequential: bool = True,
+    alternatives: Mapping[str, Callable[[nn.Module], nn.Module]] | None = None,
+    match: Sequence[str] = (),
     lr: float = 1e-3,
     description: str | None = None,
     progress: Callable[[str], None] | None = None,
@@ -208,6 +210,14 @@ def compare(
         (`GRAPH_SOLVERS`, applied to the captured joint graph of the whole model).
     steps
         Timed training steps per method (after one warm-up step and one measured step).
+    alternatives
+        More methods to run next to torch's: label -> a function that wraps a copy of the model
+        (e.g. ``torch.compile`` with an activation memory budget). The wrapped module must have
+        the model's parameters in the same order.
+    match
+        Labels of methods (torch's or `alternatives`) at whose peak `solvers` also solve
+        (``"= LABEL"`` rows): their measured peak, or the simulated one when larger. With
+        `at_per_block_peak`, torch per-block is matched too.
     """
     say = progress or (lambda _msg: None)
     unknown = [s for s in solvers if s not in CHAIN_SOLVERS + GRAPH_SOLVERS]
@@ -224,7 +234,9 @@ def compare(
     model = model.to(dev)
     inputs = _to(inputs, dev)
     loss = loss_fn or default_loss
-    resolve_blocks(model, blocks)  # fail early, with the profiler's message, on bad blocks
+    # By name from here on: every method works on its own copy of the model.
+    names = [n for n, _ in resolve_blocks(model, blocks)]
+    blocks = names if blocks is not None else None
 
     say(f"profiling {description or type(model).__name__} on {dev} ...")
     t0 = time.perf_counter()
@@ -294,6 +306,9 @@ def compare(
             lambda m: baselines.checkpoint_sequential(m, segments, blocks),
         )
 
+    for label, wrap_alt in (alternatives or {}).items():
+        add(Row(label), wrap_alt)
+
     def ours(solver: str, label: str, budget: int) -> _Run | None:
         row = Row(solver, budget=label, budget_bytes=budget)
         t0 = time.perf_counter()
@@ -324,7 +339,8 @@ def compare(
         return add(row, wrap)
 
     budgets = [(f"{f:.0%}", int(high * f)) for f in fractions]
-    say(f"solving at {', '.join(label for label, _ in budgets)} of the store-all peak ...")
+    if budgets:
+        say(f"solving at {', '.join(label for label, _ in budgets)} of the store-all peak ...")
     for label, budget in budgets:
         for s in solvers:
             ours(s, label, budget)
@@ -333,13 +349,20 @@ def compare(
     for run in runs:
         _warm(run, inputs, loss)
         _measure(run, inputs, loss_fn)
-    if at_per_block_peak and per_block is not None:
-        # Both accountings: per-block's measured peak, or its simulated one when larger (the
-        # model's own measure, which ours are solved and predicted in).
-        pb = max(per_block.row.measured_peak_bytes or 0, per_block.row.predicted_peak_bytes or 0)
-        say(f"solving at torch per-block's peak ({_b(pb)}) ...")
+    targets = list(match)
+    if at_per_block_peak and per_block is not None and per_block.row.method not in targets:
+        targets.insert(0, per_block.row.method)
+    by_label = {r.row.method: r for r in runs}
+    for label in targets:
+        if label not in by_label:
+            raise cs.InvalidOptionError(f"match: no method {label!r}; methods: {list(by_label)}")
+        other = by_label[label].row
+        # Both accountings: the measured peak, or the simulated one when larger (the model's own
+        # measure, in which ours are solved and predicted).
+        peak = max(other.measured_peak_bytes or 0, other.predicted_peak_bytes or 0)
+        say(f"solving at {label}'s peak ({_b(peak)}) ...")
         for s in solvers:
-            extra = ours(s, "= per-block", pb)
+            extra = ours(s, f"= {label}", peak)
             if extra is not None:
                 _warm(extra, inputs, loss)
                 _measure(extra, inputs, loss_fn)

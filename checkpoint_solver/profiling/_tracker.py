@@ -76,6 +76,14 @@ class StorageTracker(TorchDispatchMode):
     def __post_init__(self) -> None:
         super().__init__()
 
+    @classmethod
+    def ignore_compile_internals(cls) -> bool:
+        """Let torch.compile'd code run under the tracker: Dynamo skips (runs eagerly) every frame
+        while a dispatch mode that does not say this is active, so a compiled model's step would
+        be measured as its eager self. The tracker only observes ops; the compiled graphs'
+        ops (aot_eager runs them through the dispatcher) are then what it counts."""
+        return True
+
     def set_phase(self, phase: Phase) -> None:
         self.phase = phase
         self.events.append((phase, 0, 0))  # a marker, so empty phases still appear
