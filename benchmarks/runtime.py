@@ -30,8 +30,7 @@ from benchmarks._common import table, write_section
 from checkpoint_solver import format_bytes, models
 from checkpoint_solver.runtime import baselines
 from checkpoint_solver.runtime.measure import measure_step, time_steps
-from checkpoint_solver.schedule.ops import parse_op
-from checkpoint_solver.simulation import simulate_ops
+from checkpoint_solver.solvers.torch_rules import torch_per_block, torch_sequential
 
 # A 10-stage chain solves in milliseconds even at 5,000 memory slots; at the default 500 the
 # rounding costs dp a few points at budgets set by other methods' exact peaks.
@@ -41,29 +40,6 @@ DP_SLOTS = 5000
 def gpt2(layers: int, device: str):
     model, inputs = models.hf_gpt2(layers=layers, dim=256, heads=4, context=128, vocab=8192)
     return model.to(device), {k: v.to(device) for k, v in inputs.items()}
-
-
-def torch_schedule(chain, first_block: int, blocks: int, chunk: int, stored_tail: int):
-    """torch's checkpointing as a chain schedule, to simulate: code outside the blocks stored,
-    blocks in chunks of `chunk` under one checkpoint each (1 = per block), the last
-    `stored_tail` blocks stored."""
-    n = chain.length
-    kinds = {i: "F_all" for i in range(1, n + 1)}
-    chunks = []
-    last_ckpt = first_block + blocks - stored_tail
-    for head in range(first_block, last_ckpt, chunk):
-        members = list(range(head, min(head + chunk, last_ckpt)))
-        chunks.append(members)
-        kinds[head] = "F_ck"
-        for i in members[1:]:
-            kinds[i] = "F_n"
-    ops = [f"{kinds[i]}({i})" for i in range(1, n + 1)]
-    stored_after = list(range(last_ckpt, n + 1))
-    ops += [f"B({i})" for i in reversed(stored_after)]
-    for members in reversed(chunks):
-        ops += [f"F_all({i})" for i in members] + [f"B({i})" for i in reversed(members)]
-    ops += [f"B({i})" for i in range(first_block - 1, 0, -1)]
-    return simulate_ops(chain, [parse_op(o) for o in ops])
 
 
 def main() -> None:
@@ -112,13 +88,13 @@ def main() -> None:
     per_block = add(
         "torch checkpoint per block",
         baselines.checkpoint_per_block,
-        sim=torch_schedule(chain, first, nb, 1, 0),
+        sim=cs.simulate(chain, torch_per_block(chain, first, nb)),
     )
     seq = {
         k: add(
             f"torch checkpoint_sequential, {k} segments",
             lambda m, k=k: baselines.checkpoint_sequential(m, k),
-            sim=torch_schedule(chain, first, nb, nb // k, nb - (k - 1) * (nb // k)),
+            sim=cs.simulate(chain, torch_sequential(chain, k, first, nb)),
         )
         for k in (2, 4)
     }
