@@ -41,7 +41,12 @@ from torch import nn
 
 import checkpoint_solver as cs
 from checkpoint_solver.errors import CheckpointSolverError, InfeasibleBudgetError
-from checkpoint_solver.profiling.chain import _Inputs, default_loss, resolve_blocks
+from checkpoint_solver.profiling.chain import (
+    _Inputs,
+    _model_device,
+    inputs_to,
+    resolve_blocks,
+)
 from checkpoint_solver.runtime import baselines
 from checkpoint_solver.runtime.measure import measure_step, train_step
 from checkpoint_solver.solvers.torch_rules import (
@@ -161,16 +166,6 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{x:+.1%}"
 
 
-def _to(inputs: Any, device: torch.device) -> Any:
-    if isinstance(inputs, torch.Tensor):
-        return inputs.to(device)
-    if isinstance(inputs, dict):
-        return {k: _to(v, device) for k, v in inputs.items()}
-    if isinstance(inputs, (tuple, list)):
-        return type(inputs)(_to(v, device) for v in inputs)
-    return inputs
-
-
 @dataclass
 class _Run:
     row: Row
@@ -230,10 +225,9 @@ def compare(
     bad = [f for f in fractions if not 0 < f <= 1]
     if bad:
         raise cs.InvalidOptionError(f"fractions {bad} are not in (0, 1]; e.g. 0.5 = half")
-    dev = torch.device(device) if device is not None else next(model.parameters()).device
+    dev = torch.device(device) if device is not None else _model_device(model)
     model = model.to(dev)
-    inputs = _to(inputs, dev)
-    loss = loss_fn or default_loss
+    inputs = inputs_to(inputs, dev)
     # By name from here on: every method works on its own copy of the model.
     names = [n for n, _ in resolve_blocks(model, blocks)]
     blocks = names if blocks is not None else None
@@ -244,7 +238,7 @@ def compare(
     profile_s = time.perf_counter() - t0
     chain = prof.chain
     first, count = profile_blocks([s.name for s in prof.stages])
-    high = cs.solve(chain, 10**18, "store_all").predicted.peak_bytes
+    high = cs.min_budget(chain, "store_all")  # the store-all schedule's peak
     low = cs.min_budget(chain, "dp")
     say(
         f"  {chain.length} stages in {profile_s:.1f} s; store-all activation peak {_b(high)}, "
@@ -347,8 +341,7 @@ def compare(
 
     say(f"training {len(runs)} methods: warm-up and measured step ...")
     for run in runs:
-        _warm(run, inputs, loss)
-        _measure(run, inputs, loss_fn)
+        _first_steps(run, inputs, loss_fn)
     targets = list(match)
     if at_per_block_peak and per_block is not None and per_block.row.method not in targets:
         targets.insert(0, per_block.row.method)
@@ -364,13 +357,12 @@ def compare(
         for s in solvers:
             extra = ours(s, f"= {label}", peak)
             if extra is not None:
-                _warm(extra, inputs, loss)
-                _measure(extra, inputs, loss_fn)
+                _first_steps(extra, inputs, loss_fn)
 
     for k in range(1, steps + 1):
         say(f"timed step {k}/{steps} of {len(runs)} methods ...")
         for run in runs:
-            _timed(run, inputs, loss, seed=k)
+            _timed(run, inputs, loss_fn, seed=k)
     base = statistics.median(reference.row.step_times)
     pb_time = statistics.median(per_block.row.step_times) if per_block else None
     for run in runs:
@@ -405,16 +397,13 @@ def _zero(model: nn.Module) -> None:
         p.grad = None
 
 
-def _warm(run: _Run, inputs: Any, loss: Callable[[Any], torch.Tensor]) -> None:
-    """One untimed step without an update (an op-level schedule captures its graph here)."""
+def _first_steps(run: _Run, inputs: Any, loss_fn: Callable[[Any], torch.Tensor] | None) -> None:
+    """An untimed warm-up step without an update (an op-level schedule captures its graph
+    here), then the step whose activation peak is measured and whose gradients are compared."""
     _zero(run.model)
     torch.manual_seed(1234)
-    train_step(run.model, inputs, loss)
+    train_step(run.model, inputs, loss_fn)
     _zero(run.model)
-
-
-def _measure(run: _Run, inputs: Any, loss_fn: Callable[[Any], torch.Tensor] | None) -> None:
-    """The step whose activation peak is measured and whose gradients are compared."""
     torch.manual_seed(0)
     got = measure_step(run.model, inputs, loss_fn)
     run.row.measured_peak_bytes = got.peak_bytes
@@ -425,13 +414,15 @@ def _measure(run: _Run, inputs: Any, loss_fn: Callable[[Any], torch.Tensor] | No
     _zero(run.model)
 
 
-def _timed(run: _Run, inputs: Any, loss: Callable[[Any], torch.Tensor], seed: int) -> None:
+def _timed(
+    run: _Run, inputs: Any, loss_fn: Callable[[Any], torch.Tensor] | None, seed: int
+) -> None:
     cuda = run.row.cuda_peak_bytes is not None
     torch.manual_seed(seed)
     if cuda:
         torch.cuda.synchronize()
     t0 = time.perf_counter()
-    out = train_step(run.model, inputs, loss)
+    out = train_step(run.model, inputs, loss_fn)
     run.opt.step()
     if cuda:
         torch.cuda.synchronize()

@@ -91,18 +91,18 @@ def _common(f: Any) -> Any:
     f = click.option(
         "--steps", default=3, show_default=True, help="Timed training steps per method."
     )(f)
+    f = click.option(
+        "--budgets",
+        default="0.3,0.5,0.75",
+        show_default=True,
+        help="Activation budgets as fractions of the store-all peak (or 30%,50%).",
+    )(f)
     return f
 
 
 @click.command("demo")
 @click.option("--layers", default=8, show_default=True, help="Transformer blocks.")
 @click.option("--dim", default=256, show_default=True, help="Model width.")
-@click.option(
-    "--budgets",
-    default="0.3,0.5,0.75",
-    show_default=True,
-    help="Activation budgets as fractions of the store-all peak.",
-)
 @click.option("--solvers", default="dp,hierarchical", show_default=True, help=_SOLVERS_HELP)
 @_common
 def demo_cmd(
@@ -145,12 +145,6 @@ def demo_cmd(
 @click.command("bench")
 @click.argument("model")
 @click.option("--blocks", help="Comma-separated block names (default: automatic).")
-@click.option(
-    "--budgets",
-    default="0.3,0.5,0.75",
-    show_default=True,
-    help="Activation budgets as fractions of the store-all peak.",
-)
 @click.option("--solvers", default="dp", show_default=True, help=_SOLVERS_HELP)
 @_common
 def bench_cmd(

@@ -117,19 +117,15 @@ def profile_cmd(
       checkpoint-solver profile my_model.py:build --out mine.profile.json
       checkpoint-solver solve gpt.profile.json --budget 60MB --solver dp
     """
-    import torch
 
     from checkpoint_solver import format_bytes
     from checkpoint_solver.profiling import profile
+    from checkpoint_solver.profiling.chain import inputs_to
 
     net, inputs, default_blocks = build_model(model)
     if device:
         net = net.to(device)
-        inputs = (
-            {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
-            if isinstance(inputs, dict)
-            else tuple(t.to(device) if isinstance(t, torch.Tensor) else t for t in inputs)
-        )
+        inputs = inputs_to(inputs, device)
     names = blocks.split(",") if blocks else default_blocks
     prof = profile(net, inputs, blocks=names, repeats=repeats, graph=not no_graph)
     if out:

@@ -2,28 +2,30 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
 from checkpoint_solver.cli._output import emit_json, table
+from checkpoint_solver.problem import Problem
 
 __all__ = ["tradeoff_cmd"]
 
 
-def _stage_names(problem: str) -> list[str] | None:
-    """A profile file's stage names (to find its blocks); None for other problems."""
-    path = Path(problem)
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
+def _load(problem: str) -> tuple[Problem, list[str] | None]:
+    """The problem, and a profile's stage names (to find its blocks; None for other problems),
+    from one read of the file."""
+    from checkpoint_solver import load_problem
+    from checkpoint_solver._io import load_json
+    from checkpoint_solver.problem.io import problem_from_dict
+
+    if problem.startswith("example:"):
+        return load_problem(problem), None
+    data = load_json(problem, "problem")
+    names = None
     if isinstance(data, dict) and data.get("format") == "checkpoint_solver.profile":
-        return [str(s.get("name", "")) for s in data.get("stages", [])]
-    return None
+        names = [str(s.get("name", "")) for s in data.get("stages", [])]
+    return problem_from_dict(data, source=f"problem file {problem}"), names
 
 
 @click.command("tradeoff")
@@ -49,12 +51,11 @@ def tradeoff_cmd(
       checkpoint-solver tradeoff example:transformer-chain --png curve.png --csv curve.csv
       checkpoint-solver tradeoff gpt.profile.json --solvers dp,revolve,sqrt --points 30
     """
-    from checkpoint_solver import format_bytes, load_problem
+    from checkpoint_solver import format_bytes
     from checkpoint_solver.report import plot_tradeoff, tradeoff_rows, write_csv
     from checkpoint_solver.solvers.torch_rules import profile_blocks
 
-    prob = load_problem(problem)
-    names = _stage_names(problem)
+    prob, names = _load(problem)
     rows = tradeoff_rows(
         prob,
         [s.strip() for s in solvers.split(",") if s.strip()] if solvers else None,

@@ -50,7 +50,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils._pytree import tree_flatten
+from torch.utils._pytree import tree_flatten, tree_map
 from torch.utils.flop_counter import FlopCounterMode
 
 from checkpoint_solver.errors import ProfilingError
@@ -64,9 +64,15 @@ from checkpoint_solver.profiling._tracker import (
 )
 from checkpoint_solver.profiling.record import Profile, StageInfo
 
-__all__ = ["default_loss", "profile", "resolve_blocks"]
+__all__ = ["default_loss", "inputs_to", "profile", "resolve_blocks"]
 
 Phase = tuple[str, int]
+
+
+def inputs_to(example_inputs: Any, device: Any) -> Any:
+    """`example_inputs` (a tensor, a tuple/list of arguments or a dict) with every tensor in it
+    moved to `device`; other values as they are."""
+    return tree_map(lambda v: v.to(device) if isinstance(v, torch.Tensor) else v, example_inputs)
 
 
 def default_loss(output: Any) -> torch.Tensor:

@@ -213,7 +213,7 @@ def _options(
         low = min_budget(local, solver="greedy")
     except CheckpointSolverError:
         return list(store_all)
-    high = solve(local, 10**18, solver="store_all").predicted.peak_bytes
+    high = min_budget(local, solver="store_all")  # the store-all schedule's peak
     parts = {store_all[0]}
     out = list(store_all)
     bset = set(backward)
