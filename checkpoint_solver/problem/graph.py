@@ -206,16 +206,22 @@ class Graph:
         is_backward: str = "is_backward",
         cost_unit: CostUnit = "seconds",
         name: str | None = None,
+        order: Sequence[Any] | None = None,
     ) -> Graph:
         """Build a graph from a networkx DiGraph, renumbering nodes in topological order.
 
-        The order is the lexicographic topological sort keyed by each node's position in ``g.nodes``,
-        so the same DiGraph always gives the same numbering.
+        The order is `order` when given (every node once, each after its inputs), else
+        ``g.graph["order"]`` when the graph carries one (the Moccasin files do: the order their
+        store-all peak and budgets refer to), else the lexicographic topological sort keyed by each
+        node's position in ``g.nodes``, so the same DiGraph always gives the same numbering. The
+        numbering matters: ``ilp`` computes nodes for the first time in this order (Checkmate's
+        stages) and ``store_all``'s peak is this order's.
 
         Raises
         ------
         InvalidProblemError
-            If `g` has a cycle (the message shows one), or a node lacks a required attribute.
+            If `g` has a cycle (the message shows one), a node lacks a required attribute, or
+            `order` is not a topological order of the nodes.
         """
         if not isinstance(g, nx.DiGraph):
             raise InvalidProblemError(
@@ -223,13 +229,16 @@ class Graph:
             )
         position = {node: k for k, node in enumerate(g.nodes)}
         try:
-            order = list(nx.lexicographical_topological_sort(g, key=position.__getitem__))
+            topo = list(nx.lexicographical_topological_sort(g, key=position.__getitem__))
         except nx.NetworkXUnfeasible:
             cycle = nx.find_cycle(g)
             path = " -> ".join(str(u) for u, _ in cycle) + f" -> {cycle[0][0]}"
             raise InvalidProblemError(
                 f"the graph has a cycle ({path}); a training graph must be acyclic"
             ) from None
+        if order is None:
+            order = g.graph.get("order")
+        order = topo if order is None else _check_order(g, order)
         index = {node: k for k, node in enumerate(order)}
 
         def attr(node: Any, key: str, default: Any = None) -> Any:
@@ -290,6 +299,9 @@ class Graph:
                 rng=d.get("rng", "none"),
                 role=d.get("role", "op"),
             )
+        order = data.get("graph", {}).get("order")
+        if order is not None:
+            g.graph["order"] = list(order)
         for link in links:
             u = pick(link, ("source", "0"), "source")
             v = pick(link, ("target", "1"), "target")
@@ -340,3 +352,27 @@ class Graph:
             sources_in_budget=bool(data.get("sources_in_budget", False)),
             name=data.get("name", ""),
         )
+
+
+def _check_order(g: nx.DiGraph, order: Sequence[Any]) -> list[Any]:
+    """`order` as a list after checking it is a topological order of every node of `g`."""
+    order = list(order)
+    try:
+        position = {node: k for k, node in enumerate(order)}
+    except TypeError:
+        raise InvalidProblemError(f"order must list node ids, got {order[:5]!r}...") from None
+    missing = [v for v in g.nodes if v not in position]
+    extra = [v for v in order if v not in g]
+    if missing or extra or len(position) != len(order):
+        raise InvalidProblemError(
+            f"order must list every node exactly once: missing {missing[:5]!r}, unknown "
+            f"{extra[:5]!r}, {len(order) - len(position)} repeated; leave it out to number the "
+            f"nodes in a topological order of our own"
+        )
+    for u, v in g.edges:
+        if position[u] > position[v]:
+            raise InvalidProblemError(
+                f"order is not topological: {v!r} comes before its input {u!r}; leave it out to "
+                f"number the nodes in a topological order of our own"
+            )
+    return order

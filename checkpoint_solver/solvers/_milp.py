@@ -260,6 +260,16 @@ def _cbc_path() -> str | None:
     return shutil.which("cbc")
 
 
+def require_backend(backend: str) -> None:
+    """Raise SolverUnavailableError, naming the available backends, when `backend` is not here."""
+    if backend not in available_backends():
+        raise SolverUnavailableError(
+            f"MILP backend {backend!r} is not available here; available: "
+            f"{', '.join(available_backends()) or 'none'} (HiGHS comes with the highspy package, "
+            f"CBC with pulp)"
+        )
+
+
 def run(
     model: MilpModel,
     backend: str,
@@ -271,12 +281,7 @@ def run(
     relax: bool = False,
 ) -> MilpResult:
     """Solve with `backend` ("highs" or "cbc"); `relax` solves the LP relaxation."""
-    if backend not in available_backends():
-        raise SolverUnavailableError(
-            f"MILP backend {backend!r} is not available here; available: "
-            f"{', '.join(available_backends()) or 'none'} (HiGHS comes with the highspy package, "
-            f"CBC with pulp)"
-        )
+    require_backend(backend)
     if backend == "highs":
         return _run_highs(model, time_limit, rel_gap, threads, warm_start, relax)
     return _run_cbc(model, time_limit, rel_gap, threads, warm_start, relax)

@@ -180,16 +180,21 @@ def stage_peak(g: OpGraph, R: BoolMatrix, S: BoolMatrix, t: int) -> int:
     return peak
 
 
-def greedy_plan(g: OpGraph, budget_bytes: int) -> tuple[BoolMatrix, BoolMatrix] | None:
+def greedy_plan(
+    g: OpGraph,
+    budget_bytes: int,
+    dtr: list[tuple[list[tuple[str, int]], int]] | None = None,
+) -> tuple[BoolMatrix, BoolMatrix] | None:
     """The better (less compute) of the stage eviction heuristic and the DTR simulation's plan
-    that fits `budget_bytes`, or None."""
+    that fits `budget_bytes`, or None. `dtr`: the DTR runs at this budget when the caller has
+    them already."""
     from checkpoint_solver.solvers._dtr import dtr_candidates, events_to_plan
 
     plans = []
     stagewise = _stage_greedy(g, budget_bytes)
     if stagewise is not None:
         plans.append(stagewise)
-    for events, _ in dtr_candidates(g, budget_bytes):
+    for events, _ in dtr_candidates(g, budget_bytes) if dtr is None else dtr:
         R, S = events_to_plan(g, events)
         R, S = prune_plan(g, optimal_r(g, S), S)
         if plan_peak(g, R, S) <= budget_bytes:

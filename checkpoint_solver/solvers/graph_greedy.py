@@ -4,7 +4,10 @@ Two candidates, the faster that fits wins: (1) stage eviction: start from keepin
 its last use, then, stage by stage, stop carrying the value with the least compute per byte until
 the stage fits (it is recomputed where next needed, Checkmate's closed-form R); (2) a DTR-style
 eviction simulation with Belady look-ahead (`checkpoint_solver.solvers._dtr`), as a general op
-sequence. Its lower bound is the trivial one: every node is computed at least once.
+sequence. Both run in the graph's own order and, when one exists, in a topological order with a
+lower store-all peak (`checkpoint_solver.solvers._order`): on random layered DAGs that alone can
+bring every node computed once within budgets that need recomputation in the file's order. Its
+lower bound is the trivial one: every node is computed at least once.
 """
 
 from __future__ import annotations
@@ -14,9 +17,28 @@ from checkpoint_solver.problem import Graph
 from checkpoint_solver.schedule import Compute, Free, Schedule, Status
 from checkpoint_solver.solvers._common import make_schedule
 from checkpoint_solver.solvers._dtr import dtr_candidates
-from checkpoint_solver.solvers._stages import OpGraph, greedy_plan, plan_peak
+from checkpoint_solver.solvers._order import low_peak_order, reorder, store_all_peak
+from checkpoint_solver.solvers._stages import OpGraph, greedy_plan, keep_all_plan, plan_peak
 
-__all__ = ["min_budget_greedy", "solve_greedy"]
+__all__ = ["min_budget_greedy", "min_budget_in_order", "op_graph_orders", "solve_greedy"]
+
+
+def op_graph_orders(graph: Graph) -> list[tuple[OpGraph, str]]:
+    """The op graph in the graph's own order, then renumbered in a topological order with a lower
+    store-all peak when the search finds one; each with a note naming the order."""
+    g = OpGraph.of(graph)
+    out = [(g, "")]
+    order = low_peak_order(g)
+    if order != list(range(g.n)):
+        out.append(
+            (
+                reorder(g, order),
+                f"first computations in a searched topological order (store-all peak "
+                f"{store_all_peak(g, order)} B, against {store_all_peak(g, range(g.n))} B in the "
+                f"graph's own order)",
+            )
+        )
+    return out
 
 
 def solve_greedy(graph: Graph, budget_bytes: int, /) -> Schedule:
@@ -29,52 +51,63 @@ def solve_greedy(graph: Graph, budget_bytes: int, /) -> Schedule:
     """
     from checkpoint_solver.solvers.ilp import schedule_from_plan
 
-    g = OpGraph.of(graph)
     candidates = []
-    plan = greedy_plan(g, budget_bytes)
-    if plan is not None:
-        candidates.append(
-            schedule_from_plan(
-                graph,
-                g,
-                budget_bytes,
-                plan,
-                solver="greedy",
-                options={},
-                status=Status.HEURISTIC,
-                lower_bound=graph.store_all_time,
-                notes="stage eviction plan; lower bound: every node computed once",
+    orders = op_graph_orders(graph)
+    for g, where in orders:
+        suffix = f"; {where}" if where else ""
+        runs = dtr_candidates(g, budget_bytes)
+        plan = greedy_plan(g, budget_bytes, runs)
+        if plan is not None:
+            candidates.append(
+                schedule_from_plan(
+                    graph,
+                    g,
+                    budget_bytes,
+                    plan,
+                    solver="greedy",
+                    options={},
+                    status=Status.HEURISTIC,
+                    lower_bound=graph.store_all_time,
+                    notes="stage eviction plan; lower bound: every node computed once" + suffix,
+                )
             )
-        )
-    for events, peak in dtr_candidates(g, budget_bytes):
-        ops = [Compute(g.nodes[k]) if kind == "compute" else Free(g.nodes[k]) for kind, k in events]
-        time = float(sum(g.cost[k] for kind, k in events if kind == "compute"))
-        candidates.append(
-            make_schedule(
-                graph,
-                budget_bytes,
-                ops,
-                solver="greedy",
-                peak_bytes=peak,
-                compute_time=time,
-                status=Status.HEURISTIC,
-                gap=(time - graph.store_all_time) / time if time else 0.0,
-                lower_bound=graph.store_all_time,
-                notes="DTR-style eviction with look-ahead; lower bound: every node computed once",
+        for events, peak in runs:
+            ops = [
+                Compute(g.nodes[k]) if kind == "compute" else Free(g.nodes[k]) for kind, k in events
+            ]
+            time = float(sum(g.cost[k] for kind, k in events if kind == "compute"))
+            candidates.append(
+                make_schedule(
+                    graph,
+                    budget_bytes,
+                    ops,
+                    solver="greedy",
+                    peak_bytes=peak,
+                    compute_time=time,
+                    status=Status.HEURISTIC,
+                    gap=(time - graph.store_all_time) / time if time else 0.0,
+                    lower_bound=graph.store_all_time,
+                    notes="DTR-style eviction with look-ahead; lower bound: every node computed "
+                    "once" + suffix,
+                )
             )
-        )
     if not candidates:
-        raise InfeasibleBudgetError(
-            budget_bytes, min_budget_greedy(graph), "greedy", hint="or try ilp"
-        )
+        raise InfeasibleBudgetError(budget_bytes, _min_budget(orders), "greedy", hint="or try ilp")
     return min(candidates, key=lambda s: (s.predicted.compute_time, s.predicted.peak_bytes))
 
 
 def min_budget_greedy(graph: Graph, /) -> int:
-    """The least budget at which the greedy finds a schedule (bisection on its own success)."""
-    g = OpGraph.of(graph)
-    from checkpoint_solver.solvers._stages import keep_all_plan
+    """The least budget at which the greedy finds a schedule (bisection on its own success, in
+    each order it tries)."""
+    return _min_budget(op_graph_orders(graph))
 
+
+def _min_budget(orders: list[tuple[OpGraph, str]]) -> int:
+    return min(min_budget_in_order(g) for g, _ in orders)
+
+
+def min_budget_in_order(g: OpGraph) -> int:
+    """The greedy's least budget with first computations in `g`'s order."""
     hi = plan_peak(g, *keep_all_plan(g))
     lo = g.base_bytes
     if greedy_plan(g, hi) is None:  # pragma: no cover - keeping everything always fits its own peak

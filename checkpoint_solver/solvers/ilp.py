@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 
 import numpy as np
 
@@ -54,6 +55,24 @@ def require_working_set(g: OpGraph, budget_bytes: int, solver: str) -> int:
     return floor
 
 
+ORDERS = ("given", "search")
+
+
+def _op_graph(graph: Graph, order: str) -> tuple[OpGraph, str]:
+    """The op graph the MILP numbers its stages by, and a note when it is not the graph's own."""
+    if order not in ORDERS:
+        raise InvalidOptionError(
+            f"order={order!r} is not one of {', '.join(ORDERS)}: 'given' computes nodes for the "
+            f"first time in the graph's numbering (Checkmate), 'search' in a topological order "
+            f"with a lower store-all peak when one is found"
+        )
+    if order == "search":
+        from checkpoint_solver.solvers.graph_greedy import op_graph_orders
+
+        return op_graph_orders(graph)[-1]
+    return OpGraph.of(graph), ""
+
+
 def _check_options(
     backend: str, time_limit: float | None, rel_gap: float, threads: int | None
 ) -> None:
@@ -72,6 +91,7 @@ def _check_options(
         raise InvalidOptionError(f"rel_gap={rel_gap!r} must be in [0, 1); 0 proves optimality")
     if threads is not None and (not isinstance(threads, int) or threads < 1):
         raise InvalidOptionError(f"threads={threads!r} must be a positive integer or None")
+    _milp.require_backend(backend)
 
 
 def schedule_from_plan(
@@ -119,6 +139,7 @@ def solve_ilp(
     rel_gap: float = 0.0,
     threads: int | None = None,
     warm_start: bool = True,
+    order: str = "given",
 ) -> Schedule:
     """Solve the Checkmate MILP for `graph` within `budget_bytes`.
 
@@ -127,7 +148,8 @@ def solve_ilp(
     backend : {"highs", "cbc"}
         HiGHS through highspy, or CBC (bundled with pulp) through an MPS file.
     time_limit : float | None
-        Seconds; ``None`` runs until proven optimal, ``0`` returns the heuristic.
+        Seconds for the whole solve (order search, heuristic, model build and MILP); ``None``
+        runs until proven optimal, ``0`` returns the heuristic.
     rel_gap : float
         Relative MIP gap at which to stop; 0 (default) proves optimality.
     threads : int | None
@@ -135,6 +157,12 @@ def solve_ilp(
     warm_start : bool
         Start the backend from the greedy heuristic's schedule when it fits (HiGHS: setSolution;
         CBC: a MIP start file).
+    order : {"given", "search"}
+        The order of first computations (Checkmate's stages): the graph's numbering, or a
+        topological order with a lower store-all peak when `checkpoint_solver.solvers._order`
+        finds one (the note then says so). ``optimal`` means optimal among schedules whose first
+        computations follow that order; a schedule that computes every node once is optimal
+        outright.
 
     Raises
     ------
@@ -144,10 +172,14 @@ def solve_ilp(
         When the backend is not installed; the message names the available ones.
     """
     _check_options(backend, time_limit, rel_gap, threads)
-    g = OpGraph.of(graph)
+    began = time.perf_counter()
+    g, where = _op_graph(graph, order)
     options: dict[str, object] = {"backend": backend, "rel_gap": rel_gap}
     if time_limit is not None:
         options["time_limit"] = time_limit
+    if order != "given":
+        options["order"] = order
+    suffix = f"; {where}" if where else ""
     trivial = graph.store_all_time
     floor = require_working_set(g, budget_bytes, "ilp")
     if g.n == 0:
@@ -178,7 +210,21 @@ def solve_ilp(
             options=options,
             status=Status.HEURISTIC,
             lower_bound=trivial,
-            notes="time_limit=0: the greedy heuristic, with the trivial bound",
+            notes="time_limit=0: the greedy heuristic, with the trivial bound" + suffix,
+        )
+    if heuristic is not None and int(heuristic[0].sum()) == g.n:
+        # Every node computed once: no schedule of any order computes less.
+        return schedule_from_plan(
+            graph,
+            g,
+            budget_bytes,
+            heuristic,
+            solver="ilp",
+            options=options,
+            status=Status.OPTIMAL,
+            lower_bound=trivial,
+            notes="every node computed once (the heuristic's schedule): optimal for any schedule, "
+            "no MILP needed" + suffix,
         )
     model = _milp.build(g, budget_bytes)
     start = (
@@ -186,8 +232,11 @@ def solve_ilp(
         if (heuristic is not None and warm_start and backend == "highs")
         else None
     )
+    # The limit covers the whole solve: the order search, the heuristic and the model build
+    # come out of it.
+    left = None if time_limit is None else max(time_limit - (time.perf_counter() - began), 0.01)
     result = _milp.run(
-        model, backend, time_limit=time_limit, rel_gap=rel_gap, threads=threads, warm_start=start
+        model, backend, time_limit=left, rel_gap=rel_gap, threads=threads, warm_start=start
     )
     bound = None if result.bound is None else max(result.bound, trivial)
     if result.status == "infeasible" and heuristic is not None:
@@ -240,7 +289,7 @@ def solve_ilp(
         options=options,
         status=status,
         lower_bound=bound if bound is not None else trivial,
-        notes=notes,
+        notes=notes + suffix,
     )
 
 
@@ -253,8 +302,10 @@ def min_budget_ilp(
     rel_gap: float = 0.0,
     threads: int | None = None,
     warm_start: bool = True,
+    order: str = "given",
 ) -> int:
-    """The least peak of any schedule, by the same MILP with "minimise the peak" as objective.
+    """The least peak of any schedule (first computations in `order`), by the same MILP with
+    "minimise the peak" as objective.
 
     Raises
     ------
@@ -262,7 +313,7 @@ def min_budget_ilp(
         When the backend does not prove the minimum within `time_limit`.
     """
     _check_options(backend, time_limit, rel_gap, threads)
-    g = OpGraph.of(graph)
+    g, _ = _op_graph(graph, order)
     if g.n == 0:
         return g.base_bytes
     total = g.base_bytes + int(g.size.sum())

@@ -127,7 +127,7 @@ def min_budget_rounding(
     time_limit: float | None = None,
     threads: int | None = None,
 ) -> int:
-    """Rounding always has the greedy plan to fall back on: the greedy's minimum."""
-    from checkpoint_solver.solvers.graph_greedy import min_budget_greedy
+    """Rounding always has the greedy plan (in the graph's order) to fall back on: its minimum."""
+    from checkpoint_solver.solvers.graph_greedy import min_budget_in_order
 
-    return min_budget_greedy(graph)
+    return min_budget_in_order(OpGraph.of(graph))

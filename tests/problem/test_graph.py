@@ -7,7 +7,7 @@ import json
 import networkx as nx
 import pytest
 
-from checkpoint_solver import Graph, InvalidProblemError, load_problem
+from checkpoint_solver import Graph, InvalidProblemError, load_problem, min_budget
 from checkpoint_solver.problem.synthetic import diamond_graph, linear_graph, random_dag
 
 
@@ -110,3 +110,44 @@ def test_synthetic_graphs_are_well_formed() -> None:
     assert lin.size == 6 and lin.is_backward == (False,) * 3 + (True,) * 3
     assert (0, 4) in lin.edges  # the backward of f1 reads f1's input f0
     assert diamond_graph().preds[3] == (1, 2)
+
+
+def _keep_all_peak(n: int, edges: list[tuple[int, int]], size: list[int], order: list[int]) -> int:
+    """Peak of computing each node once in `order`, each output freed after its last reader."""
+    position = {v: k for k, v in enumerate(order)}
+    last = {v: position[v] for v in range(n)}
+    for u, v in edges:
+        last[u] = max(last[u], position[v])
+    live = peak = 0
+    for step, v in enumerate(order):
+        live += size[v]
+        peak = max(peak, live)
+        live -= sum(size[u] for u in range(n) if last[u] == step)
+    return peak
+
+
+@pytest.mark.parametrize("name", ["random_layered_n100", "random_layered_n250"])
+def test_node_link_keeps_the_files_order(checkmate_dir, name: str) -> None:
+    """The Moccasin files carry graph["order"]: nodes are numbered in it, so store_all's peak is
+    that order's (the one Moccasin's budgets refer to)."""
+    raw = json.loads((checkmate_dir / f"{name}.json").read_text())
+    order = raw["graph"]["order"]
+    graph = load_problem(checkmate_dir / f"{name}.json")
+    assert list(graph.names) == [str(v) for v in order]
+    ids = {d["name"]: k for k, d in enumerate(raw["nodes"])}
+    edges = [(ids[link["0"]], ids[link["1"]]) for link in raw["links"]]
+    size = [d["out_cost"] for d in raw["nodes"]]
+    expected = _keep_all_peak(len(size), edges, size, [ids[v] for v in order])
+    assert min_budget(graph, "store_all") == expected
+
+
+def test_an_order_that_is_not_topological_is_refused() -> None:
+    """A given order must list every node once, each after its inputs."""
+    nodes = [{"id": k, "cost": 1, "out_bytes": 1} for k in range(3)]
+    links = [{"source": 0, "target": 1}, {"source": 1, "target": 2}]
+    ok = Graph.from_node_link({"nodes": nodes, "links": links, "graph": {"order": [0, 1, 2]}})
+    assert ok.names == ("0", "1", "2")
+    with pytest.raises(InvalidProblemError, match=r"2 comes before its input 1"):
+        Graph.from_node_link({"nodes": nodes, "links": links, "graph": {"order": [0, 2, 1]}})
+    with pytest.raises(InvalidProblemError, match=r"every node exactly once: missing \[2\]"):
+        Graph.from_node_link({"nodes": nodes, "links": links, "graph": {"order": [0, 1]}})
