@@ -58,19 +58,13 @@ def require_working_set(g: OpGraph, budget_bytes: int, solver: str) -> int:
 ORDERS = ("given", "search")
 
 
-def _op_graph(graph: Graph, order: str) -> tuple[OpGraph, str]:
-    """The op graph the MILP numbers its stages by, and a note when it is not the graph's own."""
+def _check_order(order: str) -> None:
     if order not in ORDERS:
         raise InvalidOptionError(
             f"order={order!r} is not one of {', '.join(ORDERS)}: 'given' computes nodes for the "
             f"first time in the graph's numbering (Checkmate), 'search' in a topological order "
             f"with a lower store-all peak when one is found"
         )
-    if order == "search":
-        from checkpoint_solver.solvers.graph_greedy import op_graph_orders
-
-        return op_graph_orders(graph)[-1]
-    return OpGraph.of(graph), ""
 
 
 def _check_options(
@@ -158,11 +152,13 @@ def solve_ilp(
         Start the backend from the greedy heuristic's schedule when it fits (HiGHS: setSolution;
         CBC: a MIP start file).
     order : {"given", "search"}
-        The order of first computations (Checkmate's stages): the graph's numbering, or a
-        topological order with a lower store-all peak when `checkpoint_solver.solvers._order`
-        finds one (the note then says so). ``optimal`` means optimal among schedules whose first
-        computations follow that order; a schedule that computes every node once is optimal
-        outright.
+        The order of first computations (Checkmate's stages). ``"given"``: the graph's numbering,
+        for the MILP and its heuristic alike. ``"search"``: the MILP runs in a topological order
+        with a lower store-all peak when `checkpoint_solver.solvers._order` finds one (the note
+        says so), and the greedy runs in both orders; a greedy schedule in the graph's order that
+        beats the MILP is returned as ``heuristic`` with the trivial bound (the MILP's bound holds
+        in its own order only). ``optimal`` means optimal among schedules whose first computations
+        follow the MILP's order; a schedule that computes every node once is optimal outright.
 
     Raises
     ------
@@ -173,13 +169,13 @@ def solve_ilp(
     """
     _check_options(backend, time_limit, rel_gap, threads)
     began = time.perf_counter()
-    g, where = _op_graph(graph, order)
+    orders = _orders(graph, order)
+    g, where = orders[0]
     options: dict[str, object] = {"backend": backend, "rel_gap": rel_gap}
     if time_limit is not None:
         options["time_limit"] = time_limit
     if order != "given":
         options["order"] = order
-    suffix = f"; {where}" if where else ""
     trivial = graph.store_all_time
     floor = require_working_set(g, budget_bytes, "ilp")
     if g.n == 0:
@@ -194,54 +190,65 @@ def solve_ilp(
             lower_bound=0.0,
             notes="no op nodes",
         )
-    heuristic = greedy_plan(g, budget_bytes)
+
+    def wrap(c: _Candidate, status: Status, bound: float, notes: str) -> Schedule:
+        return schedule_from_plan(
+            graph,
+            c.g,
+            budget_bytes,
+            c.plan,
+            solver="ilp",
+            options=options,
+            status=status,
+            lower_bound=bound,
+            notes=notes + (f"; {c.where}" if c.where else ""),
+        )
+
+    # The greedy in every order: the warm start (in the MILP's order) and candidates.
+    heuristics = [
+        _Candidate("heuristic", og, plan, w)
+        for og, w in orders
+        if (plan := greedy_plan(og, budget_bytes)) is not None
+    ]
+    fastest = min(heuristics, key=lambda c: c.time, default=None)
     if time_limit == 0:
-        if heuristic is None:
+        if fastest is None:
             raise CheckpointSolverError(
                 "time_limit=0 asks for the heuristic, which found no schedule within the budget; "
                 "give the MILP some time (e.g. time_limit=60) or raise the budget"
             )
-        return schedule_from_plan(
-            graph,
-            g,
-            budget_bytes,
-            heuristic,
-            solver="ilp",
-            options=options,
-            status=Status.HEURISTIC,
-            lower_bound=trivial,
-            notes="time_limit=0: the greedy heuristic, with the trivial bound" + suffix,
+        return wrap(
+            fastest,
+            Status.HEURISTIC,
+            trivial,
+            "time_limit=0: the greedy heuristic, with the trivial bound",
         )
-    if heuristic is not None and int(heuristic[0].sum()) == g.n:
+    if fastest is not None and int(fastest.plan[0].sum()) == fastest.g.n:
         # Every node computed once: no schedule of any order computes less.
-        return schedule_from_plan(
-            graph,
-            g,
-            budget_bytes,
-            heuristic,
-            solver="ilp",
-            options=options,
-            status=Status.OPTIMAL,
-            lower_bound=trivial,
-            notes="every node computed once (the heuristic's schedule): optimal for any schedule, "
-            "no MILP needed" + suffix,
+        return wrap(
+            fastest,
+            Status.OPTIMAL,
+            trivial,
+            "every node computed once (the heuristic's schedule): optimal for any schedule, no "
+            "MILP needed",
         )
+    heuristic = next((c.plan for c in heuristics if c.g is g), None)
     model = _milp.build(g, budget_bytes)
     start = (
         model.vector(*heuristic)
         if (heuristic is not None and warm_start and backend == "highs")
         else None
     )
-    # The limit covers the whole solve: the order search, the heuristic and the model build
+    # The limit covers the whole solve: the order search, the heuristics and the model build
     # come out of it.
     left = None if time_limit is None else max(time_limit - (time.perf_counter() - began), 0.01)
     result = _milp.run(
         model, backend, time_limit=left, rel_gap=rel_gap, threads=threads, warm_start=start
     )
     bound = None if result.bound is None else max(result.bound, trivial)
-    if result.status == "infeasible" and heuristic is not None:
-        # A schedule in hand refutes the claim (a backend's numerical or time-limit slip): keep
-        # the schedule, say so, and prove nothing.
+    if result.status == "infeasible" and heuristics:
+        # A schedule in hand refutes the claim (a backend's numerical or time-limit slip, or a
+        # schedule in another order): keep the schedule, say so, and prove nothing.
         result = dataclasses.replace(
             result,
             status="no_solution",
@@ -252,45 +259,69 @@ def solve_ilp(
             budget_bytes,
             None,
             "ilp",
-            hint=f"the MILP proves no schedule fits; every schedule needs at least {floor} bytes",
+            hint=f"the MILP proves no schedule with first computations in this order fits; every "
+            f"schedule needs at least {floor} bytes",
         )
-    candidates = []
+    candidates = list(heuristics)
     if result.x is not None:
         R, S = result.plan(model)
         if plan_is_valid(g, R, S) and plan_peak(g, R, S) <= budget_bytes:
-            candidates.append(("milp", (R, S)))
-    if heuristic is not None:
-        candidates.append(("heuristic", heuristic))
+            candidates.insert(0, _Candidate("milp", g, (R, S), where))
     if not candidates:
         raise CheckpointSolverError(
             f"no schedule found within time_limit={time_limit} s ({result.message}); raise the "
             f"time limit or the budget"
         )
-    source, plan = min(candidates, key=lambda c: plan_time(g, c[1][0]))
-    if result.status == "optimal" and source == "milp":
-        status, notes = Status.OPTIMAL, f"proven optimal by {backend}"
-        bound = plan_time(g, plan[0])
-    elif source == "milp":
-        status, notes = (
+    best = min(candidates, key=lambda c: c.time)  # the MILP's on a tie (listed first)
+    if best.source == "milp" and result.status == "optimal":
+        return wrap(best, Status.OPTIMAL, best.time, f"proven optimal by {backend}")
+    if best.source == "milp":
+        return wrap(
+            best,
             Status.FEASIBLE,
+            bound if bound is not None else trivial,
             f"{backend} stopped ({result.message or 'limit'}) with a gap",
         )
-    else:
-        status, notes = (
+    if best.g is g:
+        return wrap(
+            best,
             Status.HEURISTIC,
+            bound if bound is not None else trivial,
             f"{backend} found nothing better than the heuristic ({result.message})",
         )
-    return schedule_from_plan(
-        graph,
-        g,
-        budget_bytes,
-        plan,
-        solver="ilp",
-        options=options,
-        status=status,
-        lower_bound=bound if bound is not None else trivial,
-        notes=notes + suffix,
+    # The greedy in the other order beat the MILP: the MILP's bound holds only in its own order.
+    return wrap(
+        best,
+        Status.HEURISTIC,
+        trivial,
+        f"the greedy in another order beats what {backend} found in this one "
+        f"({result.status}{': ' + result.message if result.message else ''}); lower bound: "
+        f"every node computed once",
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class _Candidate:
+    source: str  # "milp" or "heuristic"
+    g: OpGraph
+    plan: tuple[BoolMatrix, BoolMatrix]
+    where: str
+
+    @property
+    def time(self) -> float:
+        return plan_time(self.g, self.plan[0])
+
+
+def _orders(graph: Graph, order: str) -> list[tuple[OpGraph, str]]:
+    """The op graphs the solve works in, the MILP's first: the graph's own order alone for
+    ``order="given"`` (Checkmate's model); for ``"search"`` the searched order, then the graph's
+    (the greedy runs in both and the faster schedule wins)."""
+    _check_order(order)
+    if order == "given":
+        return [(OpGraph.of(graph), "")]
+    from checkpoint_solver.solvers.graph_greedy import op_graph_orders
+
+    return op_graph_orders(graph)[::-1]
 
 
 def min_budget_ilp(
@@ -304,8 +335,10 @@ def min_budget_ilp(
     warm_start: bool = True,
     order: str = "given",
 ) -> int:
-    """The least peak of any schedule (first computations in `order`), by the same MILP with
-    "minimise the peak" as objective.
+    """The least budget `solve_ilp` meets with these options: the least peak of any schedule with
+    first computations in the MILP's order, by the same MILP with "minimise the peak" as
+    objective, or, with ``order="search"``, less when the greedy finds a schedule in the graph's
+    own order (which `solve_ilp` then returns).
 
     Raises
     ------
@@ -313,9 +346,13 @@ def min_budget_ilp(
         When the backend does not prove the minimum within `time_limit`.
     """
     _check_options(backend, time_limit, rel_gap, threads)
-    g, _ = _op_graph(graph, order)
+    orders = _orders(graph, order)
+    g = orders[0][0]
     if g.n == 0:
         return g.base_bytes
+    from checkpoint_solver.solvers.graph_greedy import min_budget_in_order
+
+    elsewhere = min((min_budget_in_order(other) for other, _ in orders[1:]), default=None)
     total = g.base_bytes + int(g.size.sum())
     model = _milp.build(g, total)
     peak = model.add_col(0.0, float(model.budget_units), False, 1.0)
@@ -329,4 +366,5 @@ def min_budget_ilp(
             f"raise the time limit"
         )
     R, S = result.plan(model)
-    return plan_peak(g, R, S)
+    peak = plan_peak(g, R, S)
+    return peak if elsewhere is None else min(peak, elsewhere)

@@ -61,8 +61,10 @@ def test_greedy_and_ilp_search_fit_without_recomputation() -> None:
     anywhere = graph_brute_force(graph, 12, frontier_order=False)
     assert anywhere == graph.store_all_time == 15.0
     assert in_order == graph.store_all_time + 5.0 + 7.0
-    given_order = solve(graph, 12, "ilp")
+    given_order = solve(graph, 12, "ilp")  # Checkmate's model: the graph's order only
+    assert given_order.status.value == "optimal"
     assert given_order.predicted.compute_time == pytest.approx(in_order)
+    assert simulate(graph, given_order).valid
     for sched in (solve(graph, 12, "greedy"), solve(graph, 12, "ilp", order="search")):
         report = simulate(graph, sched)
         assert report.valid and report.peak_bytes == sched.predicted.peak_bytes <= 12
