@@ -35,12 +35,19 @@ def _candidates(problem: Problem, time_limit: float) -> list[tuple[str, dict[str
     if REGISTRY["hierarchical"].requires(problem) is None:
         out.append(("hierarchical", {}, "the graph has blocks"))
     if time_limit >= 1.0 and n_ops <= ILP_MAX_OPS:
-        out.append(("ilp", {"time_limit": time_limit}, f"{n_ops} ops <= {ILP_MAX_OPS}: the MILP"))
+        out.append(
+            (
+                "ilp",
+                {"time_limit": time_limit, "order": "search"},
+                f"{n_ops} ops <= {ILP_MAX_OPS}: the MILP (in a searched low-peak order when one "
+                f"is found)",
+            )
+        )
     elif time_limit >= 1.0 and n_ops <= ROUNDING_MAX_OPS:
         out.append(
             (
                 "ilp-rounding",
-                {"time_limit": time_limit},
+                {"time_limit": time_limit, "order": "search"},
                 f"{n_ops} ops > {ILP_MAX_OPS}: LP rounding instead of the MILP",
             )
         )
@@ -52,7 +59,8 @@ def solve_auto(problem: Problem, budget_bytes: int, /, *, time_limit: float = 60
     and return the least compute time that fits.
 
     Chains: every chain solver (all are fast). Graphs: ``greedy`` always, ``hierarchical`` when the
-    graph has blocks, the ``ilp`` up to 200 op nodes, ``ilp-rounding`` up to 2,000; with a time
+    graph has blocks, the ``ilp`` (``order="search"``) up to 200 op nodes, ``ilp-rounding`` up to
+    2,000; with a time
     limit under a second only the heuristics. The returned schedule keeps the picked solver's
     name; its ``notes`` say that ``auto`` picked it, why each candidate ran, and each candidate's
     predicted time or why it failed.

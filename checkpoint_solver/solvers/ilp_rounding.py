@@ -28,7 +28,12 @@ from checkpoint_solver.solvers._stages import (
     plan_time,
     prune_plan,
 )
-from checkpoint_solver.solvers.ilp import _check_options, require_working_set, schedule_from_plan
+from checkpoint_solver.solvers.ilp import (
+    _check_options,
+    _orders,
+    require_working_set,
+    schedule_from_plan,
+)
 
 __all__ = ["min_budget_rounding", "solve_ilp_rounding"]
 
@@ -59,8 +64,14 @@ def solve_ilp_rounding(
     budget_factors: tuple[float, ...] = (1.0, 0.9, 0.8),
     time_limit: float | None = None,
     threads: int | None = None,
+    order: str = "given",
 ) -> Schedule:
     """LP relaxation + rounding; status ``heuristic`` with the LP lower bound and the gap to it.
+
+    `order` as for ``ilp``: ``"search"`` solves the LP in a searched low-peak topological order and
+    runs the greedy in both orders; the LP bound holds in its own order, so a schedule from the
+    other order reports the trivial bound. A greedy schedule that computes every node once is
+    returned as ``optimal`` without any LP.
 
     Raises
     ------
@@ -70,33 +81,65 @@ def solve_ilp_rounding(
     _check_options(backend, time_limit, 0.0, threads)
     if not budget_factors or any(not 0 < f <= 1 for f in budget_factors):
         raise InvalidOptionError(f"budget_factors={budget_factors!r} must be numbers in (0, 1]")
-    g = OpGraph.of(graph)
+    orders = _orders(graph, order)
+    g, where = orders[0]
     require_working_set(g, budget_bytes, "ilp-rounding")
-    candidates: list[tuple[BoolMatrix, BoolMatrix]] = []
-    heuristic = greedy_plan(g, budget_bytes) if g.n else None
-    if heuristic is not None:
-        candidates.append(heuristic)
-    bound = graph.store_all_time
+    options: dict[str, object] = {"backend": backend, "budget_factors": list(budget_factors)}
+    if order != "given":
+        options["order"] = order
+    trivial = graph.store_all_time
+    if g.n == 0:
+        empty = (np.zeros((0, 0), bool), np.zeros((0, 0), bool))
+        return schedule_from_plan(
+            graph,
+            g,
+            budget_bytes,
+            empty,
+            solver="ilp-rounding",
+            options=options,
+            status=Status.OPTIMAL,
+            lower_bound=0.0,
+            notes="no op nodes",
+        )
+    # (op graph, plan, note on its order) for the greedy in every order, then the rounded plans.
+    candidates: list[tuple[OpGraph, tuple[BoolMatrix, BoolMatrix], str]] = [
+        (og, plan, w) for og, w in orders if (plan := greedy_plan(og, budget_bytes)) is not None
+    ]
+    once = [c for c in candidates if int(c[1][0].sum()) == c[0].n]
+    if once:
+        og, plan, w = once[0]
+        return schedule_from_plan(
+            graph,
+            og,
+            budget_bytes,
+            plan,
+            solver="ilp-rounding",
+            options=options,
+            status=Status.OPTIMAL,
+            lower_bound=trivial,
+            notes="every node computed once (the greedy's schedule): optimal for any schedule, no "
+            "LP needed" + (f"; {w}" if w else ""),
+        )
+    bound = trivial
     for factor in budget_factors:
         model = _milp.build(g, budget_bytes, lp_budget_factor=factor)
         lp = _milp.run(
             model, backend, time_limit=time_limit, rel_gap=0.0, threads=threads, relax=True
         )
         if factor == 1.0:
-            if lp.status == "infeasible":
+            if lp.status == "infeasible" and len(orders) == 1:
                 raise InfeasibleBudgetError(
                     budget_bytes,
                     None,
                     "ilp-rounding",
-                    hint="the LP relaxation proves no schedule fits",
+                    hint="the LP relaxation proves no schedule with first computations in this "
+                    "order fits",
                 )
             if lp.objective is not None:
                 bound = max(bound, lp.objective)
         if lp.x is not None:
-            candidates += _rounded_plans(g, model, lp.x)
-    fitting = [p for p in candidates if plan_peak(g, *p) <= budget_bytes]
-    if g.n == 0:
-        fitting = [(np.zeros((0, 0), bool), np.zeros((0, 0), bool))]
+            candidates += [(g, plan, where) for plan in _rounded_plans(g, model, lp.x)]
+    fitting = [c for c in candidates if plan_peak(c[0], *c[1]) <= budget_bytes]
     if not fitting:
         raise InfeasibleBudgetError(
             budget_bytes,
@@ -104,17 +147,21 @@ def solve_ilp_rounding(
             "ilp-rounding",
             hint="no rounded plan fits; try ilp, which searches exactly, or raise the budget",
         )
-    best = min(fitting, key=lambda p: plan_time(g, p[0]))
+    og, best, w = min(fitting, key=lambda c: plan_time(c[0], c[1][0]))
+    in_lp_order = og is g
     return schedule_from_plan(
         graph,
-        g,
+        og,
         budget_bytes,
         best,
         solver="ilp-rounding",
-        options={"backend": backend, "budget_factors": list(budget_factors)},
+        options=options,
         status=Status.HEURISTIC,
-        lower_bound=bound,
-        notes=f"LP relaxation + rounding over {len(candidates)} candidate plans; LP bound {bound:.6g}",
+        lower_bound=bound if in_lp_order else trivial,
+        notes=f"LP relaxation + rounding over {len(candidates)} candidate plans; LP bound "
+        f"{bound:.6g}"
+        + ("" if in_lp_order else " (in the LP's order; this plan is from the other order)")
+        + (f"; {w}" if w else ""),
     )
 
 
@@ -126,8 +173,10 @@ def min_budget_rounding(
     budget_factors: tuple[float, ...] = (1.0, 0.9, 0.8),
     time_limit: float | None = None,
     threads: int | None = None,
+    order: str = "given",
 ) -> int:
-    """Rounding always has the greedy plan (in the graph's order) to fall back on: its minimum."""
+    """Rounding always has the greedy plan (in each order it runs) to fall back on: the least of
+    the greedy's minima."""
     from checkpoint_solver.solvers.graph_greedy import min_budget_in_order
 
-    return min_budget_in_order(OpGraph.of(graph))
+    return min(min_budget_in_order(og) for og, _ in _orders(graph, order))

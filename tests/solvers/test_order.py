@@ -65,7 +65,11 @@ def test_greedy_and_ilp_search_fit_without_recomputation() -> None:
     assert given_order.status.value == "optimal"
     assert given_order.predicted.compute_time == pytest.approx(in_order)
     assert simulate(graph, given_order).valid
-    for sched in (solve(graph, 12, "greedy"), solve(graph, 12, "ilp", order="search")):
+    for sched in (
+        solve(graph, 12, "greedy"),
+        solve(graph, 12, "ilp", order="search"),
+        solve(graph, 12, "ilp-rounding", order="search"),
+    ):
         report = simulate(graph, sched)
         assert report.valid and report.peak_bytes == sched.predicted.peak_bytes <= 12
         assert report.compute_time == pytest.approx(anywhere)
@@ -103,11 +107,15 @@ def test_searched_orders_give_valid_schedules(n: int, seed: int, frac: float) ->
     assert low <= top
     budget = int(low + frac * (top - low))
     best_anywhere = graph_brute_force(graph, budget, frontier_order=False)
-    for solver, options in (("greedy", {}), ("ilp", {"order": "search"})):
+    for solver, options in (
+        ("greedy", {}),
+        ("ilp", {"order": "search"}),
+        ("ilp-rounding", {"order": "search"}),
+    ):
         try:
             sched = solve(graph, budget, solver, **options)
-        except InfeasibleBudgetError:  # the greedy may fail where the MILP does not
-            assert solver == "greedy" and budget < min_budget(graph, "greedy")
+        except InfeasibleBudgetError:  # the heuristics may fail where the MILP does not
+            assert solver != "ilp" and budget < min_budget(graph, solver, **options)
             continue
         report = simulate(graph, sched)
         assert report.valid and report.peak_bytes == sched.predicted.peak_bytes <= budget
