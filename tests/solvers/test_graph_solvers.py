@@ -326,3 +326,18 @@ def test_lp_relaxation_falls_back_to_interior_point(monkeypatch) -> None:
     if simplex.status == "optimal":
         assert ipm.objective == pytest.approx(simplex.objective, rel=1e-6)
     assert simplex.status in ("optimal", "infeasible")
+
+
+def test_a_solver_process_that_ignores_its_time_limit_is_stopped(monkeypatch) -> None:
+    """CBC does not always honour -sec: past the cap it gets SIGINT, then SIGKILL if it ignores
+    that too; what it printed is kept and says why it stopped."""
+    import time
+
+    monkeypatch.setattr(_milp, "_OVERRUN", 0.0)
+    monkeypatch.setattr(_milp, "_GRACE", 0.5)
+    for script in ("echo started; sleep 30", "trap '' INT; echo started; sleep 30"):
+        began = time.perf_counter()
+        out = _milp._run_capped(["bash", "-c", script], time_limit=0.2)
+        assert time.perf_counter() - began < 5
+        assert out.returncode != 0
+        assert out.stdout.startswith("started") and "ran past its time limit" in out.stdout
