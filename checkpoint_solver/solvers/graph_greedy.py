@@ -20,7 +20,13 @@ from checkpoint_solver.solvers._dtr import dtr_candidates
 from checkpoint_solver.solvers._order import low_peak_order, reorder, store_all_peak
 from checkpoint_solver.solvers._stages import OpGraph, greedy_plan, keep_all_plan, plan_peak
 
-__all__ = ["min_budget_greedy", "min_budget_in_order", "op_graph_orders", "solve_greedy"]
+__all__ = [
+    "min_budget_greedy",
+    "min_budget_in_order",
+    "min_budget_over",
+    "op_graph_orders",
+    "solve_greedy",
+]
 
 
 def op_graph_orders(graph: Graph) -> list[tuple[OpGraph, str]]:
@@ -92,17 +98,21 @@ def solve_greedy(graph: Graph, budget_bytes: int, /) -> Schedule:
                 )
             )
     if not candidates:
-        raise InfeasibleBudgetError(budget_bytes, _min_budget(orders), "greedy", hint="or try ilp")
+        raise InfeasibleBudgetError(
+            budget_bytes, min_budget_over(orders), "greedy", hint="or try ilp"
+        )
     return min(candidates, key=lambda s: (s.predicted.compute_time, s.predicted.peak_bytes))
 
 
 def min_budget_greedy(graph: Graph, /) -> int:
     """The least budget at which the greedy finds a schedule (bisection on its own success, in
     each order it tries)."""
-    return _min_budget(op_graph_orders(graph))
+    return min_budget_over(op_graph_orders(graph))
 
 
-def _min_budget(orders: list[tuple[OpGraph, str]]) -> int:
+def min_budget_over(orders: list[tuple[OpGraph, str]]) -> int:
+    """The greedy's least budget in any of `orders` (op graphs with notes, as from
+    `op_graph_orders`)."""
     return min(min_budget_in_order(g) for g, _ in orders)
 
 

@@ -205,11 +205,7 @@ def solve_ilp(
         )
 
     # The greedy in every order: the warm start (in the MILP's order) and candidates.
-    heuristics = [
-        _Candidate("heuristic", og, plan, w)
-        for og, w in orders
-        if (plan := greedy_plan(og, budget_bytes)) is not None
-    ]
+    heuristics = _greedy_candidates(orders, budget_bytes)
     fastest = min(heuristics, key=lambda c: c.time, default=None)
     if time_limit == 0:
         if fastest is None:
@@ -223,10 +219,10 @@ def solve_ilp(
             trivial,
             "time_limit=0: the greedy heuristic, with the trivial bound",
         )
-    if fastest is not None and int(fastest.plan[0].sum()) == fastest.g.n:
+    if once := next((c for c in heuristics if c.each_node_once), None):
         # Every node computed once: no schedule of any order computes less.
         return wrap(
-            fastest,
+            once,
             Status.OPTIMAL,
             trivial,
             "every node computed once (the heuristic's schedule): optimal for any schedule, no "
@@ -302,7 +298,10 @@ def solve_ilp(
 
 @dataclasses.dataclass(frozen=True)
 class _Candidate:
-    source: str  # "milp" or "heuristic"
+    """A stage plan in the order of op graph `g` (`where` notes that order when it is not the
+    graph's own), and where it came from: "milp", "heuristic" or "rounded"."""
+
+    source: str
     g: OpGraph
     plan: tuple[BoolMatrix, BoolMatrix]
     where: str
@@ -310,6 +309,20 @@ class _Candidate:
     @property
     def time(self) -> float:
         return plan_time(self.g, self.plan[0])
+
+    @property
+    def each_node_once(self) -> bool:
+        """No recomputation: optimal for any schedule in any order."""
+        return int(self.plan[0].sum()) == self.g.n
+
+
+def _greedy_candidates(orders: list[tuple[OpGraph, str]], budget_bytes: int) -> list[_Candidate]:
+    """The greedy's plan in each order where it fits `budget_bytes`."""
+    return [
+        _Candidate("heuristic", og, plan, w)
+        for og, w in orders
+        if (plan := greedy_plan(og, budget_bytes)) is not None
+    ]
 
 
 def _orders(graph: Graph, order: str) -> list[tuple[OpGraph, str]]:
@@ -350,9 +363,9 @@ def min_budget_ilp(
     g = orders[0][0]
     if g.n == 0:
         return g.base_bytes
-    from checkpoint_solver.solvers.graph_greedy import min_budget_in_order
+    from checkpoint_solver.solvers.graph_greedy import min_budget_over
 
-    elsewhere = min((min_budget_in_order(other) for other, _ in orders[1:]), default=None)
+    elsewhere = min_budget_over(orders[1:]) if len(orders) > 1 else None
     total = g.base_bytes + int(g.size.sum())
     model = _milp.build(g, total)
     peak = model.add_col(0.0, float(model.budget_units), False, 1.0)

@@ -22,14 +22,14 @@ from checkpoint_solver.solvers._stages import (
     BoolMatrix,
     OpGraph,
     fix_no_recompute,
-    greedy_plan,
     optimal_r,
     plan_peak,
-    plan_time,
     prune_plan,
 )
 from checkpoint_solver.solvers.ilp import (
+    _Candidate,
     _check_options,
+    _greedy_candidates,
     _orders,
     require_working_set,
     schedule_from_plan,
@@ -101,24 +101,20 @@ def solve_ilp_rounding(
             lower_bound=0.0,
             notes="no op nodes",
         )
-    # (op graph, plan, note on its order) for the greedy in every order, then the rounded plans.
-    candidates: list[tuple[OpGraph, tuple[BoolMatrix, BoolMatrix], str]] = [
-        (og, plan, w) for og, w in orders if (plan := greedy_plan(og, budget_bytes)) is not None
-    ]
-    once = [c for c in candidates if int(c[1][0].sum()) == c[0].n]
-    if once:
-        og, plan, w = once[0]
+    # The greedy in every order, then the rounded plans.
+    candidates = _greedy_candidates(orders, budget_bytes)
+    if once := next((c for c in candidates if c.each_node_once), None):
         return schedule_from_plan(
             graph,
-            og,
+            once.g,
             budget_bytes,
-            plan,
+            once.plan,
             solver="ilp-rounding",
             options=options,
             status=Status.OPTIMAL,
             lower_bound=trivial,
             notes="every node computed once (the greedy's schedule): optimal for any schedule, no "
-            "LP needed" + (f"; {w}" if w else ""),
+            "LP needed" + (f"; {once.where}" if once.where else ""),
         )
     bound = trivial
     for factor in budget_factors:
@@ -138,8 +134,10 @@ def solve_ilp_rounding(
             if lp.objective is not None:
                 bound = max(bound, lp.objective)
         if lp.x is not None:
-            candidates += [(g, plan, where) for plan in _rounded_plans(g, model, lp.x)]
-    fitting = [c for c in candidates if plan_peak(c[0], *c[1]) <= budget_bytes]
+            candidates += [
+                _Candidate("rounded", g, plan, where) for plan in _rounded_plans(g, model, lp.x)
+            ]
+    fitting = [c for c in candidates if plan_peak(c.g, *c.plan) <= budget_bytes]
     if not fitting:
         raise InfeasibleBudgetError(
             budget_bytes,
@@ -147,13 +145,13 @@ def solve_ilp_rounding(
             "ilp-rounding",
             hint="no rounded plan fits; try ilp, which searches exactly, or raise the budget",
         )
-    og, best, w = min(fitting, key=lambda c: plan_time(c[0], c[1][0]))
-    in_lp_order = og is g
+    best = min(fitting, key=lambda c: c.time)
+    in_lp_order = best.g is g
     return schedule_from_plan(
         graph,
-        og,
+        best.g,
         budget_bytes,
-        best,
+        best.plan,
         solver="ilp-rounding",
         options=options,
         status=Status.HEURISTIC,
@@ -161,7 +159,7 @@ def solve_ilp_rounding(
         notes=f"LP relaxation + rounding over {len(candidates)} candidate plans; LP bound "
         f"{bound:.6g}"
         + ("" if in_lp_order else " (in the LP's order; this plan is from the other order)")
-        + (f"; {w}" if w else ""),
+        + (f"; {best.where}" if best.where else ""),
     )
 
 
@@ -177,6 +175,6 @@ def min_budget_rounding(
 ) -> int:
     """Rounding always has the greedy plan (in each order it runs) to fall back on: the least of
     the greedy's minima."""
-    from checkpoint_solver.solvers.graph_greedy import min_budget_in_order
+    from checkpoint_solver.solvers.graph_greedy import min_budget_over
 
-    return min(min_budget_in_order(og) for og, _ in _orders(graph, order))
+    return min_budget_over(_orders(graph, order))
