@@ -187,7 +187,9 @@ def test_nested_blocks_are_named() -> None:
         profile(model, torch.randn(2, 4), blocks=["0", "0.0"])
 
 
-def test_block_run_twice_is_named() -> None:
+def test_block_run_twice_is_two_stages() -> None:
+    """A block the forward calls twice is one stage per call, in call order."""
+
     class Twice(nn.Module):
         def __init__(self) -> None:
             super().__init__()
@@ -197,17 +199,17 @@ def test_block_run_twice_is_named() -> None:
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.b(self.a(self.a(x)))
 
-    with pytest.raises(ProfilingError, match=r"block 'a' ran 2 times"):
-        profile(Twice(), torch.randn(2, 4), blocks=["a", "b"])
+    prof = profile(Twice(), torch.randn(2, 4), blocks=["b", "a"], warmup=0, repeats=1, graph=False)
+    assert [s.name for s in prof.stages] == ["a", "a#1", "b", "epilogue+loss"]
+    assert [s.call for s in prof.stages] == [0, 1, 0, 0]
+    # Each call's tape is its own: a's second call saves its input, the first call's output.
+    assert prof.chain.x[1] == prof.chain.x[2] == 2 * 4 * 4
 
 
-def test_blocks_out_of_order_are_named() -> None:
+def test_blocks_are_taken_in_call_order() -> None:
     model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4), nn.Linear(4, 4))
-    with pytest.raises(
-        ProfilingError,
-        match=r"runs block '0' and then block '1', but blocks lists them at positions 2 and 1",
-    ):
-        profile(model, torch.randn(2, 4), blocks=["1", "0", "2"])
+    prof = profile(model, torch.randn(2, 4), blocks=["1", "0", "2"], repeats=1, graph=False)
+    assert [s.name for s in prof.stages] == ["0", "1", "2", "epilogue+loss"]
 
 
 def test_block_that_never_runs_or_is_not_in_the_model() -> None:
@@ -274,6 +276,7 @@ def test_output_without_a_loss() -> None:
             self.a = nn.Linear(4, 4)
 
         def forward(self, x: torch.Tensor) -> object:
+            self.a(x)
             return object()
 
     with pytest.raises(ProfilingError, match=r"pass loss_fn="):

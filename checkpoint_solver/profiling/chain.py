@@ -56,6 +56,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from checkpoint_solver.errors import ProfilingError
 from checkpoint_solver.problem import Chain
 from checkpoint_solver.profiling._tracker import (
+    GradBuffers,
     PhaseStats,
     StorageTracker,
     distinct_storage_nbytes,
@@ -63,6 +64,13 @@ from checkpoint_solver.profiling._tracker import (
     storage_nbytes,
 )
 from checkpoint_solver.profiling.record import Profile, StageInfo
+from checkpoint_solver.profiling.stages import (
+    StageCall,
+    StageHooks,
+    call_tree,
+    find_stages,
+    stage_calls,
+)
 
 __all__ = ["default_loss", "inputs_to", "profile", "resolve_blocks"]
 
@@ -93,33 +101,6 @@ def default_loss(output: Any) -> torch.Tensor:
     return output if output.dim() == 0 else output.float().sum()
 
 
-class _NoContainer(ProfilingError):
-    pass
-
-
-def _children_in_call_order(model: nn.Module, inputs: _Inputs) -> list[tuple[str, nn.Module]]:
-    """The model's direct children in the order one forward calls them, when each is called
-    exactly once and there are at least two (a custom model written as a sequence of attributes);
-    otherwise the error asks for `blocks`."""
-    calls: list[str] = []
-    with ExitStack() as stack:
-        for name, child in model.named_children():
-            stack.enter_context(
-                child.register_forward_pre_hook(lambda m, a, name=name: calls.append(name))
-            )
-        with torch.no_grad():
-            model(*inputs.args, **inputs.kwargs)
-    children = dict(model.named_children())
-    if len(calls) >= 2 and len(set(calls)) == len(calls):
-        return [(name, children[name]) for name in calls]
-    raise ProfilingError(
-        f"{type(model).__name__} is not an nn.Sequential, has no nn.ModuleList or nn.Sequential "
-        f"of blocks, and its direct children are not each called once in sequence (calls: "
-        f"{', '.join(calls) or 'none'}); pass blocks=[...] (modules or dotted names such as "
-        f"'transformer.h')"
-    )
-
-
 def resolve_blocks(
     model: nn.Module, blocks: Sequence[nn.Module | str] | str | None
 ) -> list[tuple[str, nn.Module]]:
@@ -148,7 +129,7 @@ def resolve_blocks(
             if best is None or score[:3] > best[:3]:
                 best = score
         if best is None:
-            raise _NoContainer(
+            raise ProfilingError(
                 f"{type(model).__name__} is not an nn.Sequential and has no nn.ModuleList or "
                 f"nn.Sequential of blocks to cut at; pass blocks=[...] (modules or dotted names "
                 f"such as 'transformer.h')"
@@ -262,31 +243,32 @@ class _Clock:
 
 
 class _Stepper:
-    """Runs training steps with phase callbacks at block boundaries and boundary gradients."""
+    """Runs training steps with phase callbacks at stage calls and boundary gradients."""
 
     def __init__(
         self,
         model: nn.Module,
         inputs: _Inputs,
-        blocks: list[tuple[str, nn.Module]],
+        blocks: list[StageCall],
         loss_fn: Callable[[Any], torch.Tensor],
     ) -> None:
         self.model, self.inputs, self.blocks, self.loss_fn = model, inputs, blocks, loss_fn
         self.on_phase: Callable[[Phase], None] = lambda phase: None
-        self.calls: list[tuple[str, int]] = []  # ("pre" | "post", block index)
+        self.ran: list[int] = []
         self.boundary_inputs: list[list[torch.Tensor]] = []
         self.last_output: list[torch.Tensor] = []
+        self.hooks = StageHooks(blocks, self._pre, self._post, self._extra)
 
     def step(self, *, hooks: bool = True, backward: bool = True) -> torch.Tensor:
         nb = len(self.blocks)
-        self.calls = []
+        self.ran = []
         self.boundary_inputs = [[] for _ in range(nb)]
         self.last_output = []
+        self.hooks.reset()
         with ExitStack() as stack:
             if hooks:
-                for k, (_, m) in enumerate(self.blocks):
-                    stack.enter_context(m.register_forward_pre_hook(self._pre(k), with_kwargs=True))
-                    stack.enter_context(m.register_forward_hook(self._post(k)))
+                for h in self.hooks.install():
+                    stack.callback(h.remove)
                 self.on_phase(("F", 0))
             out = self.model(*self.inputs.args, **self.inputs.kwargs)
             loss = self.loss_fn(out)
@@ -318,61 +300,41 @@ class _Stepper:
                 self.on_phase(("done", 0))
         return loss.detach()
 
-    def _pre(self, k: int) -> Callable[..., None]:
-        def hook(module: nn.Module, args: Any, kwargs: Any) -> None:
-            self.calls.append(("pre", k))
-            self.boundary_inputs[k] = [
+    def _pre(self, k: int, args: Any, kwargs: Any) -> None:
+        self.ran.append(k)
+        self.boundary_inputs[k] = [
+            t
+            for t in tree_flatten((args, kwargs))[0]
+            if isinstance(t, torch.Tensor) and t.requires_grad
+        ]
+        self.on_phase(("F", k + 1))
+
+    def _post(self, k: int, output: Any) -> None:
+        if k == len(self.blocks) - 1:
+            self.last_output = [
                 t
-                for t in tree_flatten((args, kwargs))[0]
+                for t in tree_flatten(output)[0]
                 if isinstance(t, torch.Tensor) and t.requires_grad
             ]
-            self.on_phase(("F", k + 1))
+            self.on_phase(("F", k + 2))
 
-        return hook
-
-    def _post(self, k: int) -> Callable[..., None]:
-        def hook(module: nn.Module, args: Any, output: Any) -> None:
-            self.calls.append(("post", k))
-            if k == len(self.blocks) - 1:
-                self.last_output = [
-                    t
-                    for t in tree_flatten(output)[0]
-                    if isinstance(t, torch.Tensor) and t.requires_grad
-                ]
-                self.on_phase(("F", k + 2))
-
-        return hook
+    def _extra(self, name: str, index: int) -> None:
+        raise ProfilingError(
+            f"{name!r} was called {index + 1} times in this forward but the chain has fewer stages "
+            f"for it: the model's forward must make the same calls every step"
+        )
 
     def _check_calls(self) -> None:
-        expected = [(kind, k) for k in range(len(self.blocks)) for kind in ("pre", "post")]
-        if self.calls == expected:
+        if self.ran == list(range(len(self.blocks))):
             return
-        names = [n for n, _ in self.blocks]
-        counts = [
-            sum(1 for kind, j in self.calls if kind == "pre" and j == k) for k in range(len(names))
-        ]
-        for k, c in enumerate(counts):
-            if c == 0:
-                raise ProfilingError(
-                    f"block {names[k]!r} never ran in the forward; name only blocks the model calls"
-                )
-            if c > 1:
-                raise ProfilingError(
-                    f"block {names[k]!r} ran {c} times in one forward; a chain stage runs once "
-                    f"(a shared or looped module cannot be a block: name its caller instead)"
-                )
-        order = [k for kind, k in self.calls if kind == "pre"]
-        for a, b in itertools.pairwise(order):
-            if b != a + 1:
-                raise ProfilingError(
-                    f"the forward runs block {names[a]!r} and then block {names[b]!r}, but blocks "
-                    f"lists them at positions {a + 1} and {b + 1}; list the blocks in the order "
-                    f"the forward runs them"
-                )
-        raise ProfilingError(
-            "the blocks' calls interleave (one starts before the previous one ends); blocks must "
-            "run one after another"
-        )
+        missing = [self.blocks[k] for k in range(len(self.blocks)) if k not in self.ran]
+        if missing:
+            c = missing[0]
+            raise ProfilingError(
+                f"stage {_stage_name(c)!r} never ran in this forward; the model's "
+                f"forward must make the same calls every step"
+            )
+        raise ProfilingError("the stages ran out of order (internal error)")
 
     def _grad_hooks(self) -> list[Any]:
         nb = len(self.blocks)
@@ -422,7 +384,10 @@ def profile(
     loss_fn
         ``loss_fn(output) -> scalar``; by default `default_loss`.
     blocks
-        The chain's blocks, as modules or dotted names (see `resolve_blocks`).
+        The chain's blocks, as modules or dotted names (see `resolve_blocks`); every top-level call
+        of each is a stage, in call order (a module called T times gives T stages). By default the
+        stages are found from the call tree (`checkpoint_solver.profiling.stages`), and
+        ``measurement["stages"]`` says what was chosen and why.
     warmup, repeats
         Untimed steps first, then timed steps whose median is kept.
     graph
@@ -433,8 +398,8 @@ def profile(
     Raises
     ------
     ProfilingError
-        Inputs on another device than the model, blocks that are not part of the model, nest, run
-        more than once, never, or out of order, or an output that gives no scalar loss.
+        Inputs on another device than the model, blocks that are not part of the model, nest or
+        never run, a model that calls no submodules, or an output that gives no scalar loss.
     """
     if warmup < 0 or repeats < 1:
         raise ProfilingError(f"need warmup >= 0 and repeats >= 1, got {warmup} and {repeats}")
@@ -446,14 +411,18 @@ def profile(
     rng = torch.get_rng_state()
     cuda_rng = torch.cuda.get_rng_state_all() if dev.type == "cuda" else None
     try:
-        try:
-            named = resolve_blocks(model, blocks)
-        except _NoContainer:
-            named = _children_in_call_order(model, inputs)  # runs a forward: after the snapshot
-        stepper = _Stepper(model, inputs, named, loss_fn or default_loss)
-        prof = _profile(model, inputs, dev, named, stepper, warmup, repeats)
+        # The call tree runs a forward without grad: after the snapshot, restored below.
+        tree = call_tree(model, inputs.args, inputs.kwargs)
+        if blocks is None:
+            calls, note = find_stages(model, tree)
+        else:
+            calls = stage_calls(tree, resolve_blocks(model, blocks))
+            note = f"{len(calls)} stages: every top-level call of the given blocks"
+        stepper = _Stepper(model, inputs, calls, loss_fn or default_loss)
+        prof = _profile(model, inputs, dev, calls, stepper, warmup, repeats)
+        prof = dataclasses.replace(prof, measurement={**prof.measurement, "stages": note})
         if graph:
-            prof = _with_graph(prof, model, inputs, named, loss_fn or default_loss, repeats)
+            prof = _with_graph(prof, model, inputs, calls, loss_fn or default_loss, repeats)
         return prof
     finally:
         for p, g in zip(params, saved_grads, strict=True):
@@ -509,7 +478,7 @@ def _profile(
     model: nn.Module,
     inputs: _Inputs,
     dev: torch.device,
-    named: list[tuple[str, nn.Module]],
+    named: list[StageCall],
     stepper: _Stepper,
     warmup: int,
     repeats: int,
@@ -568,13 +537,12 @@ def _profile(
 
     stepper.on_phase = on_tracked_phase
     x0 = distinct_storage_nbytes(inputs.tensors())
-    with counter, tracker, torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        loss = stepper.step()
-    grad_keys = {
-        serial
-        for p in model.parameters()
-        if p.grad is not None and (serial := tracker.serial(p.grad)) is not None
-    }
+    with GradBuffers(model.parameters()) as buffers:
+        buffers.tracker = tracker
+        with counter, tracker, torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            loss = stepper.step()
+
+    grad_keys = buffers.excluded(model.parameters())
     loss_serial = tracker.serial(loss)
     loss_bytes = storage_nbytes(loss)
     stats, measured_peak = tracker.curve(exclude=grad_keys)
@@ -638,18 +606,19 @@ def _profile(
         target = flops_f if phase[0] == "F" else flops_b
         if phase[0] in ("F", "B"):
             target[phase[1]] = target.get(phase[1], 0) + (nxt - at)
-    names = [n for n, _ in named]
     stage_infos = []
     for k in phases:
         mods: tuple[str, ...] = ()
+        call = 0
         if k == 0:
             name = "prologue"
         elif k == nb + 1:
             name = "epilogue+loss"
         else:
-            name, mods = names[k - 1], (names[k - 1],)
+            c = named[k - 1]
+            name, mods, call = _stage_name(c), (c.name,), c.call
         fb = flops_b.get(k, 0) + (flops_b.get(0, 0) if k == first == 1 else 0)
-        stage_infos.append(StageInfo(name, mods, flops_f.get(k, 0), fb))
+        stage_infos.append(StageInfo(name, mods, flops_f.get(k, 0), fb, call))
 
     chain = Chain(
         uf=tuple(uf),
@@ -687,11 +656,16 @@ def _profile(
     return Profile(chain=chain, stages=tuple(stage_infos), source=source, measurement=measurement)
 
 
+def _stage_name(c: StageCall) -> str:
+    """``name`` for a module called once, ``name#i`` for its i-th call (from 1) when repeated."""
+    return f"{c.name}#{c.call}" if c.call else c.name
+
+
 def _with_graph(
     prof: Profile,
     model: nn.Module,
     inputs: _Inputs,
-    named: list[tuple[str, nn.Module]],
+    named: list[StageCall],
     loss_fn: Callable[[Any], torch.Tensor],
     repeats: int,
 ) -> Profile:

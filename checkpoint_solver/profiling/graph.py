@@ -31,6 +31,7 @@ from torch.utils._pytree import tree_flatten
 
 from checkpoint_solver.errors import ProfilingError
 from checkpoint_solver.problem import Graph
+from checkpoint_solver.profiling.stages import StageCall, StageHooks
 
 __all__ = ["RANDOM_OPS", "PhaseMarks", "capture_graph"]
 
@@ -101,9 +102,26 @@ class PhaseMarks:
     decrease, and a later mark at the same position wins.
     """
 
-    def __init__(self, blocks: Sequence[nn.Module]) -> None:
+    def __init__(self, blocks: Sequence[StageCall]) -> None:
         self.blocks = list(blocks)
         self.marks: list[tuple[int, int]] = []
+        nb = len(self.blocks)
+
+        def pre(k: int, a: Any, kw: Any) -> None:
+            self.mark(k + 1)
+            self._on_grads(tree_flatten((a, kw))[0], k)
+
+        def post(k: int, out: Any) -> None:
+            if k == nb - 1:
+                self.mark(nb + 1)
+                self._on_grads(tree_flatten(out)[0], nb)
+
+        def extra(name: str, index: int) -> None:
+            raise ProfilingError(
+                f"{name!r} was called {index + 1} times while tracing, more than its stages"
+            )
+
+        self.hooks = StageHooks(self.blocks, pre, post, extra)
 
     def mark(self, phase: int) -> None:
         mode = get_proxy_mode()
@@ -119,28 +137,8 @@ class PhaseMarks:
 
     def install(self) -> list[Any]:
         """Hook the blocks; returns the handles to remove."""
-        nb = len(self.blocks)
-
-        def pre(k: int) -> Callable[..., None]:
-            def hook(module: nn.Module, a: Any, kw: Any) -> None:
-                self.mark(k + 1)
-                self._on_grads(tree_flatten((a, kw))[0], k)
-
-            return hook
-
-        def post(k: int) -> Callable[..., None]:
-            def hook(module: nn.Module, a: Any, out: Any) -> None:
-                if k == nb - 1:
-                    self.mark(nb + 1)
-                    self._on_grads(tree_flatten(out)[0], nb)
-
-            return hook
-
-        handles = []
-        for k, m in enumerate(self.blocks):
-            handles.append(m.register_forward_pre_hook(pre(k), with_kwargs=True))
-            handles.append(m.register_forward_hook(post(k)))
-        return handles
+        self.hooks.reset()
+        return self.hooks.install()
 
     def phase_of(self, position: int) -> int:
         """The phase of the node traced at `position`."""
@@ -156,7 +154,7 @@ def capture_graph(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     loss_fn: Callable[[Any], torch.Tensor],
-    blocks: list[tuple[str, nn.Module]],
+    blocks: list[StageCall],
     *,
     repeats: int = 3,
 ) -> tuple[Graph, tuple[int, ...]]:
@@ -167,7 +165,7 @@ def capture_graph(
     buffers = dict(model.named_buffers())
     loss_at: list[int] = []
     nb = len(blocks)
-    marks = PhaseMarks([m for _, m in blocks])
+    marks = PhaseMarks(blocks)
     mark = marks.mark
 
     def step(p: dict[str, torch.Tensor], b: dict[str, torch.Tensor], a: Any, kw: Any) -> Any:

@@ -31,6 +31,10 @@ PROFILE_FORMAT = "checkpoint_solver.profile"
 class StageInfo:
     """One chain stage: its name, the modules (dotted names) it runs, and its FLOPs.
 
+    `call` says which top-level call of the module the stage is (0-based, not counting calls inside
+    other stages): an RNN cell called T times is T stages ``cell``, ``cell#1``, ... with calls
+    0..T-1.
+
     FLOPs come from `torch.utils.flop_counter` and count matmuls, convolutions and attention only
     (pointwise ops and norms count 0; attention counts 0 on CPU's fused kernels): information beside
     the measured times, not a cost model.
@@ -40,14 +44,18 @@ class StageInfo:
     modules: tuple[str, ...]
     flops_forward: int = 0
     flops_backward: int = 0
+    call: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "name": self.name,
             "modules": list(self.modules),
             "flops_forward": self.flops_forward,
             "flops_backward": self.flops_backward,
         }
+        if self.call:
+            d["call"] = self.call
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> StageInfo:
@@ -56,6 +64,7 @@ class StageInfo:
             modules=tuple(str(m) for m in d.get("modules", ())),
             flops_forward=int(d.get("flops_forward", 0)),
             flops_backward=int(d.get("flops_backward", 0)),
+            call=int(d.get("call", 0)),
         )
 
 

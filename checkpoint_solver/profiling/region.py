@@ -63,6 +63,7 @@ from checkpoint_solver.profiling.graph import (
     _time_nodes,
     _user_frame,
 )
+from checkpoint_solver.profiling.stages import StageCall, call_tree, stage_calls
 
 __all__ = ["Region", "capture_region"]
 
@@ -191,10 +192,11 @@ def capture_region(
     Parameters
     ----------
     blocks : sequence of nn.Module
-        Sub-modules run in order by `module` (e.g. its transformer layers). Each problem node then
-        records its block in ``graph.block`` (0 before the first block, ``k`` in block ``k``
-        (1-based), ``len(blocks) + 1`` after the last; -1 for sources), which the hierarchical
-        solver uses.
+        Sub-modules run in order by `module` (e.g. its transformer layers); each top-level call of
+        one is a block (an RNN cell called T times is T blocks). Each problem node then records
+        its block in ``graph.block`` (0 before the first block, ``k`` in block ``k`` (1-based),
+        one more than the number of calls after the last; -1 for sources), which the
+        hierarchical solver uses.
     repeats : int
         Timed runs per node (median; one warm-up run more). 0 skips timing (costs are 0), for a
         capture that only needs the structure (the executor's).
@@ -256,8 +258,15 @@ def capture_region(
             f"back-propagate through it"
         )
 
-    nb = len(blocks)
-    marks = PhaseMarks(blocks)
+    calls: list[StageCall] = []
+    if blocks:
+        # Every top-level call of a block is one (a cell called T times is T blocks).
+        tree = call_tree(module, tuple(args), kwargs)
+        restore()
+        names = {id(m): n for n, m in module.named_modules()}
+        calls = stage_calls(tree, [(names.get(id(m), type(m).__name__), m) for m in blocks])
+    nb = len(calls)
+    marks = PhaseMarks(calls)
     mark = marks.mark
 
     n_out = len(out_tensors)
