@@ -3,15 +3,20 @@
 How it works (the saved-tensor-hooks design of torch's non-reentrant checkpoint, driven by the
 schedule instead of by nesting):
 
+- **Stages.** A stage is one call of a block module (an RNN cell called T times is T stages) and
+  the code after it up to the next stage's call; the prologue is the code before the first stage,
+  the epilogue the code after the last one and the loss. Calls are numbered as the profiler
+  numbers them (`checkpoint_solver.profiling.stages.StageHooks`).
 - **Forward phase.** The model's forward runs once, with grad, as written; the executor follows it
-  with hooks on the model and its blocks (the chain's stages: a prologue before the first block
-  when the profile has one, one stage per block, the epilogue and loss). Inside a stage the schedule
-  runs without its tape (``F_n``/``F_ck``), every tensor autograd saves is replaced by an empty
-  holder, so the tape is freed as the forward goes; stages run with ``F_all`` keep their tapes.
-  Boundary activations the schedule keeps (``a[i]`` after ``F_n(i)``/``F_ck(i)``) are held by the
-  executor (detached: the same storage) until the schedule drops them. One autograd graph results,
-  so ``loss.backward()``, ``torch.autograd.grad`` and DDP's gradient hooks work unchanged, and the
-  original parameters receive the gradients.
+  with hooks on the stage modules and records the prologue and the code between stages
+  (`checkpoint_solver.runtime.program`). Inside a stage the schedule runs without its tape
+  (``F_n``/``F_ck``), every tensor autograd saves is replaced by an empty holder, so the tape is
+  freed as the forward goes; stages run with ``F_all`` keep their tapes. A boundary ``a[i]`` the
+  schedule keeps is every value made at or before stage i that a later rerun reads (the carried
+  activation, skip connections, masks, rotary tables, the encoder output), held detached (the same
+  storages) until the schedule drops it. One autograd graph results, so ``loss.backward()``,
+  ``torch.autograd.grad`` and DDP's gradient hooks work unchanged, and the original parameters
+  receive the gradients.
 - **Backward phase.** Autograd reaches the stages in the order ``B(L), ..., B(1)``. When the
   gradient of stage k's outputs is ready (a gradient hook: ``B(k)`` is about to start), the executor
   runs every op the schedule puts before ``B(k)``: ``F_n``/``F_ck`` rerun a stage from the nearest
@@ -21,13 +26,13 @@ schedule instead of by nesting):
   holder unpacked before it was filled advances the schedule the same way (when a stage's outputs
   carry no gradient hook); an op out of step with what autograd asks for raises `ReplayError`.
 - **Faithful replay.** A rerun restores the CPU and CUDA RNG states the stage started with (dropout
-  masks match), replays the autocast state, restores the buffers the stage mutates in its forward
-  (BatchNorm running statistics are updated once per step), and runs with grad enabled on detached
-  inputs whose ``requires_grad`` matches the original (the same kernels and the same saved tensors
-  as the forward). A block is rerun by calling it on its recorded inputs, so its inputs must be the
-  previous block's outputs (or inputs) passed on unchanged: code between two blocks runs once and
-  its saved tensors are kept. The prologue is rerun by calling the model again and stopping when its
-  first block is called.
+  masks match), replays the autocast state (each recorded call's own, too), restores the buffers
+  the stage mutates (BatchNorm running statistics are updated once per step), and runs with grad
+  enabled on detached inputs whose ``requires_grad`` matches the original (the same kernels and
+  the same saved tensors as the forward).
+- **First step.** The first step does not yet know which values later reruns read, so its kept
+  boundaries hold every live value made so far; from its end on (and in every later step) they
+  hold exactly what the reruns read.
 """
 
 from __future__ import annotations
@@ -42,33 +47,36 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils._pytree import tree_flatten, tree_unflatten
+from torch.utils._pytree import tree_flatten
 
 from checkpoint_solver.errors import ApplyError, FingerprintMismatchError, ReplayError
 from checkpoint_solver.problem import fingerprint
 from checkpoint_solver.profiling._tracker import distinct_storage_nbytes
 from checkpoint_solver.profiling.chain import resolve_blocks
 from checkpoint_solver.profiling.record import Profile
+from checkpoint_solver.profiling.stages import StageCall, StageHooks
 from checkpoint_solver.runtime.plan import ReplayPlan, forward_kind
+from checkpoint_solver.runtime.program import (
+    Boundary,
+    Program,
+    Recorder,
+    Values,
+    detach,
+    needed_sets,
+)
 from checkpoint_solver.schedule import Schedule
 from checkpoint_solver.schedule.ops import Bwd, FreeActivation, Op
 
 __all__ = ["apply", "is_applied", "last_trace", "remove"]
 
 _ATTR = "_checkpoint_solver_executor"
-_tls = threading.local()  # .state: the _Run being forwarded, or _REPLAY while the executor reruns
+_tls = (
+    threading.local()
+)  # .state: the _Run being forwarded, or _REPLAYING while the executor reruns
 
+_REPLAYING = object()  # the executor is rerunning a stage: its own hooks stand aside
 
-class _Replaying:
-    """The executor is rerunning a stage: its own hooks stand aside (or stop the prologue)."""
-
-    def __init__(self, stop_at_first_block: bool = False) -> None:
-        self.stop_at_first_block = stop_at_first_block
-
-
-class _StopReplay(Exception):
-    def __init__(self, boundary: _Boundary) -> None:
-        self.boundary = boundary
+Env = Boundary
 
 
 def _state() -> Any:
@@ -85,40 +93,11 @@ def _tls_state(state: Any) -> Iterator[None]:
         _tls.state = previous
 
 
-def _detach(t: Any) -> Any:
-    if not isinstance(t, torch.Tensor):
-        return t
-    d = t.detach()
-    if t.requires_grad:
-        d.requires_grad_(True)
-    return d
-
-
-@dataclass
-class _Boundary:
-    """A stage's inputs ``(args, kwargs)`` as pytree leaves, tensors detached (same storage)."""
-
-    leaves: list[Any]
-    spec: Any
-
-    @classmethod
-    def of(cls, args: Any, kwargs: Any) -> _Boundary:
-        leaves, spec = tree_flatten((tuple(args), dict(kwargs or {})))
-        return cls([_detach(t) for t in leaves], spec)
-
-    def call_args(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        # Fresh detached leaves per call: each rerun builds its own throwaway graph.
-        args, kwargs = tree_unflatten([_detach(t) for t in self.leaves], self.spec)
-        return args, kwargs
-
-
 @dataclass
 class _Region:
-    """What one stage runs: the prologue (model code before the first block), a block, or the
-    epilogue (code after the last block and the loss, never rerun)."""
+    """The buffers one stage's forward may write: its block's, and those outside every block (the
+    prologue and glue may call modules that are no stage, e.g. a stem's BatchNorm)."""
 
-    kind: str  # "prologue" | "block" | "epilogue"
-    module: nn.Module | None = None
     buffers: list[torch.Tensor] = field(default_factory=list)
     mutated: set[int] = field(default_factory=set)  # indices into buffers seen to change
 
@@ -143,14 +122,11 @@ class _Replay:
     autocast_cache: bool
 
 
-def _capture_replay(device_type: str, leaves: Sequence[Any]) -> _Replay:
+def _capture_replay(device_type: str) -> _Replay:
     cuda: list[tuple[int, torch.Tensor]] = []
     if device_type == "cuda" and torch.cuda.is_initialized():
-        devices = {t.device.index for t in leaves if isinstance(t, torch.Tensor) and t.is_cuda}
-        devices.add(torch.cuda.current_device())
-        cuda = [
-            (d, torch.cuda.get_rng_state(d)) for d in sorted(i for i in devices if i is not None)
-        ]
+        d = torch.cuda.current_device()
+        cuda = [(d, torch.cuda.get_rng_state(d))]
     autocast = [
         (dt, torch.is_autocast_enabled(dt), torch.get_autocast_dtype(dt))
         for dt in dict.fromkeys(("cpu", device_type))
@@ -159,7 +135,8 @@ def _capture_replay(device_type: str, leaves: Sequence[Any]) -> _Replay:
 
 
 class _Run:
-    """The state of one forward/backward: holders, kept boundaries and the schedule cursor."""
+    """The state of one forward/backward: values, holders, kept boundaries and the schedule
+    cursor."""
 
     def __init__(self, ex: _Executor, args: Any, kwargs: Any) -> None:
         self.ex = ex
@@ -167,17 +144,16 @@ class _Run:
         self.pos = 0  # next op of the schedule
         self.stage = 0  # the stage being forwarded (forward phase)
         self.packing: int | None = None  # stage whose saved tensors become holders
-        self.next_block = 0
+        self.values = Values()
+        self.programs: dict[int, Program] = {}
+        self.recorder: Recorder | None = None
         self.holders: dict[int, list[weakref.ref[_Holder]]] = {}
         self.meta: dict[int, list[tuple[torch.Size, torch.dtype, torch.device]]] = {}
         self.replay: dict[int, _Replay] = {}
-        self.plain: dict[int, _Boundary | None] = {}
-        self.taped: dict[int, _Boundary | None] = {}
-        self.inputs: _Boundary | None = None  # a[0]
-        self.out_leaves: dict[int, list[Any]] = {}  # block stage -> its output leaves (forward)
-        self.maps: dict[int, list[tuple[str, Any]]] = {}  # stage i -> how a[i] is made from i's run
-        self.next_specs: dict[int, Any] = {}
-        self.raw_inputs: dict[int, list[Any]] = {}  # block stage -> its input leaves (forward)
+        self.plain: dict[int, Env] = {}
+        self.taped: dict[int, Env] = {}
+        self.needed: dict[int, frozenset[int]] | None = ex.needed
+        self.inputs = Boundary({})  # a[0]
         self.versions: list[int] = []
         self.before: list[torch.Tensor] | None = None
         self.trace: list[str] | None = [] if ex.record else None
@@ -188,26 +164,56 @@ class _Run:
         if self._hooks_on:
             self.hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack)
             self.hooks.__enter__()
+        for t in tree_flatten((tuple(args), dict(kwargs or {})))[0]:
+            if isinstance(t, torch.Tensor):
+                self.values.add(t, 0)
         if ex.prologue:
-            self.inputs = _Boundary.of(args, kwargs)
-            self._begin_stage(1, self.inputs, [])
+            self.inputs = self.values.live(0)
+            self._begin_stage(1, [])
+            self._record(Program(1, ex.state_ids))
+        else:
+            # Code before the first block without a prologue stage (views, casts): its values
+            # join the inputs a[0].
+            self._record(Program(0, ex.state_ids))
 
     # -- forward phase ----------------------------------------------------------------------
-    def _begin_stage(self, s: int, bnd: _Boundary | None, grad_leaves: list[torch.Tensor]) -> None:
-        """Stage s starts; `bnd` is a[s-1] as the stage receives it."""
+    def _record(self, program: Program) -> None:
+        self.programs[program.stage] = program
+        self.recorder = Recorder(self.values, program, self.ex.device_type)
+        self.recorder.__enter__()
+
+    def _stop_recording(self) -> None:
+        if self.recorder is not None:
+            recorder, self.recorder = self.recorder, None
+            recorder.__exit__(None, None, None)
+
+    def _boundary(self, j: int) -> Env:
+        """a[j] as the schedule keeps it: the values later reruns read (all live ones made so far
+        while that is not known yet, in a first step)."""
+        if self.needed is None:
+            return self.values.live(j)
+        return self.values.env(
+            self.needed[j],
+            missing=f"a value of a[{j}] that a later rerun reads was freed before stage {j + 1} "
+            f"started; the model's forward made other calls than in the step before",
+        )
+
+    def _begin_stage(self, s: int, grad_leaves: list[torch.Tensor]) -> None:
+        """Stage s starts; everything up to a[s-1] is made."""
         ex, plan = self.ex, self.plan
         if s != self.stage + 1:
             raise ReplayError(
-                f"stage {s} started after stage {self.stage}: the blocks of {ex.model_name} must "
+                f"stage {s} started after stage {self.stage}: the stages of {ex.model_name} must "
                 f"run once each, in order"
             )
         if s > 1:
+            self._end_region(s - 1)
             # a[s-1] is now known: what stage s-1's op does with it, then the frees before op s.
             prev = plan.forward_kinds[s - 2]
             if prev in ("n", "ck"):
-                self.plain[s - 1] = bnd
+                self.plain[s - 1] = self._boundary(s - 1)
             elif s - 1 in plan.keep_taped:
-                self.taped[s - 1] = bnd
+                self.taped[s - 1] = self._boundary(s - 1)
             if grad_leaves:
                 self._hook_b_start(s - 1, grad_leaves)
         while isinstance(plan.ops[self.pos], FreeActivation):
@@ -223,12 +229,11 @@ class _Run:
             self.trace.append(str(op))
         region = ex.regions[s - 1]
         if s in plan.replayed:
-            self.replay[s] = _capture_replay(ex.device_type, bnd.leaves if bnd else [])
-        if region.kind != "epilogue":
-            self.versions = [b._version for b in region.buffers]
-            # Some kernels (batch norm's running statistics) write buffers without bumping their
-            # version: the first step compares values too.
-            self.before = [b.clone() for b in region.buffers] if not ex.probed else None
+            self.replay[s] = _capture_replay(ex.device_type)
+        self.versions = [b._version for b in region.buffers]
+        # Some kernels (batch norm's running statistics) write buffers without bumping their
+        # version: the first step compares values too.
+        self.before = [b.clone() for b in region.buffers] if not ex.probed else None
         self.packing = s if kind != "all" else None
         if self.packing is not None:
             self.holders[s] = []
@@ -243,87 +248,70 @@ class _Run:
         self.packing = None
 
     def block_pre(self, k: int, args: Any, kwargs: Any) -> None:
+        self._stop_recording()
         ex = self.ex
-        if k != self.next_block:
-            raise ReplayError(
-                f"block {ex.block_names[k]!r} was called when {ex.block_names[self.next_block]!r} "
-                f"was expected: the model must call its blocks once each, in order"
-                if self.next_block < len(ex.block_names)
-                else f"block {ex.block_names[k]!r} was called twice in one forward"
-            )
         s = k + 1 + ex.prologue
-        leaves, spec = tree_flatten((tuple(args), dict(kwargs or {})))
+        program = Program(s, ex.state_ids, module=ex.calls[k].module)
+        leaves, program.spec = tree_flatten((tuple(args), dict(kwargs or {})))
+        program.args = [self.values.arg(v, program) for v in leaves]
         grad_leaves = [t for t in leaves if isinstance(t, torch.Tensor) and t.requires_grad]
-        if k == 0 and ex.prologue:
-            self._end_region(1)
-        elif k > 0:
-            self._record_map(s - 1, leaves, spec)
-        if s in self.plan.replayed and k + 1 < len(ex.block_names):
-            self.raw_inputs[s] = leaves  # until the next block maps its inputs to these
-        bnd = _Boundary([_detach(t) for t in leaves], spec)
         if s == 1:
-            self.inputs = bnd
-        self._begin_stage(s, bnd, grad_leaves)
+            self.inputs = self.values.live(0)
+        self._begin_stage(s, grad_leaves)
+        self.programs[s] = program
 
     def block_post(self, k: int, output: Any) -> None:
-        s = k + 1 + self.ex.prologue
-        self._end_region(s)
+        ex = self.ex
+        s = k + 1 + ex.prologue
+        program = self.programs[s]
         leaves = tree_flatten(output)[0]
-        if s in self.plan.replayed and k + 1 < len(self.ex.block_names):
-            self.out_leaves[s] = leaves  # until the next block maps its inputs to these
-        self.next_block = k + 1
-        if k == len(self.ex.block_names) - 1:
+        program.outs = [
+            self.values.add(t, s) if isinstance(t, torch.Tensor) else None for t in leaves
+        ]
+        if k == len(ex.calls) - 1:
             grad_leaves = [t for t in leaves if isinstance(t, torch.Tensor) and t.requires_grad]
-            self._begin_stage(s + 1, None, grad_leaves)  # the epilogue
+            self._begin_stage(s + 1, grad_leaves)  # the epilogue: never rerun, nothing to record
+        else:
+            self._record(program)
 
-    def _record_map(self, i: int, leaves: list[Any], spec: Any) -> None:
-        """How a[i] (the inputs of stage i+1) comes from stage i's outputs and inputs."""
-        if i not in self.plan.replayed:
-            return
-        outs = {
-            id(t): j for j, t in enumerate(self.out_leaves.pop(i)) if isinstance(t, torch.Tensor)
-        }
-        ins = {
-            id(t): j for j, t in enumerate(self.raw_inputs.pop(i)) if isinstance(t, torch.Tensor)
-        }
-        mapping: list[tuple[str, Any]] = []
-        for t in leaves:
-            if not isinstance(t, torch.Tensor):
-                mapping.append(("const", t))
-            elif id(t) in outs:
-                mapping.append(("out", outs[id(t)]))
-            elif id(t) in ins:
-                mapping.append(("in", ins[id(t)]))
-            elif t.requires_grad:
-                names = self.ex.block_names
-                k = i - 1 - self.ex.prologue
-                raise ReplayError(
-                    f"an input of block {names[k + 1]!r} that requires grad is computed by code "
-                    f"between blocks {names[k]!r} and {names[k + 1]!r}; the executor reruns "
-                    f"blocks, not the code between them, so each block's inputs must be the "
-                    f"previous block's outputs or inputs passed on unchanged (move that code into "
-                    f"a block)"
-                )
-            else:
-                mapping.append(("const", t))
-        self.maps[i] = mapping
-        self.next_specs[i] = spec
+    def extra_call(self, name: str, index: int) -> None:
+        raise ReplayError(
+            f"{name!r} was called {index + 1} times in one forward of {self.ex.model_name}, more "
+            f"than the schedule's stages for it; profile the model as it runs now and solve again"
+        )
 
     def finish_forward(self) -> None:
         ex, plan = self.ex, self.plan
+        self._stop_recording()
         self.forward_open = False
         self._close_hooks()
-        if self.next_block != len(ex.block_names):
+        if self.stage != plan.n:
             raise ReplayError(
-                f"block {ex.block_names[self.next_block]!r} never ran in the forward; the "
-                f"schedule needs every block of {ex.model_name} once per forward"
+                f"only {self.stage} of the schedule's {plan.n} stages ran in the forward of "
+                f"{ex.model_name}; the schedule needs every stage once per forward"
             )
         ex.probed = True
+        needed = needed_sets(self.programs, self.values.producer, plan.replayed, plan.n)
+        if self.needed is None:
+            # A first step: drop what its boundaries held beyond what the reruns read.
+            for j, env in (*self.plain.items(), *self.taped.items()):
+                for h in [h for h in env if h not in needed[j]]:
+                    del env[h]
+        self.inputs = Boundary({h: v for h, v in self.inputs.items() if h in needed[0]})
+        self.needed = ex.needed = needed
+        ex.pinned_bytes = sum(p.pinned_bytes for p in self.programs.values())
         while self.pos < plan.backward_start:
             op = plan.ops[self.pos]
             if isinstance(op, FreeActivation):
                 self.plain.pop(op.index, None)
             self.pos += 1
+
+    def abort(self) -> None:
+        """The forward raised: leave autograd's saved-tensor hooks and torch's modes as they
+        were."""
+        self._stop_recording()
+        self.forward_open = False
+        self._close_hooks()
 
     def _close_hooks(self) -> None:
         if self.hooks is not None:
@@ -394,14 +382,13 @@ class _Run:
                 self._forward(op)
             self.pos += 1
 
-    def _source(self, i: int) -> _Boundary:
+    def _source(self, i: int) -> Env:
         if i == 0:
-            assert self.inputs is not None
             return self.inputs
-        src = self.plain.get(i) or self.taped.get(i)
-        if src is None:
-            raise ReplayError(f"a[{i}] is not held when the schedule reads it (internal error)")
-        return src
+        for held in (self.plain, self.taped):
+            if i in held:
+                return held[i]
+        raise ReplayError(f"a[{i}] is not held when the schedule reads it (internal error)")
 
     def _forward(self, op: Op) -> None:
         kind = forward_kind(op)
@@ -410,9 +397,10 @@ class _Run:
         if self.trace is not None:
             self.trace.append(str(op))
         if kind == "all":
-            if s in self.plan.keep_taped:
+            if out is not None:  # s in keep_taped
                 self.taped[s] = out
         else:
+            assert out is not None
             self.plain[s] = out
             if kind == "n" and s > 1:
                 self.plain.pop(s - 1, None)
@@ -423,7 +411,7 @@ class _Executor:
         self,
         model: nn.Module,
         plan: ReplayPlan,
-        blocks: list[tuple[str, nn.Module]],
+        calls: list[StageCall],
         prologue: bool,
         input_bytes: int | None,
         record: bool,
@@ -432,40 +420,41 @@ class _Executor:
         self.model_name = type(model).__name__
         self.plan = plan
         self.prologue = prologue
-        self.block_names = [n for n, _ in blocks]
+        self.calls = calls
         self.record = record
         self.input_bytes = input_bytes
         self.warned_inputs = False
         self.probed = False  # a step has found which buffers each region's forward writes
+        self.needed: dict[int, frozenset[int]] | None = None  # learnt by the first step
+        self.pinned_bytes = 0
         self.last_trace: list[str] | None = None
         self.device_type = next(
             (t.device.type for t in (*model.parameters(), *model.buffers())), "cpu"
         )
-        in_blocks = {id(b) for _, m in blocks for b in m.buffers()}
+        self.state_ids = frozenset(id(b) for b in model.buffers())
+        modules = {id(c.module): c.module for c in calls}
+        in_blocks = {id(b) for m in modules.values() for b in m.buffers()}
+        outside = [b for b in model.buffers() if id(b) not in in_blocks]
         self.regions: list[_Region] = []
         if prologue:
-            outside = [b for b in model.buffers() if id(b) not in in_blocks]
-            self.regions.append(_Region("prologue", model, outside))
-        for _, m in blocks:
-            self.regions.append(_Region("block", m, list(m.buffers())))
-        self.regions.append(_Region("epilogue"))
+            self.regions.append(_Region(list(outside)))
+        for c in calls:
+            self.regions.append(_Region([*c.module.buffers(), *outside]))
+        self.regions.append(_Region())
+        self.stage_hooks = StageHooks(
+            calls,
+            self._block_pre,
+            self._block_post,
+            self._extra,
+            active=lambda: isinstance(_state(), _Run) and _state().ex is self,
+        )
         self.handles = [
             model.register_forward_pre_hook(self._model_pre, with_kwargs=True),
             model.register_forward_hook(self._model_post),
             model.register_forward_hook(self._model_cleanup, always_call=True),
+            # First, so other hooks' calls are not taken for the glue's.
+            *self.stage_hooks.install(prepend=True),
         ]
-        for k, (_, m) in enumerate(blocks):
-            self.handles.append(
-                # First, so a prologue rerun stops before other hooks see the block called.
-                m.register_forward_pre_hook(
-                    lambda mod, a, kw, k=k: self._block_pre(k, a, kw),
-                    with_kwargs=True,
-                    prepend=True,
-                )
-            )
-            self.handles.append(
-                m.register_forward_hook(lambda mod, a, out, k=k: self._block_post(k, a, out))
-            )
 
     # -- hooks ------------------------------------------------------------------------------
     def _model_pre(self, model: nn.Module, args: Any, kwargs: Any) -> None:
@@ -474,6 +463,7 @@ class _Executor:
         if self.plan.trivial and not self.record:
             return
         self._check_inputs(args, kwargs)
+        self.stage_hooks.reset()
         run = _Run(self, args, kwargs)
         _tls.state = run
         self.last_trace = run.trace
@@ -487,24 +477,17 @@ class _Executor:
     def _model_cleanup(self, model: nn.Module, args: Any, output: Any) -> None:
         run = _state()
         if isinstance(run, _Run) and run.ex is self and run.forward_open:
-            # The forward raised: leave autograd's saved-tensor hooks as they were.
             _tls.state = None
-            run.forward_open = False
-            run._close_hooks()
+            run.abort()
 
     def _block_pre(self, k: int, args: Any, kwargs: Any) -> None:
-        state = _state()
-        if isinstance(state, _Replaying):
-            if state.stop_at_first_block and k == 0:
-                raise _StopReplay(_Boundary.of(args, kwargs))
-            return
-        if isinstance(state, _Run) and state.ex is self:
-            state.block_pre(k, args, kwargs)
+        _state().block_pre(k, args, kwargs)
 
-    def _block_post(self, k: int, args: Any, output: Any) -> None:
-        state = _state()
-        if isinstance(state, _Run) and state.ex is self:
-            state.block_post(k, output)
+    def _block_post(self, k: int, output: Any) -> None:
+        _state().block_post(k, output)
+
+    def _extra(self, name: str, index: int) -> None:
+        _state().extra_call(name, index)
 
     def _check_inputs(self, args: Any, kwargs: Any) -> None:
         if self.input_bytes is None or self.warned_inputs:
@@ -521,13 +504,13 @@ class _Executor:
             )
 
     # -- reruns -----------------------------------------------------------------------------
-    def rerun(self, run: _Run, s: int, src: _Boundary, *, tape: bool) -> _Boundary | None:
-        """Run stage s again from its inputs `src`; with `tape`, fill its holders."""
+    def rerun(self, run: _Run, s: int, src: Env, *, tape: bool) -> Env | None:
+        """Run stage s again from the boundary `src`; with `tape`, fill its holders. Returns the
+        next boundary a[s] when the schedule keeps it."""
         region = self.regions[s - 1]
         replay = run.replay[s]
-        need_out = not tape or s in self.plan.keep_taped
         with ExitStack() as stack:
-            stack.enter_context(_tls_state(_Replaying(region.kind == "prologue")))
+            stack.enter_context(_tls_state(_REPLAYING))
             devices = [d for d, _ in replay.cuda_rng]
             stack.enter_context(torch.random.fork_rng(devices=devices, device_type="cuda"))
             torch.set_rng_state(replay.cpu_rng)
@@ -551,38 +534,22 @@ class _Executor:
                 )
             else:
                 stack.enter_context(torch.autograd.graph.saved_tensors_hooks(_discard, _no_unpack))
-            args, kwargs = src.call_args()
-            if region.kind == "prologue":
-                try:
-                    self.model(*args, **kwargs)
-                except _StopReplay as stop:
-                    out_bnd: _Boundary | None = stop.boundary
-                else:
-                    raise ReplayError(f"{self.model_name} returned without calling its first block")
-            else:
-                assert region.module is not None
-                output = region.module(*args, **kwargs)
-                out_bnd = None
-                if need_out:
-                    out_bnd = self._next_inputs(run, s, src, output)
+            src.check(s)
+            # Fresh detached leaves per rerun: each builds its own throwaway graph.
+            env: dict[int, Any] = {h: detach(t) for h, t in src.items()}
+            run.programs[s].run(env)
             if tape:
                 filler.done()
-        return out_bnd
-
-    def _next_inputs(self, run: _Run, s: int, src: _Boundary, output: Any) -> _Boundary | None:
-        mapping = run.maps.get(s)
-        if mapping is None:
-            return None  # a[s] feeds the epilogue, never rerun
-        outs = tree_flatten(output)[0]
-        leaves = []
-        for kind, v in mapping:
-            if kind == "out":
-                leaves.append(_detach(outs[v]))
-            elif kind == "in":
-                leaves.append(src.leaves[v])
-            else:
-                leaves.append(v)
-        return _Boundary(leaves, run.next_specs[s])
+        if tape and s not in self.plan.keep_taped:
+            return None
+        assert run.needed is not None
+        missing = [h for h in run.needed[s] if h not in env]
+        if missing:
+            raise ReplayError(
+                f"stage {s} did not make {len(missing)} of the values a later rerun reads when "
+                f"rerun; its forward must make the same calls every time it runs"
+            )
+        return Boundary({h: detach(env[h]) for h in run.needed[s]})
 
 
 def _restore(saved: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
@@ -619,7 +586,9 @@ class _Filler:
         if (t.shape, t.dtype, t.device) != (shape, dtype, device):
             raise ReplayError(
                 f"stage {self.s}'s saved tensor {i} is {tuple(t.shape)} {t.dtype} on {t.device} "
-                f"when rerun but was {tuple(shape)} {dtype} on {device} in the forward"
+                f"when rerun but was {tuple(shape)} {dtype} on {device} in the forward: the stage "
+                f"computed something else the second time (state its forward updates, such as a "
+                f"KV cache: train with use_cache=False)"
             )
         self.count += 1
         h = self.refs[i]()
@@ -696,20 +665,22 @@ def apply(
                 f"({profile.chain.length} stages); solve again for this profile: "
                 f"cs.solve(profile.chain, budget)"
             )
-        names = [m for st in profile.stages for m in st.modules]
         prologue = profile.stages[0].name == "prologue"
-        named = []
-        for name in names:
-            try:
-                named.append((name, model.get_submodule(name)))
-            except AttributeError:
-                raise ApplyError(
-                    f"the profile's block {name!r} is not a submodule of "
-                    f"{type(model).__name__}; apply the schedule to the model that was profiled"
-                ) from None
+        calls = []
+        for st in profile.stages:
+            for name in st.modules:
+                try:
+                    calls.append(StageCall(name, model.get_submodule(name), st.call))
+                except AttributeError:
+                    raise ApplyError(
+                        f"the profile's block {name!r} is not a submodule of "
+                        f"{type(model).__name__}; apply the schedule to the model that was "
+                        f"profiled"
+                    ) from None
         input_bytes = profile.chain.x[0]
     else:
         named = resolve_blocks(model, blocks)
+        calls = [StageCall(name, m) for name, m in named]
         nb = len(named)
         if schedule.size == nb + 2:
             prologue = True
@@ -721,10 +692,10 @@ def apply(
                 f"blocks ({nb + 1} stages with the loss, {nb + 2} with a prologue); pass the "
                 f"profile the schedule was solved from, or the blocks it was profiled with"
             )
-    if not named:
+    if not calls:
         raise ApplyError("the profile names no blocks; profile the model with its blocks")
     plan = ReplayPlan.from_ops(schedule.ops, schedule.size)
-    ex = _Executor(model, plan, named, prologue, input_bytes, record)
+    ex = _Executor(model, plan, calls, prologue, input_bytes, record)
     object.__setattr__(model, _ATTR, ex)
     return model
 
