@@ -20,6 +20,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 __all__ = [
+    "GradBuffers",
     "PhaseStats",
     "StorageTracker",
     "distinct_storage_nbytes",
@@ -72,6 +73,7 @@ class StorageTracker(TorchDispatchMode):
     ops: dict[Phase, int] = field(default_factory=dict)
     ignore: set[int] = field(default_factory=set)  # pre-existing storages: params, buffers, inputs
     active: bool = True
+    adds: dict[int, tuple[int, ...]] = field(default_factory=dict)  # backward sums: serial -> terms
 
     def __post_init__(self) -> None:
         super().__init__()
@@ -108,6 +110,13 @@ class StorageTracker(TorchDispatchMode):
         for t in tree_flatten(out)[0]:
             if isinstance(t, torch.Tensor) and t.device.type != "meta":
                 self._register(t)
+        if kind == "B" and func is torch.ops.aten.add.Tensor and isinstance(out, torch.Tensor):
+            # The engine sums gradients out of place: remember the terms (see GradBuffers).
+            serial = self.serial(out)
+            if serial is not None:
+                self.adds[serial] = tuple(
+                    s for a in args if isinstance(a, torch.Tensor) and (s := self.serial(a))
+                )
         return out
 
     def serial(self, t: torch.Tensor) -> int | None:
@@ -156,3 +165,75 @@ class StorageTracker(TorchDispatchMode):
         for phase, n in self.ops.items():
             stats.setdefault(phase, PhaseStats()).ops = n
         return stats, peak
+
+
+class GradBuffers:
+    """The tracked storages autograd hands to the parameters' gradient accumulators.
+
+    A parameter used in several places (an RNN cell's weights, tied embeddings) has its gradient
+    summed in the engine's buffer from the first use's backward until the last, and that buffer
+    becomes (or is copied into) ``p.grad``: it is parameter-gradient memory, not activation
+    memory, for all that time. The buffer each accumulator receives is found by a pre-hook on it
+    (a hook that holds no gradient longer than the engine does); the sums that made it, and their
+    terms (each use's contribution), from the tracker's record of the backward's additions.
+    Use as ``with GradBuffers(params) as gb: gb.tracker = tracker; ...;
+    tracker.curve(exclude=gb.excluded(params))``. Enter it before the tracker (it makes a view of
+    each parameter to find its accumulator)."""
+
+    def __init__(self, params: Iterable[torch.Tensor]) -> None:
+        self.params = [p for p in params if p.requires_grad]
+        self.tracker: StorageTracker | None = None
+        self.serials: set[int] = set()
+        self._nodes: list[Any] = []
+        self._handles: list[Any] = []
+
+    def __enter__(self) -> GradBuffers:
+        for p in self.params:
+            with torch.enable_grad():
+                view = p.view_as(p).grad_fn
+            node = view.next_functions[0][0] if view is not None else None
+            if node is not None:
+                self._nodes.append(node)  # keeps the accumulator (a weakly cached node) alive
+                self._handles.append(node.register_prehook(self._pre))
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+        self._nodes.clear()
+
+    def excluded(self, params: Iterable[torch.Tensor]) -> set[int]:
+        """The serials to leave out of activation memory: every buffer a parameter gradient was
+        summed in (the engine's out-of-place sums of those included) and the final ``p.grad``s."""
+        assert self.tracker is not None
+        tracker = self.tracker
+        out = set(self.serials)
+        for p in params:
+            if p.grad is not None and (serial := tracker.serial(p.grad)) is not None:
+                out.add(serial)
+        # A sum is gradient memory exactly when one of its terms is (both ways: the engine's
+        # buffer is a sum of contributions, and a sum of a gradient buffer is one).
+        changed = True
+        while changed:
+            changed = False
+            for serial, terms in tracker.adds.items():
+                if serial in out:
+                    new = [t for t in terms if t not in out]
+                elif any(t in out for t in terms):
+                    new = [serial]
+                else:
+                    continue
+                if new:
+                    out.update(new)
+                    changed = True
+        return out
+
+    def _pre(self, grads: Any) -> None:
+        if self.tracker is None:
+            return
+        for g in grads:
+            if isinstance(g, torch.Tensor):
+                serial = self.tracker.serial(g)
+                if serial is not None:
+                    self.serials.add(serial)

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from checkpoint_solver.profiling._tracker import (
+    GradBuffers,
     StorageTracker,
     distinct_storage_nbytes,
     storage_key,
@@ -75,13 +76,11 @@ def measure_step(
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         before = torch.cuda.memory_allocated()
-    with tracker:
-        loss = train_step(model, inputs, loss_fn)
-    grads = {
-        serial
-        for p in model.parameters()
-        if p.grad is not None and (serial := tracker.serial(p.grad)) is not None
-    }
+    with GradBuffers(model.parameters()) as buffers:
+        buffers.tracker = tracker
+        with tracker:
+            loss = train_step(model, inputs, loss_fn)
+    grads = buffers.excluded(model.parameters())
     _, peak = tracker.curve(exclude=grads)
     tracker.active = False
     cuda_peak = None
