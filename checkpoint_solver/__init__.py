@@ -95,6 +95,7 @@ __all__ = [
     "problem_from_dict",
     "problem_to_dict",
     "profile",
+    "runtime",
     "save_problem",
     "save_schedule",
     "simulate",
@@ -117,6 +118,20 @@ def apply(model: Any, schedule: Schedule, profile: Profile | None = None, **kwar
     from checkpoint_solver.runtime.executor import apply as _apply
 
     return _apply(model, schedule, profile, **kwargs)
+
+
+# Subpackages reachable as attributes before anyone imported them (``cs.runtime.remove(model)``
+# right after ``import checkpoint_solver as cs``); `runtime` itself imports torch only when one of
+# its torch-side names is used.
+_SUBMODULES = ("runtime", "profiling", "models", "zoo", "compare", "report")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"checkpoint_solver.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:

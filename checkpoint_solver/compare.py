@@ -229,8 +229,8 @@ def compare(
     model = model.to(dev)
     inputs = inputs_to(inputs, dev)
     # By name from here on: every method works on its own copy of the model.
-    names = [n for n, _ in resolve_blocks(model, blocks)]
-    blocks = names if blocks is not None else None
+    if blocks is not None:
+        blocks = [n for n, _ in resolve_blocks(model, blocks)]
 
     say(f"profiling {description or type(model).__name__} on {dev} ...")
     t0 = time.perf_counter()
@@ -238,6 +238,10 @@ def compare(
     profile_s = time.perf_counter() - t0
     chain = prof.chain
     first, count = profile_blocks([s.name for s in prof.stages])
+    # The stages' modules (found from the call tree unless given): what torch's rules wrap too.
+    block_names = list(dict.fromkeys(m for st in prof.stages for m in st.modules))
+    blocks = block_names
+    repeated = len(block_names) < count  # a module called more than once (an RNN cell)
     high = cs.min_budget(chain, "store_all")  # the store-all schedule's peak
     low = cs.min_budget(chain, "dp")
     say(
@@ -256,7 +260,7 @@ def compare(
         inp = _Inputs.of(inputs)
         try:
             region = capture_region(
-                twin, inp.args, inp.kwargs, blocks=[m for _, m in resolve_blocks(twin, blocks)]
+                twin, inp.args, inp.kwargs, blocks=[twin.get_submodule(n) for n in block_names]
             )
         except CheckpointSolverError as exc:
             say(f"  op-level capture failed: {exc}")
@@ -288,7 +292,9 @@ def compare(
             ),
             lambda m: baselines.checkpoint_per_block(m, blocks),
         )
-    if sequential and count >= 2:
+    if sequential and repeated:
+        say("  torch checkpoint_sequential skipped: a block module is called more than once")
+    if sequential and count >= 2 and not repeated:
         segments = max(2, round(math.sqrt(count)))
         seq = torch_sequential(chain, segments, first, count)
         add(

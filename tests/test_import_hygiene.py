@@ -41,3 +41,16 @@ def test_cli_solve_leaves_torch_out(tmp_path) -> None:
     assert out.exists()
     assert "checkpoint_solver.cli.solve" in mods
     assert "torch" not in mods
+
+
+def test_runtime_is_an_attribute_before_any_apply() -> None:
+    """``cs.runtime`` resolves right after ``import checkpoint_solver as cs`` without torch; its
+    torch-side functions load torch when used."""
+    mods = _modules_after("import checkpoint_solver as cs\nassert cs.runtime.ReplayPlan")
+    assert "checkpoint_solver.runtime" in mods
+    assert "torch" not in mods
+    mods = _modules_after(
+        "import checkpoint_solver as cs\nassert callable(cs.runtime.remove)\n"
+        "assert callable(cs.runtime.last_trace)"
+    )
+    assert "torch" in mods

@@ -1,0 +1,128 @@
+"""The model zoo: every architecture family, profiled with no ``blocks=``, trains under `dp`'s
+schedules at three budgets with loss, every gradient and every buffer bitwise equal to plain
+autograd over two SGD steps, within the predicted peak (5 %), and each family gets the stages its
+structure calls for. Config 0 of each family runs in the default suite, config 1 behind ``slow``."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import checkpoint_solver as cs  # noqa: E402
+from checkpoint_solver import zoo  # noqa: E402
+from tests.zoo.check import differences, dp_budgets, reference, run_schedule  # noqa: E402
+
+# What the call tree must give, per family: (number of stages of config 0, config 1 without the
+# prologue and epilogue, and a word each stage name contains).
+EXPECTED_STAGES = {
+    "llama": ((4, 6), "layers."),
+    "bert": ((4, 6), "layer."),
+    "t5": ((6, 8), "block."),  # both stacks: encoder blocks, then decoder blocks
+    "vit": ((4, 6), "layer"),
+    "gpt2": ((4, 4), "h."),
+    "resnet": ((6, 16), "stages."),  # config 1: ResNet-50's 16 bottlenecks, not its 4 stages
+    "convnext": ((5, 10), "stages."),
+    "unet": ((15, 20), "res."),  # every residual block of the down and up paths
+    "rnn": ((16, 32), "cell"),  # one stage per call of the one cell
+    "rnn_steps": ((12, 24), "steps."),
+}
+
+
+def _build(name: str, size: int) -> tuple[Any, Any]:
+    if name in zoo.HF_FAMILIES:
+        pytest.importorskip("transformers")
+    return zoo.build(name, size)
+
+
+def _profile(model: Any, inputs: Any) -> cs.Profile:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return cs.profile(model, inputs, warmup=1, repeats=1, graph=False)
+
+
+def _check_family(name: str, size: int) -> None:
+    model, inputs = _build(name, size)
+    prof = _profile(model, inputs)
+    counts, word = EXPECTED_STAGES[name]
+    blocks = [s for s in prof.stages if s.modules]
+    assert len(blocks) == counts[size], [s.name for s in prof.stages]
+    assert all(word in s.name for s in blocks), [s.name for s in blocks]
+    assert prof.stages[-1].name == "epilogue+loss"
+    assert "stages" in prof.measurement["stages"]
+    ref = reference(model, inputs)
+    recomputed = 0
+    for budget in dp_budgets(prof.chain):
+        sched = cs.solve(prof.chain, budget, "dp")
+        got = run_schedule(model, inputs, prof, sched)
+        assert differences(ref, got) == [], (name, budget)
+        predicted = cs.simulate(prof.chain, sched).peak_bytes
+        assert predicted == sched.predicted.peak_bytes
+        assert got.peak_bytes <= predicted * 1.05, (name, budget, got.peak_bytes, predicted)
+        forwards = [op.stage for op in sched.ops if str(op).startswith("F_")]
+        recomputed += len(forwards) > len(set(forwards))
+    assert recomputed >= 1  # the smallest budget does recompute
+
+
+@pytest.mark.parametrize("name", list(zoo.FAMILIES))
+def test_family_trains_exactly_under_dp(name: str) -> None:
+    """Config 0: stages found, three dp budgets, bitwise over two steps, within the prediction."""
+    _check_family(name, 0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(zoo.FAMILIES))
+def test_family_trains_exactly_under_dp_larger_config(name: str) -> None:
+    """Config 1 (deeper, wider, longer; GPT-2 at 2,048 tokens, ResNet-50's layout)."""
+    _check_family(name, 1)
+
+
+def test_repeated_calls_of_one_module_are_stages() -> None:
+    """An RNN cell called T times is T stages, named by call, sharing the cell's weights."""
+    model, inputs = zoo.build("rnn", 0)
+    prof = _profile(model, inputs)
+    cells = [s for s in prof.stages if s.modules == ("cell",)]
+    assert [s.call for s in cells] == list(range(16))
+    assert [s.name for s in cells[:3]] == ["cell", "cell#1", "cell#2"]
+
+
+def test_skips_across_levels_are_carried_in_the_boundaries() -> None:
+    """A U-Net's skips cross every stage between the down block that makes them and the up block
+    that reads them: the boundary sizes grow along the down path and shrink along the up path."""
+    model, inputs = zoo.build("unet", 0)
+    prof = _profile(model, inputs)
+    x = prof.chain.x
+    names = [s.name for s in prof.stages]
+    first_up = next(i for i, n in enumerate(names) if n.startswith("ups."))
+    # a[k] after the last down block holds every skip: larger than any single activation.
+    assert max(x[1:first_up]) > 4 * min(x[1 : len(x) - 1])
+    assert x[first_up] > x[len(x) - 2]
+
+
+def test_a_model_without_repeated_structure_gets_its_top_level_calls() -> None:
+    class Plain(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv1d(3, 8, 3)
+            self.norm = torch.nn.LayerNorm(6)
+            self.head = torch.nn.Linear(6, 2)
+
+        def forward(self, x: Any) -> Any:
+            return self.head(self.norm(torch.relu(self.conv(x)))).sum()
+
+    prof = _profile(Plain(), torch.randn(2, 3, 8))
+    assert [s.name for s in prof.stages] == ["conv", "norm", "head", "epilogue+loss"]
+    assert "no repeated blocks found" in prof.measurement["stages"]
+
+
+def test_blocks_override_accepts_a_repeated_module() -> None:
+    """``blocks=["cell"]`` names the cell: every call is a stage, as found automatically."""
+    model, inputs = zoo.build("rnn", 0)
+    prof = cs.profile(model, inputs, blocks=["cell"], warmup=0, repeats=1, graph=False)
+    assert sum(1 for s in prof.stages if s.modules == ("cell",)) == 16
+    sched = cs.solve(prof.chain, cs.min_budget(prof.chain, "dp"), "dp")
+    ref = reference(model, inputs)
+    assert differences(ref, run_schedule(model, inputs, prof, sched)) == []
