@@ -82,6 +82,7 @@ class _Table:
     ub: npt.NDArray[np.float64]
     prefix: npt.NDArray[np.float64]  # prefix[k] = uf[1] + ... + uf[k]
     base: npt.NDArray[np.int64]  # base[k] = x[k-1] + x[k] + of[k], what F_n(k) needs
+    shifted: npt.NDArray[np.float64]  # scratch of the same shape as opt (see _build)
 
 
 def _slots(values: Iterable[int], unit: int, up: bool) -> npt.NDArray[np.int64]:
@@ -107,8 +108,13 @@ def _build(
     mmax: int,
     up: bool,
     options: list[list[Option]] | None = None,
+    reuse: _Table | None = None,
 ) -> _Table:
     """Fill ``opt`` for every m in 0..mmax (Equations (1)-(3)).
+
+    `reuse` hands over the arrays of a table that is no longer needed (of the same chain and
+    size): a second table then costs no new memory (on large chains, first touching the pages of
+    a new table costs as much as filling it).
 
     `options` (per stage, 0-based) replaces the stage's ``(xbar, ub, of, ob)`` in Equation (2) by
     a choice among several (the hierarchical solver's op-level variants of ``F_all``/``B``); the
@@ -121,8 +127,13 @@ def _build(
     base = np.zeros(n + 1, dtype=np.int64)
     base[1:] = x[:-1] + x[1:] + of[1:]
     size = mmax + 1
+    shape = (n + 2, n + 1, size)
+    # Only entries with t >= s - 1 are ever read, and each is set before it is read: the arrays
+    # need no initialisation, and the other half of them is never touched.
+    fresh = reuse is None or reuse.opt.shape != shape
     table = _Table(
-        opt=np.full((n + 2, n + 1, size), np.inf),
+        opt=np.empty(shape) if fresh else reuse.opt,  # type: ignore[union-attr]
+        shifted=np.empty(shape) if fresh else reuse.shifted,  # type: ignore[union-attr]
         x=x,
         xbar=np.concatenate([pad, _slots(chain.xbar, unit, up)]),
         of=of,
@@ -138,7 +149,7 @@ def _build(
         opt[t + 1, t, :] = 0.0  # the empty subproblem
     # shifted[j, t] = opt[j, t, m - x[j-1]] + prefix[j-1]: the right part of a leaf at j plus the
     # forward time up to stage j-1 (prefix[s-1] is subtracted after the minimum over j).
-    shifted = np.full((n + 2, n + 1, size), np.inf)
+    shifted = table.shifted
     # first[s, t]: the smallest m at which opt[s, t] is finite (size when never).
     first = np.full((n + 2, n + 1), size, dtype=np.int64)
     for t in range(n + 1):
@@ -156,6 +167,7 @@ def _build(
         for t in range(s, n + 1):
             g = 0 if t == n else int(x[t])
             row = opt[s, t]
+            row[:] = np.inf
             # Equation (2) (Equation (1) when s == t: the inner problem is empty).
             for xb, tb, fo, bo in stage_options[s]:
                 need = int(max(g + xb + fo, xb + x[s] + x[s - 1] + bo))
@@ -191,6 +203,7 @@ def _build(
             finite = np.flatnonzero(np.isfinite(row[:size]))
             first[s, t] = int(finite[0]) if finite.size else size
             by = int(x[s - 1])
+            shifted[s, t, : min(by, size)] = np.inf
             if by < size:
                 shifted[s, t, by:] = row[: size - by] + prefix[s - 1]
     return table
@@ -307,7 +320,7 @@ def _schedule_at(
     budget_bytes: int,
     table: _Table,
     unit: int,
-    lower: _Table | None,
+    lower: npt.NDArray[np.float64] | None,
     min_bytes: int,
     mem_slots: int,
     suffix: str = "",
@@ -334,7 +347,7 @@ def _schedule_at(
         if unit == 1:
             status, bound = Status.OPTIMAL, predicted
         else:
-            value = float(lower.opt[1, chain.length, m]) if lower is not None else math.inf
+            value = float(lower[m]) if lower is not None else math.inf
             bound = value if math.isfinite(value) else None
             exact = bound is not None and predicted <= bound * (1 + 1e-12)
             status = Status.OPTIMAL if exact else Status.FEASIBLE
@@ -396,9 +409,20 @@ def solve_dp(
         )
     unit = _unit(chain, budget_bytes, mem_slots)
     mmax = (budget_bytes - chain.x[0]) // unit
-    table = _build(chain, unit, mmax, up=True)
-    lower = _build(chain, unit, mmax, up=False) if bound and unit > 1 else None
+    table, lower = _tables(chain, unit, mmax, bound)
     return _schedule_at(chain, budget_bytes, table, unit, lower, min_bytes, mem_slots)
+
+
+def _tables(
+    chain: Chain, unit: int, mmax: int, bound: bool
+) -> tuple[_Table, npt.NDArray[np.float64] | None]:
+    """The rounded-up table, and with `bound` the rounded-down relaxation's values
+    ``opt[1, L, m]`` (its lower bounds), built first in the same memory."""
+    if not (bound and unit > 1):
+        return _build(chain, unit, mmax, up=True), None
+    relaxed = _build(chain, unit, mmax, up=False)
+    lower = relaxed.opt[1, chain.length].copy()
+    return _build(chain, unit, mmax, up=True, reuse=relaxed), lower
 
 
 def min_budget_dp(chain: Chain, /, *, mem_slots: int = 500, bound: bool = True) -> int:
@@ -419,8 +443,7 @@ def tradeoff_dp(
     top = max(feasible)
     unit = _unit(chain, top, mem_slots)
     mmax = (top - chain.x[0]) // unit
-    table = _build(chain, unit, mmax, up=True) if chain.length else None
-    lower = _build(chain, unit, mmax, up=False) if bound and unit > 1 and chain.length else None
+    table, lower = _tables(chain, unit, mmax, bound) if chain.length else (None, None)
     out: list[Schedule | None] = []
     for b in budgets:
         if b < min_bytes:
