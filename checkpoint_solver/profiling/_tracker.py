@@ -62,6 +62,9 @@ class PhaseStats:
     ops: int = 0
 
 
+_SUMS = (torch.ops.aten.add.Tensor, torch.ops.aten.copy_.default)
+
+
 @dataclass
 class StorageTracker(TorchDispatchMode):
     """Track storages created by ops; `phase` is set from outside (module and gradient hooks)."""
@@ -73,10 +76,16 @@ class StorageTracker(TorchDispatchMode):
     ops: dict[Phase, int] = field(default_factory=dict)
     ignore: set[int] = field(default_factory=set)  # pre-existing storages: params, buffers, inputs
     active: bool = True
-    adds: dict[int, tuple[int, ...]] = field(default_factory=dict)  # backward sums: serial -> terms
+    adds: dict[int, tuple[int, ...]] = field(default_factory=dict)  # backward sums/copies: sources
 
     def __post_init__(self) -> None:
         super().__init__()
+        # Under torch.autocast, parameters are cast once and the casts cached until autocast
+        # exits: model state like the parameters themselves (whose bytes they mirror), not
+        # activations, whatever the schedule does. Known when the tracker is made.
+        self.cast_cache = torch.is_autocast_cache_enabled() and any(
+            torch.is_autocast_enabled(dt) for dt in ("cpu", "cuda")
+        )
 
     @classmethod
     def ignore_compile_internals(cls) -> bool:
@@ -107,16 +116,25 @@ class StorageTracker(TorchDispatchMode):
                         rec = self.records[serial]
                         rec.last_forward_use = max(rec.last_forward_use, stage)
         out = func(*args, **(kwargs or {}))
+        if (
+            self.cast_cache
+            and func is torch.ops.aten._to_copy.default
+            and isinstance(args[0], torch.nn.Parameter)
+            and isinstance(out, torch.Tensor)
+        ):
+            self.ignore.add(storage_key(out))
         for t in tree_flatten(out)[0]:
             if isinstance(t, torch.Tensor) and t.device.type != "meta":
                 self._register(t)
-        if kind == "B" and func is torch.ops.aten.add.Tensor and isinstance(out, torch.Tensor):
-            # The engine sums gradients out of place: remember the terms (see GradBuffers).
+        if kind == "B" and func in _SUMS and isinstance(out, torch.Tensor):
+            # The engine sums gradients out of place, and a gradient may be copied into its
+            # parameter's layout: remember the sources (see GradBuffers).
             serial = self.serial(out)
             if serial is not None:
-                self.adds[serial] = tuple(
+                terms = tuple(
                     s for a in args if isinstance(a, torch.Tensor) and (s := self.serial(a))
                 )
+                self.adds[serial] = self.adds.get(serial, ()) + terms
         return out
 
     def serial(self, t: torch.Tensor) -> int | None:

@@ -38,7 +38,8 @@ they leave the step as ``.grad``, which the chain model and `measure_step` also 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -176,6 +177,17 @@ class _Storages(fx.Interpreter):
                     self.nbytes[key] = storage_nbytes(t)
                     self.made[n].append(key)
         return out
+
+
+@contextlib.contextmanager
+def autocast_off() -> Iterator[None]:
+    """torch.autocast disabled on the CPU and on CUDA: for running a graph `make_fx` traced under
+    autocast (it holds the casts autocast made, so autocast must not cast again)."""
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(torch.autocast("cpu", enabled=False))
+        if torch.cuda.is_available():
+            stack.enter_context(torch.autocast("cuda", enabled=False))
+        yield
 
 
 def capture_region(
@@ -331,11 +343,13 @@ def capture_region(
         [torch.ones_like(t) for t in tangents_in],
     )
     try:
-        with torch.no_grad():
+        # The trace holds autocast's casts: it runs as traced, with autocast off.
+        with torch.no_grad(), autocast_off():
             analyser = _Storages(gm)
             analyser.run(*detached)
             del analyser.env
-        by_name = _time_nodes(gm, detached, repeats) if repeats > 0 else {}
+        with autocast_off():
+            by_name = _time_nodes(gm, detached, repeats) if repeats > 0 else {}
     finally:
         restore()
     times = {n: by_name.get(n.name, 0.0) for n in gm.graph.nodes}

@@ -32,7 +32,7 @@ from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from checkpoint_solver.errors import ApplyError, FingerprintMismatchError, ReplayError
 from checkpoint_solver.problem.fingerprint import fingerprint
-from checkpoint_solver.profiling.region import Region, call_key, capture_region
+from checkpoint_solver.profiling.region import Region, autocast_off, call_key, capture_region
 from checkpoint_solver.schedule import Compute, Free, Schedule
 
 __all__ = ["GraphReplay", "apply_graph", "compile_schedule", "graph_trace", "remove_graph"]
@@ -139,6 +139,21 @@ def compile_schedule(region: Region, schedule: Schedule) -> GraphReplay:
 
 
 def _run(
+    replay: GraphReplay,
+    steps: Sequence[_Step],
+    keep: frozenset[fx.Node],
+    env: dict[fx.Node, Any],
+    tangents: Sequence[torch.Tensor] = (),
+    params: Sequence[torch.Tensor] = (),
+    trace: list[str] | None = None,
+) -> None:
+    """Run `steps`. Under torch.autocast the captured graph already holds the casts autocast made
+    (`make_fx` traces below it), so it runs with autocast off: the same kernels as eager."""
+    with autocast_off():
+        _run_steps(replay, steps, keep, env, tangents, params, trace)
+
+
+def _run_steps(
     replay: GraphReplay,
     steps: Sequence[_Step],
     keep: frozenset[fx.Node],
@@ -266,7 +281,7 @@ def apply_graph(module: nn.Module, schedule: Schedule, *, record: bool = False) 
     Raises
     ------
     ApplyError
-        Already applied, or under autocast (the traced graph would not replay the casts).
+        Already applied.
     FingerprintMismatchError
         At the first training call, when the schedule was solved for another region.
     """
@@ -290,13 +305,6 @@ def apply_graph(module: nn.Module, schedule: Schedule, *, record: bool = False) 
             or not any(t.requires_grad for t in (*named.values(), *tensors))
         ):
             return original(*args, **kwargs)
-        if torch.is_autocast_enabled("cpu") or (
-            torch.cuda.is_available() and torch.is_autocast_enabled("cuda")
-        ):
-            raise ApplyError(
-                "op-level (graph) schedules do not replay under torch.autocast yet; use a chain "
-                "schedule, or run the model in one dtype"
-            )
         key = call_key(self, leaves, spec)
         if applied.replay is None or applied.replay.region.key != key:
             if applied.replay is not None:

@@ -446,14 +446,12 @@ def _best_under(curve: _Curve, budget: int) -> tuple[list[Op], int, float, int] 
     if curve.first is None:
         return None
     hi = min(curve.mmax, budget // curve.unit)
-    if hi < curve.first:
-        return None
     best = None
     # The DP's time falls as m grows; its expanded peak mostly rises. Scan down from the budget's
     # slot count, then bisect below the first fit to catch a faster one that also fits.
     m = hi
     tried = 0
-    step = max(1, (hi - curve.first) // 64)
+    step = max(1, (hi - curve.first) // 64)  # (no scan when hi < first: only the samples below)
     while m >= curve.first and tried < 200:
         r = curve.at(m)
         tried += 1
@@ -462,6 +460,13 @@ def _best_under(curve: _Curve, budget: int) -> tuple[list[Op], int, float, int] 
                 best = (r[0], r[1], r[2], m)
             break
         m -= step
+    if best is None:
+        # The expanded peak is not monotone in m: the points `_min_peak` samples (the minimum
+        # budget is one of them) are tried too, so a budget at that minimum is solved.
+        for m in _samples(curve):
+            if (r := curve.at(m)) is not None and r[1] <= budget:
+                if best is None or r[2] < best[2]:
+                    best = (r[0], r[1], r[2], m)
     if best is not None and step > 1:
         lo_m, hi_m = best[3], min(hi, best[3] + step)
         while hi_m - lo_m > 1:
@@ -476,14 +481,19 @@ def _best_under(curve: _Curve, budget: int) -> tuple[list[Op], int, float, int] 
     return best
 
 
+def _samples(curve: _Curve) -> list[int]:
+    """The slot counts `_min_peak` looks at (48 over the DP's memory axis)."""
+    if curve.first is None:
+        return []
+    return [int(m) for m in np.unique(np.linspace(curve.first, curve.mmax, 48).astype(int))]
+
+
 def _min_peak(curves: list[_Curve]) -> int | None:
     """The smallest expanded peak over the curves (each sampled at 48 slot counts)."""
     peaks = []
     for curve in curves:
-        if curve.first is None:
-            continue
-        for m in np.unique(np.linspace(curve.first, curve.mmax, 48).astype(int)):
-            r = curve.at(int(m))
+        for m in _samples(curve):
+            r = curve.at(m)
             if r is not None:
                 peaks.append(r[1])
     return min(peaks) if peaks else None

@@ -66,8 +66,13 @@ def differences(ref: Run, got: Run) -> list[str]:
 
 
 def run_schedule(model: nn.Module, inputs: Any, prof: Any, sched: Any) -> Run:
+    """`sched` applied to a copy of `model` (a chain schedule with its profile, or a graph
+    schedule on its own), trained as `train` does."""
     m = copy.deepcopy(model)
-    cs.apply(m, sched, prof)
+    if prof is None:
+        cs.apply(m, sched)
+    else:
+        cs.apply(m, sched, prof)
     return train(m, inputs)
 
 

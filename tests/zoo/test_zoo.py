@@ -126,3 +126,108 @@ def test_blocks_override_accepts_a_repeated_module() -> None:
     sched = cs.solve(prof.chain, cs.min_budget(prof.chain, "dp"), "dp")
     ref = reference(model, inputs)
     assert differences(ref, run_schedule(model, inputs, prof, sched)) == []
+
+
+# Op level: the whole model's joint graph with its stages as blocks, `hierarchical` at its minimum
+# and halfway to store-all. Families whose capture is refused today are checked for the refusal.
+OP_LEVEL = ("llama", "bert", "vit", "gpt2", "convnext", "unet", "rnn")
+OP_LEVEL_REFUSED = {
+    "t5": "in-place op",  # masked_fill_ on a value other ops read
+    "resnet": "writes to a buffer",  # BatchNorm's running statistics
+    "rnn_steps": "in-place op",  # GRUCell's in-place gate arithmetic
+}
+
+
+def _region(name: str) -> tuple[Any, Any, Any]:
+    import copy
+
+    from checkpoint_solver.profiling.chain import _Inputs
+    from checkpoint_solver.profiling.region import capture_region
+
+    model, inputs = _build(name, 0)
+    prof = _profile(model, inputs)
+    twin = copy.deepcopy(model)
+    blocks = [
+        twin.get_submodule(n) for n in dict.fromkeys(m for s in prof.stages for m in s.modules)
+    ]
+    inp = _Inputs.of(inputs)
+    return model, inputs, capture_region(twin, inp.args, inp.kwargs, blocks=blocks, repeats=1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", OP_LEVEL)
+def test_family_trains_exactly_under_hierarchical(name: str) -> None:
+    """hierarchical at its minimum and halfway to store-all: bitwise, within the prediction."""
+    model, inputs, region = _region(name)
+    graph = region.graph
+    low = cs.min_budget(graph, "hierarchical")
+    high = max(cs.min_budget(graph, "store_all"), low)
+    ref = reference(model, inputs)
+    for budget in (low, (low + high) // 2):
+        sched = cs.solve(graph, budget, "hierarchical")
+        assert sched.predicted.peak_bytes <= budget
+        got = run_schedule(model, inputs, None, sched)
+        assert differences(ref, got) == [], (name, budget)
+        predicted = sched.predicted.peak_bytes + region.input_bytes
+        assert got.peak_bytes <= predicted * 1.05, (name, budget, got.peak_bytes, predicted)
+
+
+@pytest.mark.parametrize("name", sorted(OP_LEVEL_REFUSED))
+def test_op_level_refusals_are_typed(name: str) -> None:
+    """What op-level capture cannot replay yet is refused with a ProfilingError saying what."""
+    with pytest.raises(cs.ProfilingError, match=OP_LEVEL_REFUSED[name]):
+        _region(name)
+
+
+def _bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every training step of the zoo checks under ``torch.autocast("cpu", torch.bfloat16)``."""
+    import tests.zoo.check as check
+
+    plain = check.measure_step
+
+    def under_autocast(model: Any, inputs: Any, loss_fn: Any = None) -> Any:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return plain(model, inputs, loss_fn)
+
+    monkeypatch.setattr(check, "measure_step", under_autocast)
+
+
+@pytest.mark.parametrize("name", ["llama", "vit", "unet"])
+def test_family_trains_exactly_under_autocast_with_a_chain_schedule(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """bf16 autocast on the CPU, profiled and trained under it: dp's smallest budget, bitwise."""
+    _bf16(monkeypatch)
+    model, inputs = _build(name, 0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        prof = _profile(model, inputs)
+    sched = cs.solve(prof.chain, cs.min_budget(prof.chain, "dp"), "dp")
+    ref = reference(model, inputs)
+    got = run_schedule(model, inputs, prof, sched)
+    assert differences(ref, got) == []
+    assert got.peak_bytes <= sched.predicted.peak_bytes * 1.05
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "vit",
+        pytest.param("bert", marks=pytest.mark.slow),
+        pytest.param("gpt2", marks=pytest.mark.slow),
+    ],
+)
+def test_family_trains_exactly_under_autocast_at_op_level(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The joint graph captured under bf16 autocast holds autocast's casts and replays them:
+    hierarchical halfway to store-all, bitwise, within the prediction."""
+    _bf16(monkeypatch)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        model, inputs, region = _region(name)
+    graph = region.graph
+    low, high = cs.min_budget(graph, "hierarchical"), cs.min_budget(graph, "store_all")
+    sched = cs.solve(graph, (low + high) // 2, "hierarchical")
+    ref = reference(model, inputs)
+    got = run_schedule(model, inputs, None, sched)
+    assert differences(ref, got) == []
+    assert got.peak_bytes <= (sched.predicted.peak_bytes + region.input_bytes) * 1.05
