@@ -40,14 +40,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import fx, nn
 from torch.func import functional_call
 from torch.fx.experimental.proxy_tensor import make_fx
-from torch.utils._pytree import tree_flatten, tree_unflatten
+from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
 
 from checkpoint_solver.errors import ProfilingError
 from checkpoint_solver.problem import Graph
@@ -117,6 +117,9 @@ class Region:
         non-tensor values, training mode).
     input_bytes : int
         Bytes of the tensor inputs (what `measure_step` counts beside the graph's peak).
+    buffer_writes : dict[int, tuple[fx.Node, ...]]
+        Problem node -> the buffer placeholders its ops write (BatchNorm in training mode): the
+        executor restores them after a recomputation, so they change once per step, as in eager.
     """
 
     graph: Graph
@@ -139,6 +142,7 @@ class Region:
     leaves: tuple[Any, ...]
     key: tuple[Any, ...]
     input_bytes: int
+    buffer_writes: dict[int, tuple[fx.Node, ...]] = field(default_factory=dict)
 
 
 def call_key(module: nn.Module, leaves: Sequence[Any], spec: Any) -> tuple[Any, ...]:
@@ -216,8 +220,8 @@ def capture_region(
     Raises
     ------
     ProfilingError
-        When tracing fails, the region writes to a buffer or an input (BatchNorm in training
-        mode), an in-place op writes a value that is read elsewhere, or no output needs a gradient.
+        When tracing fails, the region writes to one of its inputs, an in-place op writes a value
+        that is read elsewhere, or no output needs a gradient.
     """
     kwargs = dict(kwargs or {})
     leaves, spec = tree_flatten((tuple(args), kwargs))
@@ -233,7 +237,19 @@ def capture_region(
     cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
     saved_buffers = [t.detach().clone() for t in buffers.values()]
 
+    # functional_call does not always put back a parameter that several modules share (tied
+    # weights, one cell in many step modules): after tracing it may be left a fake tensor.
+    slots = [
+        (owner, kind, key, value)
+        for owner in module.modules()
+        for kind in ("_parameters", "_buffers")
+        for key, value in getattr(owner, kind).items()
+    ]
+
     def restore() -> None:
+        for owner, kind, key, value in slots:
+            if getattr(owner, kind).get(key) is not value:
+                getattr(owner, kind)[key] = value
         with torch.no_grad():
             for t, v in zip(buffers.values(), saved_buffers, strict=True):
                 t.copy_(v)
@@ -295,77 +311,93 @@ def capture_region(
         grads = torch.autograd.grad(diff_out, wrt, tg, allow_unused=True)
         return [*outs, *grads]
 
-    handles = marks.install()
-    try:
+    def build(functional: bool) -> tuple[Any, ...]:
+        marks.marks.clear()
+        handles = marks.install()
         try:
-            gm = make_fx(joint, tracing_mode="fake")(params, buffers, list(inputs), tangents_in)
-        except ProfilingError:
-            raise
-        except Exception as exc:
-            first = str(exc).splitlines()[0] if str(exc) else ""
-            raise ProfilingError(
-                f"tracing {type(module).__name__}'s joint graph failed{_user_frame(exc)} "
-                f"({type(exc).__name__}: {first}); op-level schedules need a region make_fx "
-                f"can trace (no data-dependent Python control flow); use a chain schedule"
-            ) from exc
-    finally:
-        for h in handles:
-            h.remove()
-        restore()
+            try:
+                gm = make_fx(joint, tracing_mode="fake")(params, buffers, list(inputs), tangents_in)
+                if functional:
+                    gm = _functionalized(gm, marks, (params, buffers, list(inputs), tangents_in))
+            except ProfilingError:
+                raise
+            except Exception as exc:
+                first = str(exc).splitlines()[0] if str(exc) else ""
+                raise ProfilingError(
+                    f"tracing {type(module).__name__}'s joint graph failed{_user_frame(exc)} "
+                    f"({type(exc).__name__}: {first}); op-level schedules need a region make_fx "
+                    f"can trace (no data-dependent Python control flow); use a chain schedule"
+                ) from exc
+        finally:
+            for h in handles:
+                h.remove()
+            restore()
 
-    graph_nodes = list(gm.graph.nodes)
-    placeholders = [n for n in graph_nodes if n.op == "placeholder"]
-    n_p, n_b, n_x = len(params), len(buffers), len(inputs)
-    p_nodes = placeholders[:n_p]
-    b_nodes = placeholders[n_p : n_p + n_b]
-    x_nodes = placeholders[n_p + n_b : n_p + n_b + n_x]
-    t_nodes = placeholders[n_p + n_b + n_x :]
-    (out_node,) = [n for n in graph_nodes if n.op == "output"]
-    returned = list(tree_flatten(out_node.args)[0])
-    outputs = tuple(returned[:n_out])
-    grad_nodes = returned[n_out:]
-    param_grads = tuple(grad_nodes[: len(params)])
-    input_grads: list[fx.Node | None] = [None] * n_x
-    for k, g in zip(diff_inputs, grad_nodes[len(params) :], strict=True):
-        input_grads[k] = g
-    for o in outputs:
-        if not isinstance(o, fx.Node) or o.op != "call_function":
-            raise ProfilingError(
-                f"{type(module).__name__} returns one of its inputs or parameters unchanged; "
-                f"op-level schedules need every output computed by the region"
-            )
+        graph_nodes = list(gm.graph.nodes)
+        placeholders = [n for n in graph_nodes if n.op == "placeholder"]
+        n_p, n_b, n_x = len(params), len(buffers), len(inputs)
+        p_nodes = placeholders[:n_p]
+        b_nodes = placeholders[n_p : n_p + n_b]
+        x_nodes = placeholders[n_p + n_b : n_p + n_b + n_x]
+        t_nodes = placeholders[n_p + n_b + n_x :]
+        (out_node,) = [n for n in graph_nodes if n.op == "output"]
+        returned = list(tree_flatten(out_node.args)[0])
+        outputs = tuple(returned[:n_out])
+        grad_nodes = returned[n_out:]
+        param_grads = tuple(grad_nodes[: len(params)])
+        input_grads: list[fx.Node | None] = [None] * n_x
+        for k, g in zip(diff_inputs, grad_nodes[len(params) :], strict=True):
+            input_grads[k] = g
+        for o in outputs:
+            if not isinstance(o, fx.Node) or o.op != "call_function":
+                raise ProfilingError(
+                    f"{type(module).__name__} returns one of its inputs or parameters unchanged; "
+                    f"op-level schedules need every output computed by the region"
+                )
 
-    # One real run keeping every value: who made which storage, and the sizes.
-    detached = (
-        {k: v.detach() for k, v in params.items()},
-        {k: v.detach() for k, v in buffers.items()},
-        [t.detach() for t in inputs],
-        [torch.ones_like(t) for t in tangents_in],
-    )
+        # One real run keeping every value: who made which storage, and the sizes.
+        detached = (
+            {k: v.detach() for k, v in params.items()},
+            {k: v.detach() for k, v in buffers.items()},
+            [t.detach() for t in inputs],
+            [torch.ones_like(t) for t in tangents_in],
+        )
+        try:
+            # The trace holds autocast's casts: it runs as traced, with autocast off.
+            with torch.no_grad(), autocast_off():
+                analyser = _Storages(gm)
+                analyser.run(*detached)
+                del analyser.env
+            with autocast_off():
+                by_name = _time_nodes(gm, detached, repeats) if repeats > 0 else {}
+        finally:
+            restore()
+        times = {n: by_name.get(n.name, 0.0) for n in gm.graph.nodes}
+        coarse = _coarsen(
+            module,
+            gm,
+            analyser,
+            times,
+            marks,
+            placeholders=(p_nodes, b_nodes, x_nodes, t_nodes),
+            outputs=outputs,
+            param_grads=param_grads,
+            input_grads=tuple(input_grads),
+            name=name,
+            n_blocks=nb,
+        )
+        return gm, coarse, p_nodes, b_nodes, x_nodes, t_nodes, outputs, param_grads, input_grads
+
     try:
-        # The trace holds autocast's casts: it runs as traced, with autocast off.
-        with torch.no_grad(), autocast_off():
-            analyser = _Storages(gm)
-            analyser.run(*detached)
-            del analyser.env
-        with autocast_off():
-            by_name = _time_nodes(gm, detached, repeats) if repeats > 0 else {}
-    finally:
-        restore()
-    times = {n: by_name.get(n.name, 0.0) for n in gm.graph.nodes}
-    coarse = _coarsen(
-        module,
-        gm,
-        analyser,
-        times,
-        marks,
-        placeholders=(p_nodes, b_nodes, x_nodes, t_nodes),
-        outputs=outputs,
-        param_grads=param_grads,
-        input_grads=tuple(input_grads),
-        name=name,
-        n_blocks=nb,
-    )
+        gm, coarse, p_nodes, b_nodes, x_nodes, t_nodes, outputs, param_grads, input_grads = build(
+            False
+        )
+    except _InPlaceError:
+        # In-place ops on values other ops read (T5's masked_fill_, GRU's gate arithmetic):
+        # traced again functionalized, the graph computes them out of place (the same values).
+        gm, coarse, p_nodes, b_nodes, x_nodes, t_nodes, outputs, param_grads, input_grads = build(
+            True
+        )
     return Region(
         graph=coarse.graph,
         gm=gm,
@@ -375,6 +407,7 @@ def capture_region(
         tangents=coarse.tangents,
         tangent_nodes=tuple(t_nodes),
         sink=coarse.sink,
+        buffer_writes=coarse.buffer_writes,
         outputs=outputs,
         differentiable=differentiable,
         param_grads=param_grads,
@@ -390,6 +423,41 @@ def capture_region(
     )
 
 
+def _functionalized(gm: fx.GraphModule, marks: PhaseMarks, example: Any) -> fx.GraphModule:
+    """`gm` traced again through functionalization: in-place ops on intermediate values become
+    their out-of-place versions (the same values), writes to inputs and buffers are kept. Each
+    new node keeps the chain phase of the traced node it comes from."""
+    nodes = list(gm.graph.nodes)
+    phase = {n: marks.phase_of(i) for i, n in enumerate(nodes)}
+    marks.marks.clear()
+
+    class Relabel(fx.Interpreter):
+        def run_node(self, n: fx.Node) -> Any:
+            marks.mark(phase[n])
+            return super().run_node(n)
+
+    def run(*args: Any) -> Any:
+        return Relabel(gm).run(*args)
+
+    # Traced on the real values (the caller restores buffers and RNG): the first trace's
+    # constants stay real tensors.
+    with torch.no_grad():
+        real = tree_map(lambda t: t.detach() if isinstance(t, torch.Tensor) else t, example)
+    out: fx.GraphModule = make_fx(
+        torch.func.functionalize(run, remove="mutations"), tracing_mode="real"
+    )(*real)
+    return out
+
+
+class _InPlaceError(ProfilingError):
+    """An in-place op on a value other ops read (retried functionalized)."""
+
+
+# Batch-norm kernels that update ``running_mean``/``running_var`` (arguments 3 and 4) in training
+# mode (argument 5) though their schemas do not mark them as written.
+_UPDATES_RUNNING_STATS = frozenset({"native_batch_norm", "cudnn_batch_norm", "miopen_batch_norm"})
+
+
 @dataclass(frozen=True, eq=False)
 class _Coarse:
     graph: Graph
@@ -397,6 +465,7 @@ class _Coarse:
     exposed: tuple[tuple[fx.Node, ...], ...]
     tangents: tuple[int, ...]
     sink: int
+    buffer_writes: dict[int, tuple[fx.Node, ...]]
 
 
 def _coarsen(
@@ -427,24 +496,37 @@ def _coarsen(
     def roots(n: fx.Node) -> set[fx.Node]:
         return {root_of_key[k] for k in an.uses.get(n, [])}
 
-    # Writes to sources (buffers, inputs) cannot be replayed by recomputation: refuse.
+    # Writes to buffers (BatchNorm's running statistics, its batch counter) happen once per step:
+    # a group that writes one is rerun with the buffers restored afterwards (`buffer_writes`), and
+    # one that does nothing else is computed exactly once. Writes to inputs are refused.
+    buffer_set = set(b_nodes)
+    writes: dict[fx.Node, set[fx.Node]] = {}
     for n in ops:
         schema = getattr(n.target, "_schema", None)
+        written = []
         if schema is not None and schema.is_mutable:
             written = [
                 a
                 for a, arg in zip(n.args, schema.arguments, strict=False)
                 if isinstance(a, fx.Node) and arg.alias_info is not None and arg.alias_info.is_write
             ]
+        if _op_name(n.target) in _UPDATES_RUNNING_STATS and len(n.args) > 5 and n.args[5]:
+            # These write the running statistics without saying so in their schema.
+            written += [a for a in n.args[3:5] if isinstance(a, fx.Node)]
+        if written:
             for a in written:
-                if roots(a) & source_set or a in source_set:
+                targets = (roots(a) | {a}) & source_set
+                if targets - buffer_set:
                     raise ProfilingError(
-                        f"{type(module).__name__} writes to a buffer or an input in the forward "
-                        f"({n.target} at {n.name}, e.g. BatchNorm's running statistics); "
-                        f"op-level schedules cannot replay that; use a chain schedule"
+                        f"{type(module).__name__} writes to one of its inputs in the forward "
+                        f"({n.target} at {n.name}); op-level schedules cannot replay that; use a "
+                        f"chain schedule"
                     )
+                if targets:
+                    writes.setdefault(n, set()).update(targets)
+                    continue
                 if len(a.users) != 1:
-                    raise ProfilingError(
+                    raise _InPlaceError(
                         f"in-place op {n.target} ({n.name}) writes a value other ops also read; "
                         f"op-level schedules support in-place ops only on fresh values"
                     )
@@ -484,6 +566,7 @@ def _coarsen(
             and all(u in source_set or u in mem_set for n in mem for u in n.all_input_nodes)
             and not any(n in special for n in mem)
             and not any(_op_name(n.target) in RANDOM_OPS for n in mem)
+            and not any(n in writes for n in mem)
         ):
             readers = {find(u) for n in mem for u in n.users if u not in mem_set}
             if readers and all(r in heads for r in readers):
@@ -522,6 +605,7 @@ def _coarsen(
     names[sink] = "sink"
     backward[sink] = True
     edges: set[tuple[int, int]] = set()
+    buffer_writes: dict[int, tuple[fx.Node, ...]] = {}
     for h in ordered:
         i = gid[h]
         mem = heads[h]
@@ -532,6 +616,14 @@ def _coarsen(
         backward[i] = position[h] >= loss_at
         if any(_op_name(n.target) in RANDOM_OPS for n in mem):
             rng[i] = "forbid_recompute"
+        bufs = {b for n in mem for b in writes.get(n, ())}
+        if bufs:
+            buffer_writes[i] = tuple(sorted(bufs, key=position.__getitem__))
+            if not any(an.made.get(n) for n in mem):
+                # Only a write (a batch counter's add_): computed once, and always (the sink
+                # waits for it, so no schedule leaves it out).
+                rng[i] = "forbid_recompute"
+                edges.add((i, sink))
         exposed = [n for n in mem if n in special or any(of.get(u, -1) != i for u in n.users)]
         exposed_of[i] = tuple(exposed)
         keep = {k for n in exposed for k in an.uses.get(n, [])}
@@ -539,7 +631,7 @@ def _coarsen(
         out_bytes[i] = sum(an.nbytes[k] for k in owned & keep if k not in param_grad_keys)
         for n in mem:
             for u in n.all_input_nodes:
-                if u in mem_set:
+                if u in mem_set or u.op == "get_attr":  # a constant the trace holds
                     continue
                 if u in source_set:
                     edges.add((src_index[u], i))
@@ -580,4 +672,4 @@ def _coarsen(
         (of[n], position[n]) for n in random_nodes
     ):
         raise ProfilingError("coarsening reordered random ops; please report this model")
-    return _Coarse(graph, tuple(members), tuple(exposed_of), tangent_ids, sink)
+    return _Coarse(graph, tuple(members), tuple(exposed_of), tangent_ids, sink, buffer_writes)

@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import types
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import fx, nn
 from torch.fx.node import map_arg
+from torch.utils._python_dispatch import _disable_current_modes
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from checkpoint_solver.errors import ApplyError, FingerprintMismatchError, ReplayError
@@ -146,11 +147,17 @@ def _run(
     tangents: Sequence[torch.Tensor] = (),
     params: Sequence[torch.Tensor] = (),
     trace: list[str] | None = None,
+    ran: set[int] | None = None,
 ) -> None:
     """Run `steps`. Under torch.autocast the captured graph already holds the casts autocast made
-    (`make_fx` traces below it), so it runs with autocast off: the same kernels as eager."""
+    (`make_fx` traces below it), so it runs with autocast off: the same kernels as eager.
+
+    # NOTE [Buffers once per step]
+    A group that writes buffers (BatchNorm's running statistics) writes them when it first runs;
+    when the schedule recomputes it (`ran` holds the groups run so far this step), the buffers
+    it writes are put back afterwards, so they change once per step, as in eager."""
     with autocast_off():
-        _run_steps(replay, steps, keep, env, tangents, params, trace)
+        _run_steps(replay, steps, keep, env, tangents, params, trace, set() if ran is None else ran)
 
 
 def _run_steps(
@@ -158,15 +165,21 @@ def _run_steps(
     steps: Sequence[_Step],
     keep: frozenset[fx.Node],
     env: dict[fx.Node, Any],
-    tangents: Sequence[torch.Tensor] = (),
-    params: Sequence[torch.Tensor] = (),
-    trace: list[str] | None = None,
+    tangents: Sequence[torch.Tensor],
+    params: Sequence[torch.Tensor],
+    trace: list[str] | None,
+    ran: set[int],
 ) -> None:
     region = replay.region
     for kind, v in steps:
         if kind == "run":
             mem = region.members[v]
             drops = replay.drop_inside[v]
+            restore = []
+            if v in region.buffer_writes:
+                if v in ran:
+                    restore = [(env[b], env[b].clone()) for b in region.buffer_writes[v]]
+                ran.add(v)
             for k, n in enumerate(mem):
                 args = map_arg(n.args, env.__getitem__)
                 kwargs = map_arg(n.kwargs, env.__getitem__)
@@ -177,6 +190,9 @@ def _run_steps(
                 env[n] = value
                 for d in drops[k]:
                     env.pop(d, None)
+            with torch.no_grad():
+                for buf, before in restore:
+                    buf.copy_(before)
             if trace is not None:
                 trace.append(f"compute({v})")
         elif kind == "free":
@@ -214,7 +230,18 @@ class _RegionFunction(torch.autograd.Function):
             region.source_nodes, (*params, *state.buffers, *inputs), strict=True
         ):
             env[node] = value.detach()
-        _run(replay, replay.forward, replay.forward_keep, env, params=params, trace=state.trace)
+        for node in region.gm.graph.nodes:
+            if node.op == "get_attr":  # constants the trace holds
+                env[node] = getattr(region.gm, node.target)
+        _run(
+            replay,
+            replay.forward,
+            replay.forward_keep,
+            env,
+            params=params,
+            trace=state.trace,
+            ran=state.ran,
+        )
         outs = [env[o] for o in region.outputs]
         ctx.state = state
         ctx.stash = {n: (v.detach() if isinstance(v, torch.Tensor) else v) for n, v in env.items()}
@@ -246,6 +273,7 @@ class _RegionFunction(torch.autograd.Function):
             tangents=tangents,
             params=params,
             trace=state.trace,
+            ran=state.ran,
         )
         out_inputs = [None if g is None else env.get(g) for g in region.input_grads]
         out_params = [None if g is None else env.get(g) for g in region.param_grads]
@@ -260,6 +288,7 @@ class _CallState:
     buffers: list[torch.Tensor]
     n_inputs: int
     trace: list[str] | None
+    ran: set[int] = field(default_factory=set)  # groups run this step (see _run)
 
 
 @dataclass(eq=False)
@@ -315,7 +344,10 @@ def apply_graph(module: nn.Module, schedule: Schedule, *, record: bool = False) 
                 )
             applied.capturing = True
             try:
-                region = capture_region(self, tuple(args), dict(kwargs), repeats=0)
+                # Outside any dispatch mode of the caller's (a memory tracker, a FLOP counter):
+                # the capture is not part of the step it starts.
+                with _disable_current_modes():
+                    region = capture_region(self, tuple(args), dict(kwargs), repeats=0)
             finally:
                 applied.capturing = False
             applied.replay = compile_schedule(region, schedule)

@@ -10,7 +10,7 @@ from torch import nn
 
 import checkpoint_solver as cs
 from checkpoint_solver import models
-from checkpoint_solver.errors import ApplyError, FingerprintMismatchError, ProfilingError
+from checkpoint_solver.errors import ApplyError, FingerprintMismatchError
 from checkpoint_solver.profiling.region import capture_region
 from checkpoint_solver.runtime.measure import measure_step
 from checkpoint_solver.runtime.oplevel import apply_graph, graph_trace, remove_graph
@@ -145,10 +145,29 @@ def test_fingerprint_mismatch_and_refusals() -> None:
     assert not cs.runtime.is_applied(applied) and not remove_graph(applied)
 
 
-def test_buffer_writes_are_refused() -> None:
-    model = nn.Sequential(nn.Linear(8, 8), nn.BatchNorm1d(8))
-    with pytest.raises(ProfilingError, match="BatchNorm"):
-        capture_region(model, (torch.randn(4, 8),), repeats=0)
+def test_batchnorm_statistics_change_once_per_step() -> None:
+    """BatchNorm in training mode at op level: a schedule that recomputes the normalisation still
+    updates the running statistics (and the batch counter) once per step, as eager does."""
+    import copy
+
+    torch.manual_seed(0)
+    layers = [m for _ in range(4) for m in (nn.Linear(16, 16), nn.BatchNorm1d(16), nn.Tanh())]
+    model = nn.Sequential(*layers)
+    x = torch.randn(8, 16)
+    region = capture_region(copy.deepcopy(model), (x,), repeats=0)
+    assert region.buffer_writes  # the normalisations and the counters write buffers
+    sched = cs.solve(region.graph, cs.min_budget(region.graph, "greedy"), solver="greedy")
+    computes = [op.node for op in sched.ops if isinstance(op, Compute)]
+    assert any(computes.count(v) > 1 for v in region.buffer_writes)  # a normalisation reruns
+    ref, mine = copy.deepcopy(model), apply_graph(copy.deepcopy(model), sched)
+    for _ in range(2):
+        ref(x).sum().backward()
+        mine(x).sum().backward()
+    assert all(torch.equal(a, b) for a, b in zip(ref.buffers(), mine.buffers(), strict=True))
+    assert all(
+        torch.equal(a.grad, b.grad)
+        for a, b in zip(ref.parameters(), mine.parameters(), strict=True)
+    )
 
 
 def test_second_backward_is_refused() -> None:

@@ -130,12 +130,7 @@ def test_blocks_override_accepts_a_repeated_module() -> None:
 
 # Op level: the whole model's joint graph with its stages as blocks, `hierarchical` at its minimum
 # and halfway to store-all. Families whose capture is refused today are checked for the refusal.
-OP_LEVEL = ("llama", "bert", "vit", "gpt2", "convnext", "unet", "rnn")
-OP_LEVEL_REFUSED = {
-    "t5": "in-place op",  # masked_fill_ on a value other ops read
-    "resnet": "writes to a buffer",  # BatchNorm's running statistics
-    "rnn_steps": "in-place op",  # GRUCell's in-place gate arithmetic
-}
+OP_LEVEL = ("llama", "bert", "t5", "vit", "gpt2", "resnet", "convnext", "unet", "rnn", "rnn_steps")
 
 
 def _region(name: str) -> tuple[Any, Any, Any]:
@@ -172,11 +167,21 @@ def test_family_trains_exactly_under_hierarchical(name: str) -> None:
         assert got.peak_bytes <= predicted * 1.05, (name, budget, got.peak_bytes, predicted)
 
 
-@pytest.mark.parametrize("name", sorted(OP_LEVEL_REFUSED))
-def test_op_level_refusals_are_typed(name: str) -> None:
-    """What op-level capture cannot replay yet is refused with a ProfilingError saying what."""
-    with pytest.raises(cs.ProfilingError, match=OP_LEVEL_REFUSED[name]):
-        _region(name)
+def test_op_level_refuses_a_region_that_writes_its_input() -> None:
+    """What op-level replay cannot do is refused with a ProfilingError saying what."""
+    from checkpoint_solver.profiling.region import capture_region
+
+    class Writes(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = torch.nn.Linear(4, 4)
+
+        def forward(self, x: Any) -> Any:
+            x.mul_(2)
+            return self.lin(x)
+
+    with pytest.raises(cs.ProfilingError, match="writes to one of its inputs"):
+        capture_region(Writes(), (torch.randn(2, 4),))
 
 
 def _bf16(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -231,3 +236,26 @@ def test_family_trains_exactly_under_autocast_at_op_level(
     got = run_schedule(model, inputs, None, sched)
     assert differences(ref, got) == []
     assert got.peak_bytes <= (sched.predicted.peak_bytes + region.input_bytes) * 1.05
+
+
+def test_capture_leaves_shared_parameters_in_place() -> None:
+    """Capturing a model whose modules share one submodule leaves its real parameters there."""
+    from checkpoint_solver.profiling.region import capture_region
+
+    class Shared(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            lin = torch.nn.Linear(4, 4)
+            self.steps = torch.nn.ModuleList([torch.nn.Sequential(lin), torch.nn.Sequential(lin)])
+
+        def forward(self, x: Any) -> Any:
+            for step in self.steps:
+                x = torch.tanh(step(x))
+            return x.sum()
+
+    model = Shared()
+    before = list(model.parameters())
+    capture_region(model, (torch.randn(2, 4),), repeats=0)
+    after = list(model.parameters())
+    assert all(a is b for a, b in zip(before, after, strict=True))
+    assert all(type(p) is torch.nn.Parameter for p in after)
