@@ -24,17 +24,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
+import torch
 
-import checkpoint_solver as cs  # noqa: E402
-from benchmarks._common import table, write_section  # noqa: E402
-from checkpoint_solver import zoo  # noqa: E402
-from checkpoint_solver.profiling.chain import _Inputs  # noqa: E402
-from checkpoint_solver.profiling.region import capture_region  # noqa: E402
-from checkpoint_solver.runtime import baselines  # noqa: E402
-from checkpoint_solver.runtime.measure import train_step  # noqa: E402
-from checkpoint_solver.solvers.torch_rules import profile_blocks, torch_per_block  # noqa: E402
-from tests.zoo.check import differences, reference, run_schedule  # noqa: E402
+import checkpoint_solver as cs
+from benchmarks._common import table, write_section
+from checkpoint_solver import zoo
+from checkpoint_solver.profiling.chain import _Inputs
+from checkpoint_solver.profiling.region import capture_region
+from checkpoint_solver.runtime import baselines
+from checkpoint_solver.runtime.measure import train_step
+from checkpoint_solver.solvers.torch_rules import profile_blocks, torch_per_block
+from tests.zoo.check import differences, reference, run_schedule
 
 
 def _pct(x: float | None) -> str:
@@ -48,7 +48,7 @@ def _ms(xs: list[float]) -> str:
 def _time(models: dict[str, torch.nn.Module], inputs: object, steps: int) -> dict[str, list[float]]:
     """Round-robin timed steps (one warm-up each first)."""
     times: dict[str, list[float]] = {k: [] for k in models}
-    for k, m in models.items():
+    for m in models.values():
         train_step(m, inputs)
     for _ in range(steps):
         for k, m in models.items():
@@ -77,7 +77,9 @@ def run(name: str, size: int, steps: int) -> list[object]:
     twin = copy.deepcopy(model)
     names = list(dict.fromkeys(m for s in prof.stages for m in s.modules))
     inp = _Inputs.of(inputs)
-    region = capture_region(twin, inp.args, inp.kwargs, blocks=[twin.get_submodule(n) for n in names])
+    region = capture_region(
+        twin, inp.args, inp.kwargs, blocks=[twin.get_submodule(n) for n in names]
+    )
     graph = region.graph
     t0 = time.perf_counter()
     hier = None
