@@ -1,0 +1,107 @@
+"""The GPU check a lent machine runs first (`bash benchmarks/gpu_check.sh`, under 8 minutes):
+predicted vs measured activation peak and step time on two zoo models, on the device.
+
+For each model: profile on the device (no ``blocks=``), `dp` at torch per-block's predicted peak,
+apply, and train 3 steps next to plain autograd and torch per-block; report the predicted peak,
+the live-storage tracker's measured peak, ``torch.cuda.max_memory_allocated`` above the step's
+start, the median step times, and whether loss and gradients equal plain autograd's. Writes the
+RESULTS.md section "gpu_check" with the device name.
+
+    python benchmarks/gpu_check.py [--device cuda] [--only llama unet]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch
+
+import checkpoint_solver as cs
+from benchmarks._common import table, write_section
+from checkpoint_solver import zoo
+from checkpoint_solver.profiling.chain import inputs_to
+from checkpoint_solver.runtime import baselines
+from checkpoint_solver.runtime.measure import measure_step, time_steps
+from checkpoint_solver.solvers.torch_rules import profile_blocks, torch_per_block
+
+
+def run(name: str, device: str) -> list[object]:
+    torch.manual_seed(0)
+    model, inputs = zoo.build(name, 1)
+    model, inputs = model.to(device), inputs_to(inputs, device)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prof = cs.profile(model, inputs, graph=False)
+    first, count = profile_blocks([s.name for s in prof.stages])
+    budget = torch_per_block(prof.chain, first, count).predicted.peak_bytes
+    sched = cs.solve(prof.chain, budget, "dp")
+    names = list(dict.fromkeys(m for s in prof.stages for m in s.modules))
+    plain = copy.deepcopy(model)
+    ours = cs.apply(copy.deepcopy(model), sched, prof)
+    torch.manual_seed(1)
+    ref = measure_step(plain, inputs)
+    torch.manual_seed(1)
+    got = measure_step(ours, inputs)
+    exact = torch.equal(ref.loss, got.loss) and all(
+        torch.equal(a.grad, b.grad)
+        for a, b in zip(plain.parameters(), ours.parameters(), strict=True)
+        if a.grad is not None
+    )
+    per_block = baselines.checkpoint_per_block(copy.deepcopy(model), names)
+    times = {
+        k: time_steps(m, inputs, repeats=3)
+        for k, m in (("plain", plain), ("per-block", per_block), ("dp", ours))
+    }
+    mib = 2**20
+    return [
+        f"{name} (1)",
+        prof.chain.length,
+        f"{budget / mib:.1f}",
+        f"{sched.predicted.peak_bytes / mib:.1f}",
+        f"{got.peak_bytes / mib:.1f}",
+        "—" if got.cuda_peak_bytes is None else f"{got.cuda_peak_bytes / mib:.1f}",
+        f"+{100 * sched.predicted.overhead:.1f}%",
+        " / ".join(
+            f"{1e3 * statistics.median(times[k]):.1f}" for k in ("plain", "per-block", "dp")
+        ),
+        "yes" if exact else "NO",
+    ]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--only", nargs="*", default=["llama", "unet"])
+    args = ap.parse_args()
+    t0 = time.perf_counter()
+    rows = [run(n, args.device) for n in args.only]
+    device = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
+    headers = [
+        "model (config)",
+        "stages",
+        "budget MiB (per-block peak)",
+        "predicted MiB",
+        "measured MiB (tracker)",
+        "measured MiB (cuda)",
+        "dp overhead",
+        "step ms plain / per-block / dp",
+        "bitwise",
+    ]
+    body = (
+        f"Device: {device}, torch {torch.__version__}; {time.perf_counter() - t0:.0f} s.\n\n"
+        + table(headers, rows)
+    )
+    print(body)
+    write_section("gpu_check", body)
+
+
+if __name__ == "__main__":
+    main()
