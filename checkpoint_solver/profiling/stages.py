@@ -285,10 +285,10 @@ def stage_calls(tree: _Call, blocks: Sequence[tuple[str, nn.Module]]) -> list[St
                 walk(k)
 
     walk(tree)
-    counts = {id(c.module) for c in found}
+    ran = {id(c.module) for c in found}
     out = [StageCall(wanted[id(c.module)], c.module, c.call) for c in _number(tree, found)]
     for name, m in blocks:
-        if id(m) not in counts:
+        if id(m) not in ran:
             raise ProfilingError(
                 f"block {name!r} never ran in the forward; name only blocks the model calls"
             )

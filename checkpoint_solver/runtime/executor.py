@@ -70,13 +70,10 @@ from checkpoint_solver.schedule.ops import Bwd, FreeActivation, Op
 __all__ = ["apply", "is_applied", "last_trace", "remove"]
 
 _ATTR = "_checkpoint_solver_executor"
-_tls = (
-    threading.local()
-)  # .state: the _Run being forwarded, or _REPLAYING while the executor reruns
+# .state: the _Run being forwarded, or _REPLAYING while the executor reruns
+_tls = threading.local()
 
 _REPLAYING = object()  # the executor is rerunning a stage: its own hooks stand aside
-
-Env = Boundary
 
 
 def _state() -> Any:
@@ -150,8 +147,8 @@ class _Run:
         self.holders: dict[int, list[weakref.ref[_Holder]]] = {}
         self.meta: dict[int, list[tuple[torch.Size, torch.dtype, torch.device]]] = {}
         self.replay: dict[int, _Replay] = {}
-        self.plain: dict[int, Env] = {}
-        self.taped: dict[int, Env] = {}
+        self.plain: dict[int, Boundary] = {}
+        self.taped: dict[int, Boundary] = {}
         self.needed: dict[int, frozenset[int]] | None = ex.needed
         self.inputs = Boundary({})  # a[0]
         self.versions: list[int] = []
@@ -170,11 +167,11 @@ class _Run:
         if ex.prologue:
             self.inputs = self.values.live(0)
             self._begin_stage(1, [])
-            self._record(Program(1, ex.state_ids))
+            self._record(Program(1))
         else:
             # Code before the first block without a prologue stage (views, casts): its values
             # join the inputs a[0].
-            self._record(Program(0, ex.state_ids))
+            self._record(Program(0))
 
     # -- forward phase ----------------------------------------------------------------------
     def _record(self, program: Program) -> None:
@@ -187,7 +184,7 @@ class _Run:
             recorder, self.recorder = self.recorder, None
             recorder.__exit__(None, None, None)
 
-    def _boundary(self, j: int) -> Env:
+    def _boundary(self, j: int) -> Boundary:
         """a[j] as the schedule keeps it: the values later reruns read (all live ones made so far
         while that is not known yet, in a first step)."""
         if self.needed is None:
@@ -251,9 +248,9 @@ class _Run:
         self._stop_recording()
         ex = self.ex
         s = k + 1 + ex.prologue
-        program = Program(s, ex.state_ids, module=ex.calls[k].module)
+        program = Program(s, module=ex.calls[k].module)
         leaves, program.spec = tree_flatten((tuple(args), dict(kwargs or {})))
-        program.args = [self.values.arg(v, program) for v in leaves]
+        program.args = [self.values.arg(v) for v in leaves]
         grad_leaves = [t for t in leaves if isinstance(t, torch.Tensor) and t.requires_grad]
         if s == 1:
             self.inputs = self.values.live(0)
@@ -299,7 +296,6 @@ class _Run:
                     del env[h]
         self.inputs = Boundary({h: v for h, v in self.inputs.items() if h in needed[0]})
         self.needed = ex.needed = needed
-        ex.pinned_bytes = sum(p.pinned_bytes for p in self.programs.values())
         while self.pos < plan.backward_start:
             op = plan.ops[self.pos]
             if isinstance(op, FreeActivation):
@@ -382,7 +378,7 @@ class _Run:
                 self._forward(op)
             self.pos += 1
 
-    def _source(self, i: int) -> Env:
+    def _source(self, i: int) -> Boundary:
         if i == 0:
             return self.inputs
         for held in (self.plain, self.taped):
@@ -426,12 +422,10 @@ class _Executor:
         self.warned_inputs = False
         self.probed = False  # a step has found which buffers each region's forward writes
         self.needed: dict[int, frozenset[int]] | None = None  # learnt by the first step
-        self.pinned_bytes = 0
         self.last_trace: list[str] | None = None
         self.device_type = next(
             (t.device.type for t in (*model.parameters(), *model.buffers())), "cpu"
         )
-        self.state_ids = frozenset(id(b) for b in model.buffers())
         modules = {id(c.module): c.module for c in calls}
         in_blocks = {id(b) for m in modules.values() for b in m.buffers()}
         outside = [b for b in model.buffers() if id(b) not in in_blocks]
@@ -504,7 +498,7 @@ class _Executor:
             )
 
     # -- reruns -----------------------------------------------------------------------------
-    def rerun(self, run: _Run, s: int, src: Env, *, tape: bool) -> Env | None:
+    def rerun(self, run: _Run, s: int, src: Boundary, *, tape: bool) -> Boundary | None:
         """Run stage s again from the boundary `src`; with `tape`, fill its holders. Returns the
         next boundary a[s] when the schedule keeps it."""
         region = self.regions[s - 1]

@@ -15,7 +15,7 @@ a stage's block call, every tensor a glue call returns. What stage ``s`` reads f
 keeps for a rerun is every value made at or before stage ``j`` that a later rerun reads
 (`needed`). Parameters, buffers and non-tensor arguments are constants of the program. A tensor
 the recorder never saw made (made by code no torch function runs, e.g. a tensor kept on a module
-by an earlier step) is a constant too, held for the step: `Program.pinned_bytes` counts it.
+by an earlier step) is a constant too, held for the step.
 """
 
 from __future__ import annotations
@@ -86,13 +86,9 @@ class Values:
             return None
         return entry[1]
 
-    def arg(self, v: Any, program: Program) -> Arg:
-        if isinstance(v, torch.Tensor):
-            h = self.handle(v)
-            if h is not None:
-                return ("h", h)
-            if not isinstance(v, torch.nn.Parameter) and not program.is_state(v):
-                program.pin(v)
+    def arg(self, v: Any) -> Arg:
+        if isinstance(v, torch.Tensor) and (h := self.handle(v)) is not None:
+            return ("h", h)
         return ("c", v)
 
     def env(self, handles: Iterable[int], *, missing: str) -> Boundary:
@@ -184,19 +180,11 @@ class Program:
     spec, the handles of its output leaves) and its glue calls; the prologue has no block."""
 
     stage: int
-    state_ids: frozenset[int]  # ids of the model's buffers (constants, never pinned)
     module: torch.nn.Module | None = None
     spec: Any = None
     args: list[Arg] = field(default_factory=list)
     outs: list[int | None] = field(default_factory=list)
     calls: list[_Call] = field(default_factory=list)
-    pinned_bytes: int = 0
-
-    def is_state(self, t: torch.Tensor) -> bool:
-        return id(t) in self.state_ids
-
-    def pin(self, t: torch.Tensor) -> None:
-        self.pinned_bytes += t.untyped_storage().nbytes()
 
     def reads(self, producer: dict[int, int]) -> set[int]:
         """Handles made by earlier stages that this stage reads."""
@@ -260,7 +248,7 @@ class Recorder(TorchFunctionMode):
         if any(isinstance(t, torch.Tensor) for t in out_leaves) or _mutates(func, kwargs):
             leaves, spec = tree_flatten((tuple(args), kwargs))
             program = self.program
-            call_args = [self.values.arg(v, program) for v in leaves]
+            call_args = [self.values.arg(v) for v in leaves]
             outs = [
                 self.values.add(t, program.stage) if isinstance(t, torch.Tensor) else None
                 for t in out_leaves
