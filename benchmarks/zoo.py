@@ -29,8 +29,6 @@ import torch
 import checkpoint_solver as cs
 from benchmarks._common import table, write_section
 from checkpoint_solver import zoo
-from checkpoint_solver.profiling.chain import _Inputs
-from checkpoint_solver.profiling.region import capture_region
 from checkpoint_solver.runtime import baselines
 from checkpoint_solver.runtime.measure import train_step
 from checkpoint_solver.solvers.torch_rules import profile_blocks, torch_per_block
@@ -65,7 +63,7 @@ def run(name: str, size: int, steps: int) -> list[object]:
     model, inputs = zoo.build(name, size)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        prof = cs.profile(model, inputs, warmup=1, repeats=3, graph=False)
+        prof = cs.profile(model, inputs, warmup=1, repeats=3)  # chain and op graph
     chain = prof.chain
     first, count = profile_blocks([s.name for s in prof.stages])
     per_block = torch_per_block(chain, first, count)
@@ -74,34 +72,31 @@ def run(name: str, size: int, steps: int) -> list[object]:
     dp = cs.solve(chain, budget, "dp")
     dp_s = time.perf_counter() - t0
 
-    twin = copy.deepcopy(model)
     names = list(dict.fromkeys(m for s in prof.stages for m in s.modules))
-    inp = _Inputs.of(inputs)
-    region = capture_region(
-        twin, inp.args, inp.kwargs, blocks=[twin.get_submodule(n) for n in names]
-    )
-    graph = region.graph
+    graph = prof.graph
+    assert graph is not None, prof.measurement.get("graph_error")
+    input_bytes = prof.measurement["input_bytes"]
     t0 = time.perf_counter()
     hier = None
     hier_note = ""
     try:
-        hier = cs.solve(graph, budget - region.input_bytes, "hierarchical")
+        hier = cs.solve(graph, budget - input_bytes, "hierarchical")
     except cs.InfeasibleBudgetError as exc:
-        hier_note = f"infeasible (min {cs.format_bytes(exc.min_budget_bytes + region.input_bytes)})"
+        hier_note = f"infeasible (min {cs.format_bytes(exc.min_budget_bytes + input_bytes)})"
     hier_s = time.perf_counter() - t0
 
     ref = reference(model, inputs)
     got_dp = run_schedule(model, inputs, prof, dp)
     exact = not differences(ref, got_dp)
     if hier is not None:
-        exact_h = not differences(ref, run_schedule(model, inputs, None, hier))
+        exact_h = not differences(ref, run_schedule(model, inputs, prof, hier))
     models = {
         "plain": copy.deepcopy(model),
         "per-block": baselines.checkpoint_per_block(copy.deepcopy(model), names),
         "dp": cs.apply(copy.deepcopy(model), dp, prof),
     }
     if hier is not None:
-        models["hierarchical"] = cs.apply(copy.deepcopy(model), hier)
+        models["hierarchical"] = cs.apply(copy.deepcopy(model), hier, prof)
     times = _time(models, inputs, steps)
     return [
         f"{name} ({size})",

@@ -32,6 +32,7 @@ import copy
 import math
 import statistics
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -40,9 +41,8 @@ import torch
 from torch import nn
 
 import checkpoint_solver as cs
-from checkpoint_solver.errors import CheckpointSolverError, InfeasibleBudgetError
+from checkpoint_solver.errors import InfeasibleBudgetError
 from checkpoint_solver.profiling.chain import (
-    _Inputs,
     _model_device,
     inputs_to,
     resolve_blocks,
@@ -94,7 +94,6 @@ class Comparison:
     store_all_peak_bytes: int
     min_budget_bytes: int
     profile_seconds: float
-    capture_seconds: float | None
     steps: int
     rows: list[Row]
 
@@ -234,7 +233,12 @@ def compare(
 
     say(f"profiling {description or type(model).__name__} on {dev} ...")
     t0 = time.perf_counter()
-    prof = cs.profile(copy.deepcopy(model), inputs, loss_fn=loss_fn, blocks=blocks, graph=False)
+    op_level = any(s in GRAPH_SOLVERS for s in solvers)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a failed graph capture is reported below
+        prof = cs.profile(
+            copy.deepcopy(model), inputs, loss_fn=loss_fn, blocks=blocks, graph=op_level
+        )
     profile_s = time.perf_counter() - t0
     chain = prof.chain
     first, count = profile_blocks([s.name for s in prof.stages])
@@ -249,24 +253,13 @@ def compare(
         f"smallest chain budget {_b(low)}"
     )
 
-    region = None
-    capture_s = None
-    if any(s in GRAPH_SOLVERS for s in solvers):
-        from checkpoint_solver.profiling.region import capture_region
-
-        say("capturing the joint forward+backward graph for op-level schedules ...")
-        t0 = time.perf_counter()
-        twin = copy.deepcopy(model)
-        inp = _Inputs.of(inputs)
-        try:
-            region = capture_region(
-                twin, inp.args, inp.kwargs, blocks=[twin.get_submodule(n) for n in block_names]
-            )
-        except CheckpointSolverError as exc:
-            say(f"  op-level capture failed: {exc}")
-        capture_s = time.perf_counter() - t0
-        if region is not None:
-            say(f"  {region.graph.size} nodes in {capture_s:.1f} s")
+    graph = prof.graph
+    input_bytes = int(prof.measurement["input_bytes"])
+    if op_level:
+        if graph is None:
+            say(f"  op-level capture failed: {prof.measurement.get('graph_error')}")
+        else:
+            say(f"  op graph (the whole model, its stages as blocks): {graph.size} nodes")
 
     rows: list[Row] = []
     runs: list[_Run] = []
@@ -315,14 +308,14 @@ def compare(
         wrap: Callable[[nn.Module], nn.Module]
         try:
             if solver in GRAPH_SOLVERS:
-                if region is None:
+                if graph is None:
                     row.error = "no op-level graph (capture failed)"
                     rows.append(row)
                     return None
-                graph_sched = cs.solve(region.graph, budget - region.input_bytes, solver)
-                row.predicted_peak_bytes = graph_sched.predicted.peak_bytes + region.input_bytes
+                graph_sched = cs.solve(graph, budget - input_bytes, solver)
+                row.predicted_peak_bytes = graph_sched.predicted.peak_bytes + input_bytes
                 row.predicted_overhead = graph_sched.predicted.overhead
-                wrap = lambda m: cs.apply(m, graph_sched)  # noqa: E731
+                wrap = lambda m: cs.apply(m, graph_sched, prof)  # noqa: E731
             else:
                 chain_sched = cs.solve(chain, budget, solver, **_SOLVER_OPTIONS.get(solver, {}))
                 row.predicted_peak_bytes = chain_sched.predicted.peak_bytes
@@ -330,8 +323,8 @@ def compare(
                 wrap = lambda m: cs.apply(m, chain_sched, prof)  # noqa: E731
         except InfeasibleBudgetError as exc:
             least = exc.min_budget_bytes
-            if least is not None and region is not None and solver in GRAPH_SOLVERS:
-                least += region.input_bytes
+            if least is not None and solver in GRAPH_SOLVERS:
+                least += input_bytes
             row.error = "infeasible" + (f" (needs at least {_b(least)})" if least else "")
             rows.append(row)
             return None
@@ -385,7 +378,6 @@ def compare(
         store_all_peak_bytes=high,
         min_budget_bytes=low,
         profile_seconds=profile_s,
-        capture_seconds=capture_s,
         steps=steps,
         rows=rows,
     )

@@ -391,7 +391,8 @@ def profile(
     warmup, repeats
         Untimed steps first, then timed steps whose median is kept.
     graph
-        Also capture the op-level joint graph (`checkpoint_solver.profiling.graph`). If tracing
+        Also capture the op-level graph: `capture_region` of the whole model with the stages as
+        blocks, the capture the op-level executor replays (the loss stays outside it). If tracing
         fails, the profile keeps its chain, has no graph, and says which call broke tracing in
         ``measurement["graph_error"]`` (with a warning).
 
@@ -422,7 +423,7 @@ def profile(
         prof = _profile(model, inputs, dev, calls, stepper, warmup, repeats)
         prof = dataclasses.replace(prof, measurement={**prof.measurement, "stages": note})
         if graph:
-            prof = _with_graph(prof, model, inputs, calls, loss_fn or default_loss, repeats)
+            prof = _with_graph(prof, model, inputs, calls, repeats)
         return prof
     finally:
         for p, g in zip(params, saved_grads, strict=True):
@@ -666,20 +667,31 @@ def _with_graph(
     model: nn.Module,
     inputs: _Inputs,
     named: list[StageCall],
-    loss_fn: Callable[[Any], torch.Tensor],
     repeats: int,
 ) -> Profile:
-    from checkpoint_solver.profiling.graph import capture_graph
+    """The profile with its op graph: the same capture the op-level executor replays
+    (`capture_region` of the whole model, its stages as blocks), so a schedule solved on
+    ``prof.graph`` applies to the model it came from."""
+    from checkpoint_solver.profiling.region import capture_region
 
     try:
-        graph, phases = capture_graph(
-            model, inputs.args, inputs.kwargs, loss_fn, named, repeats=min(repeats, 3)
+        region = capture_region(
+            model, inputs.args, inputs.kwargs, stages=named, repeats=min(repeats, 3)
         )
     except ProfilingError as exc:
         warnings.warn(f"profile: chain only; {exc}", stacklevel=3)
         measurement = {**prof.measurement, "graph_error": str(exc)}
         return dataclasses.replace(prof, measurement=measurement)
-    # Phase k -> chain stage: the chain drops an empty prologue (phase 0).
+    graph = region.graph
+    block = graph.block or tuple(0 if r == "op" else -1 for r in graph.role)
+    # Block k (0 prologue, 1.. the stages, len + 1 after them) -> chain stage: the chain drops an
+    # empty prologue; the tangents and the sink are the epilogue's (the loss is back-propagated
+    # there).
     offset = 0 if prof.stages[0].name == "prologue" else 1
-    stages = tuple(-1 if k < 0 else max(0, k - offset) for k in phases)
+    last = prof.chain.length - 1
+    epilogue = {*region.tangents, region.sink}
+    stages = tuple(
+        last if v in epilogue else (-1 if block[v] < 0 else min(last, max(0, block[v] - offset)))
+        for v in range(graph.size)
+    )
     return dataclasses.replace(prof, graph=graph, graph_stages=stages)

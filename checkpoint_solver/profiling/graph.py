@@ -1,18 +1,9 @@
-"""The op-level graph: one training step's joint forward+backward ATen graph as a `Graph`.
+"""What the op-level capture (`checkpoint_solver.profiling.region`) shares: which ops are random,
+which nodes allocate nothing, which chain phase each traced node ran in (`PhaseMarks`, from the same
+stage hooks the chain profiler uses), the user's frame in a tracing error, and per-node timing.
 
-Captured with `make_fx` over ``functional_call`` plus ``torch.autograd.grad`` (symbolic shapes are
-not needed: fake tensors give every node's shape without computing), then run node by node on the
-real inputs to time each node (median of `repeats` runs; a monotonic clock on CPU, with a device
-synchronisation around each node on GPU).
-
-Nodes: the parameters and buffers (role ``param``) and the caller's inputs (role ``input``), then
-every ATen op in execution order. Output bytes are the sizes of the tensors an op creates; an op
-whose outputs alias its inputs (views, ``detach``, in-place ops, ``getitem``) creates none and has
-0 bytes, the memory staying with the node that allocated it (a simplification: Checkmate's model
-has no aliasing, so a view can outlive its base in a schedule). Forward nodes are those traced
-before the loss; random ops (dropout's ``bernoulli_``, ``native_dropout``, ``rand*``) are marked
-``forbid_recompute``. Each node also gets the chain stage it ran in, from the same block hooks the
-chain profiler uses, so a stage's subgraph can be solved on its own.
+Random ops (dropout's ``bernoulli_``, ``native_dropout``, ``rand*``) are never recomputed: they run
+once, in traced order, so they draw what eager autograd draws.
 """
 
 from __future__ import annotations
@@ -20,20 +11,18 @@ from __future__ import annotations
 import operator
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
-from torch import fx, nn
-from torch.func import functional_call
-from torch.fx.experimental.proxy_tensor import get_proxy_mode, make_fx
+from torch import fx
+from torch.fx.experimental.proxy_tensor import get_proxy_mode
 from torch.utils._pytree import tree_flatten
 
 from checkpoint_solver.errors import ProfilingError
-from checkpoint_solver.problem import Graph
 from checkpoint_solver.profiling.stages import StageCall, StageHooks
 
-__all__ = ["RANDOM_OPS", "PhaseMarks", "capture_graph"]
+__all__ = ["RANDOM_OPS", "PhaseMarks"]
 
 RANDOM_OPS = frozenset(
     {
@@ -147,102 +136,6 @@ class PhaseMarks:
             if at <= position:
                 phase = ph
         return phase
-
-
-def capture_graph(
-    model: nn.Module,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    loss_fn: Callable[[Any], torch.Tensor],
-    blocks: list[StageCall],
-    *,
-    repeats: int = 3,
-) -> tuple[Graph, tuple[int, ...]]:
-    """Trace and time the joint graph; return it with each node's chain phase index (0 prologue,
-    ``k`` block k, ``len(blocks) + 1`` epilogue; parameters and inputs get -1)."""
-    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    frozen = {n: p for n, p in model.named_parameters() if not p.requires_grad}
-    buffers = dict(model.named_buffers())
-    loss_at: list[int] = []
-    nb = len(blocks)
-    marks = PhaseMarks(blocks)
-    mark = marks.mark
-
-    def step(p: dict[str, torch.Tensor], b: dict[str, torch.Tensor], a: Any, kw: Any) -> Any:
-        mark(0)
-        out = functional_call(model, ({**p, **frozen, **b}), tuple(a), dict(kw))
-        loss = loss_fn(out)
-        mode = get_proxy_mode()
-        if mode is not None:
-            loss_at.append(len(mode.tracer.graph.nodes))
-        mark(nb + 1)
-        grads = torch.autograd.grad(loss, list(p.values()), allow_unused=True)
-        return [loss, *[g for g in grads if g is not None]]
-
-    handles = marks.install()
-    rng = torch.get_rng_state()
-    saved_buffers = [t.detach().clone() for t in buffers.values()]
-    try:
-        try:
-            gm = make_fx(step, tracing_mode="fake")(params, buffers, list(args), kwargs)
-        except Exception as exc:
-            first = str(exc).splitlines()[0] if str(exc) else ""
-            raise ProfilingError(
-                f"capturing the op graph failed{_user_frame(exc)} ({type(exc).__name__}: "
-                f"{first}); profile with graph=False to get the chain only"
-            ) from exc
-    finally:
-        for h in handles:
-            h.remove()
-    nodes = [n for n in gm.graph.nodes if n.op in ("placeholder", "call_function")]
-    times = _time_nodes(gm, (params, buffers, list(args), kwargs), repeats)
-    with torch.no_grad():
-        for t, v in zip(buffers.values(), saved_buffers, strict=True):
-            t.copy_(v)
-    torch.set_rng_state(rng)
-
-    order = {n: i for i, n in enumerate(gm.graph.nodes)}
-    loss_index = loss_at[0] if loss_at else len(order)
-    index = {n: i for i, n in enumerate(nodes)}
-    n_params = len(params)
-    n_buffers = len(buffers)
-    names, cost, out_bytes, backward, rng_policy, role, stage = [], [], [], [], [], [], []
-    edges = []
-    placeholder = 0
-    for node in nodes:
-        i = index[node]
-        names.append(node.name)
-        if node.op == "placeholder":
-            is_param = placeholder < n_params + n_buffers
-            placeholder += 1
-            role.append("param" if is_param else "input")
-            cost.append(0.0)
-            out_bytes.append(_nbytes(node.meta.get("val")))
-            backward.append(False)
-            rng_policy.append("none")
-            stage.append(-1)
-            continue
-        role.append("op")
-        cost.append(times.get(node.name, 0.0))
-        out_bytes.append(0 if _aliases(node) else _nbytes(node.meta.get("val")))
-        backward.append(order[node] >= loss_index)
-        rng_policy.append("forbid_recompute" if _op_name(node.target) in RANDOM_OPS else "none")
-        stage.append(marks.phase_of(order[node]))
-        for u in node.all_input_nodes:
-            if u in index:
-                edges.append((index[u], i))
-    graph = Graph(
-        names=tuple(names),
-        cost=tuple(cost),
-        out_bytes=tuple(out_bytes),
-        is_backward=tuple(backward),
-        edges=tuple(edges),
-        rng=tuple(rng_policy),
-        role=tuple(role),
-        cost_unit="seconds",
-        name=f"{type(model).__name__} joint graph ({sum(r == 'op' for r in role)} ops)",
-    )
-    return graph, tuple(stage)
 
 
 class _Timer(fx.Interpreter):

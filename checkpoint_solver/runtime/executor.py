@@ -615,10 +615,13 @@ def apply(
     model : nn.Module
         The model the schedule was solved for, on its training device.
     schedule : Schedule
-        A chain schedule (``dp``, ``revolve``, ``sqrt``, ``uniform``, ``store_all``, ...).
+        A chain schedule (``dp``, ``revolve``, ``sqrt``, ``uniform``, ``store_all``, ...) solved on
+        ``profile.chain``, or a graph schedule (``hierarchical``, ``ilp``, ``greedy``, ...) solved on
+        ``profile.graph`` or on a `capture_region` graph (replayed op by op; the region is captured
+        again at the first training call and must match the schedule).
     profile : Profile, optional
-        The profile the schedule was solved from. Its chain's fingerprint must match the
-        schedule's, and its stages name the blocks. Without it, `blocks` (or the default blocks
+        The profile the schedule was solved from. Its chain's (or graph's) fingerprint must match
+        the schedule's, and its stages name the blocks. Without it, `blocks` (or the default blocks
         of `resolve_blocks`) must give the schedule's number of stages.
     blocks
         The blocks, as for `checkpoint_solver.profiling.profile`, when no profile is given.
@@ -630,7 +633,8 @@ def apply(
     FingerprintMismatchError
         The schedule was solved for another problem than the profile's chain.
     ApplyError
-        A graph schedule, a model already applied, or a stage count that does not match.
+        A model already applied, a stage count that does not match, or a graph schedule with
+        `blocks` or with a profile that has no graph.
     InvalidScheduleError
         A schedule the executor cannot replay (see `ReplayPlan.from_ops`).
     """
@@ -642,12 +646,25 @@ def apply(
     if schedule.kind == "graph":
         from checkpoint_solver.runtime import oplevel
 
-        if profile is not None or blocks is not None:
+        if blocks is not None:
             raise ApplyError(
-                "a graph schedule is applied to the region it was solved for (a model or one "
-                "block) on its own: cs.apply(module, schedule); the region is captured at its "
-                "first training call"
+                "blocks= names a chain's stages; a graph schedule is applied to the region it was "
+                "solved for: cs.apply(model, schedule, profile) or cs.apply(module, schedule)"
             )
+        if profile is not None:
+            if profile.graph is None:
+                raise ApplyError(
+                    "a graph schedule was given with a profile that has no op graph (profiled "
+                    "with graph=False, or tracing failed: see profile.measurement['graph_error'])"
+                )
+            got = fingerprint(profile.graph)
+            if got != schedule.fingerprint:
+                raise FingerprintMismatchError(
+                    f"the schedule was solved for problem {schedule.fingerprint[:12]} "
+                    f"({schedule.size} nodes) but the profile's graph is {got[:12]} "
+                    f"({profile.graph.size} nodes); solve again for this profile: "
+                    f"cs.solve(profile.graph, budget)"
+                )
         return oplevel.apply_graph(model, schedule, record=record)
     input_bytes = None
     if profile is not None:

@@ -5,6 +5,7 @@ structure calls for. Config 0 of each family runs in the default suite, config 1
 
 from __future__ import annotations
 
+import copy
 import warnings
 from typing import Any
 
@@ -133,38 +134,53 @@ def test_blocks_override_accepts_a_repeated_module() -> None:
 OP_LEVEL = ("llama", "bert", "t5", "vit", "gpt2", "resnet", "convnext", "unet", "rnn", "rnn_steps")
 
 
-def _region(name: str) -> tuple[Any, Any, Any]:
-    import copy
-
-    from checkpoint_solver.profiling.chain import _Inputs
-    from checkpoint_solver.profiling.region import capture_region
-
+def _graph_profile(name: str) -> tuple[Any, Any, cs.Profile]:
+    """The model, its inputs and its profile with the op graph (one capture: the executor's)."""
     model, inputs = _build(name, 0)
-    prof = _profile(model, inputs)
-    twin = copy.deepcopy(model)
-    blocks = [
-        twin.get_submodule(n) for n in dict.fromkeys(m for s in prof.stages for m in s.modules)
-    ]
-    inp = _Inputs.of(inputs)
-    return model, inputs, capture_region(twin, inp.args, inp.kwargs, blocks=blocks, repeats=1)
+    return model, inputs, cs.profile(model, inputs, warmup=1, repeats=1)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", OP_LEVEL)
 def test_family_trains_exactly_under_hierarchical(name: str) -> None:
-    """hierarchical at its minimum and halfway to store-all: bitwise, within the prediction."""
-    model, inputs, region = _region(name)
-    graph = region.graph
+    """hierarchical on ``prof.graph`` at its minimum and halfway to store-all, applied with its
+    profile: bitwise, within the prediction."""
+    model, inputs, prof = _graph_profile(name)
+    graph = prof.graph
+    assert graph is not None, prof.measurement.get("graph_error")
     low = cs.min_budget(graph, "hierarchical")
     high = max(cs.min_budget(graph, "store_all"), low)
     ref = reference(model, inputs)
     for budget in (low, (low + high) // 2):
         sched = cs.solve(graph, budget, "hierarchical")
         assert sched.predicted.peak_bytes <= budget
-        got = run_schedule(model, inputs, None, sched)
+        got = run_schedule(model, inputs, prof, sched)
         assert differences(ref, got) == [], (name, budget)
-        predicted = sched.predicted.peak_bytes + region.input_bytes
+        predicted = sched.predicted.peak_bytes + prof.measurement["input_bytes"]
         assert got.peak_bytes <= predicted * 1.05, (name, budget, got.peak_bytes, predicted)
+
+
+def test_a_graph_schedule_solved_on_the_profile_applies_with_it() -> None:
+    """One pipeline: ``prof.graph`` is the capture the executor replays, so its schedule applies
+    through the same front door as a chain schedule; another profile's graph is refused, and so
+    is a profile without a graph."""
+    model, inputs, prof = _graph_profile("vit")
+    graph = prof.graph
+    assert graph is not None
+    # The stages are the graph's blocks, and every op is in a chain stage.
+    assert max(graph.block) == len([s for s in prof.stages if s.name != "prologue"])
+    assert all(0 <= prof.graph_stages[v] < prof.chain.length for v in graph.ops)
+    sched = cs.solve(graph, cs.min_budget(graph, "hierarchical"), "hierarchical")
+    ref = reference(model, inputs)
+    assert differences(ref, run_schedule(model, inputs, prof, sched)) == []
+
+    other_model, other_inputs = _build("vit", 1)
+    other = cs.profile(other_model, other_inputs, warmup=0, repeats=1)
+    with pytest.raises(cs.FingerprintMismatchError, match=r"profile's graph"):
+        cs.apply(copy.deepcopy(model), sched, other)
+    chain_only = cs.profile(model, inputs, warmup=0, repeats=1, graph=False)
+    with pytest.raises(cs.ApplyError, match=r"no op graph"):
+        cs.apply(copy.deepcopy(model), sched, chain_only)
 
 
 def test_op_level_refuses_a_region_that_writes_its_input() -> None:
@@ -228,14 +244,16 @@ def test_family_trains_exactly_under_autocast_at_op_level(
     hierarchical halfway to store-all, bitwise, within the prediction."""
     _bf16(monkeypatch)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        model, inputs, region = _region(name)
-    graph = region.graph
+        model, inputs, prof = _graph_profile(name)
+    graph = prof.graph
+    assert graph is not None, prof.measurement.get("graph_error")
     low, high = cs.min_budget(graph, "hierarchical"), cs.min_budget(graph, "store_all")
     sched = cs.solve(graph, (low + high) // 2, "hierarchical")
     ref = reference(model, inputs)
-    got = run_schedule(model, inputs, None, sched)
+    got = run_schedule(model, inputs, prof, sched)
     assert differences(ref, got) == []
-    assert got.peak_bytes <= (sched.predicted.peak_bytes + region.input_bytes) * 1.05
+    predicted = sched.predicted.peak_bytes + prof.measurement["input_bytes"]
+    assert got.peak_bytes <= predicted * 1.05
 
 
 def test_capture_leaves_shared_parameters_in_place() -> None:
