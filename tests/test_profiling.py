@@ -293,7 +293,7 @@ def test_frozen_model_is_refused() -> None:
 
 
 def test_op_graph_of_the_gpt() -> None:
-    """The joint graph: parameters and inputs as sources, forward before backward, dropout marked,
+    """The op graph: parameters and inputs as sources, forward before backward, dropout marked,
     each op in a chain stage, and a stage's subgraph solvable on its own."""
     from checkpoint_solver import simulate, solve
 
@@ -308,8 +308,9 @@ def test_op_graph_of_the_gpt() -> None:
     # Forward ops come first: once an op is backward, every later op is.
     flags = [g.is_backward[v] for v in ops]
     assert flags == sorted(flags) and any(flags) and not all(flags)
-    # Three dropouts per block (attention, residual, MLP) plus the embedding's, each a random op.
-    assert sum(r == "forbid_recompute" for r in g.rng) >= 3 * 2 + 1
+    # Three dropouts per block (attention, residual, MLP) plus the embedding's, each recomputed
+    # under its saved RNG state.
+    assert sum(r == "replay_state" for r in g.rng) >= 3 * 2 + 1
     # Every op belongs to a chain stage; each block stage has forward and backward ops.
     stages = prof.graph_stages
     assert all(0 <= stages[v] < prof.chain.length for v in ops)
@@ -350,6 +351,6 @@ def test_graph_capture_failure_keeps_the_chain() -> None:
     with pytest.warns(UserWarning, match="chain only"):
         prof = profile(DataDependent(), torch.randn(2, 4), blocks=["a", "b"], repeats=1)
     assert prof.graph is None
-    assert "capturing the op graph failed" in prof.measurement["graph_error"]
+    assert "joint graph failed" in prof.measurement["graph_error"]
     assert "in forward: `if h.sum() > 0:" in prof.measurement["graph_error"]
     assert prof.chain.length == 3

@@ -25,8 +25,9 @@ With these rules a node's size is exact and predicted peaks equal measured ones.
 
 A group is computed as a unit (its nodes in traced order) and freed as a unit. Its size is the
 bytes of the storages it makes that outlive it (read by another group or returned). A group
-holding a random op (dropout's ``bernoulli_``) is marked ``forbid_recompute``: it runs exactly
-once, in the forward, in traced order, so it draws the same random numbers as eager autograd.
+holding a random op (dropout's ``bernoulli_``) is marked ``replay_state``: it first runs in the
+forward, in traced order, so it draws the same random numbers as eager autograd, and the executor
+recomputes it under the RNG state it first ran with (the same mask again).
 
 Around the groups the problem has: the sources (parameters and buffers as ``param``, tensor
 inputs as ``input``, outside the budget); one node per tangent (computed when the backward
@@ -200,6 +201,7 @@ def capture_region(
     kwargs: dict[str, Any] | None = None,
     *,
     blocks: Sequence[nn.Module] = (),
+    stages: Sequence[StageCall] | None = None,
     repeats: int = 3,
     name: str | None = None,
 ) -> Region:
@@ -213,6 +215,9 @@ def capture_region(
         its block in ``graph.block`` (0 before the first block, ``k`` in block ``k`` (1-based),
         one more than the number of calls after the last; -1 for sources), which the
         hierarchical solver uses.
+    stages : sequence of StageCall, optional
+        The block calls themselves (what the profiler found, `checkpoint_solver.profiling.stages`);
+        given, they replace `blocks`.
     repeats : int
         Timed runs per node (median; one warm-up run more). 0 skips timing (costs are 0), for a
         capture that only needs the structure (the executor's).
@@ -286,8 +291,8 @@ def capture_region(
             f"back-propagate through it"
         )
 
-    calls: list[StageCall] = []
-    if blocks:
+    calls: list[StageCall] = list(stages or ())
+    if blocks and stages is None:
         # Every top-level call of a block is one (a cell called T times is T blocks).
         tree = call_tree(module, tuple(args), kwargs)
         restore()
@@ -458,6 +463,101 @@ class _InPlaceError(ProfilingError):
 _UPDATES_RUNNING_STATS = frozenset({"native_batch_norm", "cudnn_batch_norm", "miopen_batch_norm"})
 
 
+_SUMS = frozenset({"add", "add_"})
+
+
+def _gradient_sums(
+    ops: Sequence[fx.Node],
+    param_grads: Sequence[fx.Node | None],
+    position: dict[fx.Node, int],
+    loss_at: int,
+) -> set[fx.Node]:
+    """The parameter gradients and the backward sums that make them, with their terms (each use's
+    contribution to a shared weight's gradient): parameter-gradient memory, left out of the
+    activation bytes as the live-storage tracker leaves them out of a plain step's
+    (`checkpoint_solver.profiling._tracker.GradBuffers`)."""
+    out = {g for g in param_grads if g is not None}
+    sums = [n for n in ops if position[n] >= loss_at and _op_name(n.target) in _SUMS]
+    changed = True
+    while changed:
+        changed = False
+        for n in sums:
+            terms = [
+                a
+                for a in n.args
+                if isinstance(a, fx.Node) and a.op == "call_function" and position[a] >= loss_at
+            ]
+            if n in out:
+                new = [t for t in terms if t not in out]
+            elif any(t in out for t in terms):
+                new = [n]
+            else:
+                continue
+            if new:
+                out.update(new)
+                changed = True
+    return out
+
+
+def _block_of_nodes(
+    size: int,
+    n_src: int,
+    edges: set[tuple[int, int]],
+    backward: list[bool],
+    forward_phases: list[int],
+    tangent_ids: tuple[int, ...],
+    sink: int,
+    n_blocks: int,
+) -> list[int]:
+    """Each problem node's block: forward groups from the marks the block hooks left while
+    tracing; the tangents after the last block; backward groups by their data flow.
+
+    A backward group on the gradient path (it reads a tangent or such a group) runs no later
+    than the block of the gradients it reads (``g``, the smallest of their blocks: the backward
+    reaches blocks in decreasing order) and belongs to the block whose own forward values it
+    reads (``f``: the ops it differentiates), so it is in block ``min(g, f)``, or ``g`` when it
+    reads only values that other blocks read too (a rotary table, a mask, the previous block's
+    output). A group off the gradient path (a constant, a mask's expansion) goes with its first
+    reader. Hooks on the blocks' inputs cannot say this: a tensor read by many blocks (a U-Net's
+    skip, a time embedding) gets its full gradient only at the end, which would put many blocks'
+    backward groups in one late block.
+    """
+    blocks = [-1] * n_src + [0] * (size - n_src)
+    for k, phase in enumerate(forward_phases):
+        blocks[n_src + k] = phase
+    preds: dict[int, list[int]] = {}
+    succs: dict[int, list[int]] = {}
+    for u, v in edges:
+        preds.setdefault(v, []).append(u)
+        succs.setdefault(u, []).append(v)
+    n_fwd = len(forward_phases)
+    forward = range(n_src, n_src + n_fwd)
+    # Forward values no other block's forward reads: what a block's backward alone needs.
+    local = {
+        u
+        for u in forward
+        if all(backward[w] or blocks[w] == blocks[u] for w in succs.get(u, ()) if w >= n_src)
+    }
+    on_path = set(tangent_ids)
+    for v in tangent_ids:
+        blocks[v] = n_blocks + 1
+    free = []
+    for v in range(n_src + n_fwd, size):  # the numbering is topological
+        if v in on_path or v == sink:
+            continue
+        grads = [blocks[u] for u in preds.get(v, ()) if u in on_path]
+        if not grads:
+            free.append(v)
+            continue
+        on_path.add(v)
+        own = [blocks[u] for u in preds.get(v, ()) if u in local]
+        blocks[v] = min(min(grads), max(own)) if own else min(grads)
+    for v in reversed(free):
+        readers = [blocks[w] for w in succs.get(v, ()) if w != sink]
+        blocks[v] = max(readers) if readers else n_blocks + 1
+    return blocks
+
+
 @dataclass(frozen=True, eq=False)
 class _Coarse:
     graph: Graph
@@ -548,7 +648,18 @@ def _coarsen(
         preds = op_preds(n)
         allocates = bool(an.made.get(n))
         reads_tangent = any(u in tangent_set for u in n.all_input_nodes)
-        if reads_tangent or len({find(u) for u in preds}) != 1:
+        pred_groups = {find(u) for u in preds}
+        if not allocates and roots(n) and len(pred_groups) > 1:
+            # An in-place op reading other values (the gate sums of an LSTM cell, add_(a, b)):
+            # its storage is its first input's, whose group it cannot join without reordering
+            # the groups, and apart from it the problem would let that storage die early.
+            # Functionalized (`_functionalized`), it computes out of place.
+            owners = {u for u in preds if roots(n) <= roots(u) | {u}}
+            if owners:
+                raise _InPlaceError(
+                    f"in-place op {n.target} ({n.name}) writes a value while reading others"
+                )
+        if reads_tangent or len(pred_groups) != 1:
             continue
         u = preds[0]
         if not allocates and roots(n) and roots(n) <= roots(u) | {u}:
@@ -583,7 +694,8 @@ def _coarsen(
     sink = n_src + n_groups + n_t
     size = sink + 1
 
-    param_grad_keys = {k for g in param_grads if g is not None for k in an.uses.get(g, [])}
+    grad_nodes = _gradient_sums(ops, param_grads, position, loss_at)
+    param_grad_keys = {k for g in grad_nodes for k in an.uses.get(g, [])}
     src_index = {n: i for i, n in enumerate(sources)}
     names: list[str] = [""] * size
     cost = [0.0] * size
@@ -615,7 +727,7 @@ def _coarsen(
         cost[i] = sum(times.get(n, 0.0) for n in mem)
         backward[i] = position[h] >= loss_at
         if any(_op_name(n.target) in RANDOM_OPS for n in mem):
-            rng[i] = "forbid_recompute"
+            rng[i] = "replay_state"
         bufs = {b for n in mem for b in writes.get(n, ())}
         if bufs:
             buffer_writes[i] = tuple(sorted(bufs, key=position.__getitem__))
@@ -649,11 +761,16 @@ def _coarsen(
 
     blocks: list[int] = []
     if n_blocks:
-        blocks = [-1] * n_src + [0] * (size - n_src)
-        for h in ordered:
-            blocks[gid[h]] = marks.phase_of(position[h])
-        for v in tangent_ids:
-            blocks[v] = n_blocks + 1
+        blocks = _block_of_nodes(
+            size,
+            n_src,
+            edges,
+            backward,
+            [marks.phase_of(position[h]) for h in ordered[:n_fwd]],
+            tangent_ids,
+            sink,
+            n_blocks,
+        )
     graph = Graph(
         names=tuple(names),
         cost=tuple(cost),

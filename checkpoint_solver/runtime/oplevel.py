@@ -13,8 +13,10 @@ into two programs split at the first tangent (the start of the backward):
 
 The pair runs inside one ``torch.autograd.Function`` whose inputs are the region's tensor
 arguments and parameters, so the caller's ``loss.backward()``, ``torch.autograd.grad`` and
-gradient hooks see an ordinary autograd node. Random ops are computed once, in traced order (the
-problem forbids recomputing them), so they draw what eager autograd draws. Parameter gradients are
+gradient hooks see an ordinary autograd node. Random ops (dropout) first run in traced order, so
+they draw what eager autograd draws; a group holding one saves the generators' states when it
+first runs and is recomputed under them (``replay_state``), drawing the same mask again, as
+``torch.utils.checkpoint`` does for a whole region. Parameter gradients are
 laid out like their parameters before they are returned, so ``.grad`` takes them without a copy.
 """
 
@@ -148,6 +150,7 @@ def _run(
     params: Sequence[torch.Tensor] = (),
     trace: list[str] | None = None,
     ran: set[int] | None = None,
+    rng: _Generators | None = None,
 ) -> None:
     """Run `steps`. Under torch.autocast the captured graph already holds the casts autocast made
     (`make_fx` traces below it), so it runs with autocast off: the same kernels as eager.
@@ -157,7 +160,17 @@ def _run(
     when the schedule recomputes it (`ran` holds the groups run so far this step), the buffers
     it writes are put back afterwards, so they change once per step, as in eager."""
     with autocast_off():
-        _run_steps(replay, steps, keep, env, tangents, params, trace, set() if ran is None else ran)
+        _run_steps(
+            replay,
+            steps,
+            keep,
+            env,
+            tangents,
+            params,
+            trace,
+            set() if ran is None else ran,
+            _Generators(()) if rng is None else rng,
+        )
 
 
 def _run_steps(
@@ -169,8 +182,10 @@ def _run_steps(
     params: Sequence[torch.Tensor],
     trace: list[str] | None,
     ran: set[int],
+    rng: _Generators,
 ) -> None:
     region = replay.region
+    random = region.graph.rng
     for kind, v in steps:
         if kind == "run":
             mem = region.members[v]
@@ -180,6 +195,13 @@ def _run_steps(
                 if v in ran:
                     restore = [(env[b], env[b].clone()) for b in region.buffer_writes[v]]
                 ran.add(v)
+            resume = None
+            if random[v] == "replay_state":
+                if v in rng.saved:
+                    resume = rng.get()  # a recomputation: draw what the first run drew
+                    rng.set(rng.saved[v])
+                else:
+                    rng.saved[v] = rng.get()
             for k, n in enumerate(mem):
                 args = map_arg(n.args, env.__getitem__)
                 kwargs = map_arg(n.kwargs, env.__getitem__)
@@ -193,6 +215,8 @@ def _run_steps(
             with torch.no_grad():
                 for buf, before in restore:
                     buf.copy_(before)
+            if resume is not None:
+                rng.set(resume)
             if trace is not None:
                 trace.append(f"compute({v})")
         elif kind == "free":
@@ -241,6 +265,7 @@ class _RegionFunction(torch.autograd.Function):
             params=params,
             trace=state.trace,
             ran=state.ran,
+            rng=state.rng,
         )
         outs = [env[o] for o in region.outputs]
         ctx.state = state
@@ -274,6 +299,7 @@ class _RegionFunction(torch.autograd.Function):
             params=params,
             trace=state.trace,
             ran=state.ran,
+            rng=state.rng,
         )
         out_inputs = [None if g is None else env.get(g) for g in region.input_grads]
         out_params = [None if g is None else env.get(g) for g in region.param_grads]
@@ -283,12 +309,30 @@ class _RegionFunction(torch.autograd.Function):
 
 
 @dataclass(eq=False)
+class _Generators:
+    """The RNG states random groups first ran under (CPU and the region's CUDA devices)."""
+
+    devices: tuple[torch.device, ...]
+    saved: dict[int, Any] = field(default_factory=dict)
+
+    def get(self) -> Any:
+        return torch.get_rng_state(), [torch.cuda.get_rng_state(d) for d in self.devices]
+
+    def set(self, state: Any) -> None:
+        cpu, cuda = state
+        torch.set_rng_state(cpu)
+        for d, st in zip(self.devices, cuda, strict=True):
+            torch.cuda.set_rng_state(st, d)
+
+
+@dataclass(eq=False)
 class _CallState:
     replay: GraphReplay
     buffers: list[torch.Tensor]
     n_inputs: int
     trace: list[str] | None
     ran: set[int] = field(default_factory=set)  # groups run this step (see _run)
+    rng: _Generators = field(default_factory=lambda: _Generators(()))
 
 
 @dataclass(eq=False)
@@ -358,7 +402,8 @@ def apply_graph(module: nn.Module, schedule: Schedule, *, record: bool = False) 
         named_buffers = dict(self.named_buffers())
         buffers = [named_buffers[n] for n in region.buffer_names]
         ps = [named[n] for n in region.param_names]
-        state = _CallState(replay, buffers, len(tensors), trace)
+        devices = tuple(dict.fromkeys(t.device for t in (*tensors, *ps) if t.is_cuda))
+        state = _CallState(replay, buffers, len(tensors), trace, rng=_Generators(devices))
         outs = iter(_RegionFunction.apply(state, *tensors, *ps))
         flat = [next(outs) if leaf is None else leaf for leaf in region.output_leaves]
         return tree_unflatten(flat, region.output_spec)

@@ -5,10 +5,12 @@ For a graph captured with its blocks (``graph.block``, from
 `checkpoint_solver.profiling.capture_region` with ``blocks=``):
 
 1. **Stages.** Each block (and the code before and after the blocks) is one chain stage ``s``:
-   its forward nodes ``F_s`` and backward nodes ``B_s``. The boundary ``a[s]`` is the part of
-   ``F_s`` the next stage's forward reads. Values read further ahead (an attention mask made
-   before the first block and read by all of them) are not in the chain model: the expansion keeps
-   them live from their computation to their last use, and the simulated peak counts them.
+   its forward nodes ``F_s`` and backward nodes ``B_s``. The boundary ``a[s]`` is every forward
+   value made up to stage ``s`` that a later stage reads, forward or backward: the carried
+   activation and the values read further ahead (an attention mask made before the first block,
+   a U-Net's skips, T5's encoder output), each in every boundary it crosses, as the chain
+   profiler counts them. The chain model then counts such a value once per kept boundary; the
+   expansion holds one instance, and the simulator gives the true peak.
 2. **Options.** Each distinct stage's own graph is solved by an op-level solver (``greedy`` by
    default, or ``ilp``) at several budgets; each schedule's backward part (the ops from its first
    backward node on) is one *option*: which forward values it keeps from the forward (its tape,
@@ -18,8 +20,8 @@ For a graph captured with its blocks (``graph.block``, from
    chain branch: the DP picks, per block occurrence, whether to run it without tape
    (``F_n``/``F_ck``, recomputed later) or with tape under one of its options.
 4. **Expansion.** The chain plan becomes one graph schedule: each chain op computes its stage's
-   nodes (``B`` runs the option's backward part), random ops run only once, and every value is
-   freed right after its last use. The simulator gives the schedule's true peak and time; the DP
+   nodes (``B`` runs the option's backward part), nodes that may not be recomputed run only
+   once, and every value is freed right after its last use. The simulator gives the schedule's true peak and time; the DP
    runs at the largest memory that keeps that peak within the budget.
 
 With only the no-recompute option per stage this is block-level ``dp`` on the same graph
@@ -113,23 +115,27 @@ def _stages(graph: Graph) -> _Stages:
             bwd[earlier[-1]].extend(bwd[p])
     stage_of = {v: k for k, p in enumerate(phases) for v in fwd[p]}
     n = len(phases)
-    # boundary[k]: the values of stage k-1 that stage k's forward reads (a[k-1]).
-    boundary: list[set[int]] = [set() for _ in range(n + 1)]
+    # ends[e]: every forward value made in stages <= e that a later stage reads, forward or
+    # backward (the boundary after stage e, x[e + 1]): the carried activation, skips, masks, the
+    # encoder output; a value read k stages ahead is in each of the k boundaries it crosses.
+    ends: list[set[int]] = [set() for _ in range(n)]
     for k, p in enumerate(phases):
-        for v in fwd[p]:
+        for v in (*fwd[p], *bwd[p]):
             for u in graph.preds[v]:
-                if graph.role[u] != "op":
+                if graph.role[u] != "op" or graph.is_backward[u]:
                     continue
                 su = stage_of.get(u)
-                if su is None or su > k:
+                if su is None or (su > k and not graph.is_backward[v]):
                     raise InvalidProblemError(
-                        f"forward node {v} ({graph.names[v]}) of stage {k} reads node {u}, "
-                        f"which is not a forward node of an earlier stage"
+                        f"node {v} ({graph.names[v]}) of stage {k} reads node {u}, which is not "
+                        f"a forward node of this or an earlier stage"
                     )
-                if su == k - 1:
-                    boundary[k].add(u)
+                for e in range(su, k):
+                    ends[e].add(u)
     outputs = {u for t in tangents for u in graph.preds[t]}
-    ends = [boundary[k + 1] for k in range(n - 1)] + [outputs]  # a[k] of each stage
+    for u in outputs:
+        for e in range(stage_of[u], n):
+            ends[e].add(u)
     x = [0] + [sum(graph.out_bytes[u] for u in end) for end in ends]
     forward = tuple(tuple(sorted(fwd[p])) for p in phases)
     backward = tuple(tuple(sorted(bwd[p])) for p in phases)
@@ -323,7 +329,7 @@ def _expand(graph: Graph, plan: _Plan, chain_ops: list[Op], picks: dict[int, int
     seq.extend(st.sink)
     computes: list[int] = []
     for v in seq:
-        if graph.rng[v] != "none":
+        if graph.rng[v] == "forbid_recompute":
             if v in done:
                 continue
             done.add(v)
@@ -400,7 +406,9 @@ class _Curve:
     def __init__(self, graph: Graph, plan: _Plan, mem_slots: int) -> None:
         self.graph = graph
         self.plan = plan
-        top = sum(graph.out_bytes[v] for v in graph.ops)  # no schedule needs more
+        # No schedule needs more than every node at once; the chain model may think it does (a
+        # value in several boundaries counts once per boundary), so its boundaries are added.
+        top = sum(graph.out_bytes[v] for v in graph.ops) + sum(plan.stages.chain.x)
         self.unit = max(1, math.ceil(top / mem_slots))
         self.mmax = top // self.unit
         raw = _raw_options(plan)

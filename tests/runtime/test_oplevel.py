@@ -114,13 +114,30 @@ def test_recomputation_really_happens_below_store_all(captured) -> None:  # type
     assert trace is not None and len([t for t in trace if t.startswith("compute")]) == len(computes)
 
 
-def test_dropout_groups_are_never_recomputed() -> None:
+def test_dropout_groups_are_recomputed_with_the_masks_they_first_drew() -> None:
+    """Dropout groups are ``replay_state``: at the smallest budget the schedule recomputes them,
+    and the replay (each recomputation under the RNG state of the group's first run) is bitwise
+    equal to eager autograd over two steps with different seeds."""
     model, x = _gpt_block()
-    region = capture_region(model, (x,), repeats=0)
-    random = [v for v in range(region.graph.size) if region.graph.rng[v] == "forbid_recompute"]
-    names = [region.graph.names[v] for v in random]
-    assert sum(n.startswith("empty_like") for n in names) == 3  # three dropouts
-    assert sum(n.startswith("tangent") for n in names) == 1
+    region = capture_region(model, (x,), repeats=1)
+    g = region.graph
+    random = [v for v in range(g.size) if g.rng[v] == "replay_state"]
+    assert sum(g.names[v].startswith("empty_like") for v in random) == 3  # three dropouts
+    assert [g.rng[v] for v in region.tangents] == ["forbid_recompute"]
+    sched = cs.solve(g, cs.min_budget(g, "greedy"), solver="greedy")
+    computes = [op.node for op in sched.ops if isinstance(op, Compute)]
+    assert any(computes.count(v) > 1 for v in random)  # a mask is drawn again
+    mine = apply_graph(copy.deepcopy(model), sched)
+    ref = copy.deepcopy(model)
+    for seed in (0, 1):
+        got, got_grads, got_x = _step(mine, x, seed)
+        got_next = torch.rand(4)  # the generator ends where eager leaves it
+        want, want_grads, want_x = _step(ref, x, seed)
+        want_next = torch.rand(4)
+        assert torch.equal(got.loss, want.loss)
+        assert all(torch.equal(a, b) for a, b in zip(got_grads, want_grads, strict=True))
+        assert torch.equal(got_x, want_x)
+        assert torch.equal(got_next, want_next)
 
 
 def test_fingerprint_mismatch_and_refusals() -> None:
