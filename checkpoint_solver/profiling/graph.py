@@ -82,10 +82,10 @@ def _nbytes(val: Any) -> int:
 
 
 class PhaseMarks:
-    """Which chain phase each traced node belongs to, from hooks on the blocks while `make_fx`
-    traces: phase 0 before the first block, ``k`` in block ``k`` (1-based), ``len(blocks) + 1``
-    after the last; in the backward, phase ``k`` once the gradients of block ``k``'s inputs are
-    done (multi-grad hooks fire in the traced backward too).
+    """Which chain phase each traced forward node belongs to, from hooks on the blocks while
+    `make_fx` traces: phase 0 before the first block, ``k`` in block ``k`` (1-based),
+    ``len(blocks) + 1`` after the last. (Backward nodes get theirs from the data flow:
+    `checkpoint_solver.profiling.region`.)
 
     Marks are (nodes traced so far, phase from here on), in tracing order: positions never
     decrease, and a later mark at the same position wins.
@@ -98,12 +98,10 @@ class PhaseMarks:
 
         def pre(k: int, a: Any, kw: Any) -> None:
             self.mark(k + 1)
-            self._on_grads(tree_flatten((a, kw))[0], k)
 
         def post(k: int, out: Any) -> None:
             if k == nb - 1:
                 self.mark(nb + 1)
-                self._on_grads(tree_flatten(out)[0], nb)
 
         def extra(name: str, index: int) -> None:
             raise ProfilingError(
@@ -116,13 +114,6 @@ class PhaseMarks:
         mode = get_proxy_mode()
         if mode is not None:
             self.marks.append((len(mode.tracer.graph.nodes), phase))
-
-    def _on_grads(self, ts: list[torch.Tensor], phase: int) -> None:
-        ts = [t for t in ts if isinstance(t, torch.Tensor) and t.requires_grad]
-        if ts:
-            torch.autograd.graph.register_multi_grad_hook(
-                ts, lambda grads: self.mark(phase), mode="all"
-            )
 
     def install(self) -> list[Any]:
         """Hook the blocks; returns the handles to remove."""

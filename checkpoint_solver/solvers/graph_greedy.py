@@ -12,6 +12,8 @@ lower bound is the trivial one: every node is computed at least once.
 
 from __future__ import annotations
 
+import functools
+
 from checkpoint_solver.errors import InfeasibleBudgetError
 from checkpoint_solver.problem import Graph
 from checkpoint_solver.schedule import Compute, Free, Schedule, Status
@@ -29,9 +31,12 @@ __all__ = [
 ]
 
 
+@functools.lru_cache(maxsize=16)
 def op_graph_orders(graph: Graph) -> list[tuple[OpGraph, str]]:
     """The op graph in the graph's own order, then renumbered in a topological order with a lower
-    store-all peak when the search finds one; each with a note naming the order."""
+    store-all peak when the search finds one; each with a note naming the order. Kept for the
+    last graphs asked about (the search is the greedy's slowest part, and a solver that solves one
+    graph at several budgets asks again); callers do not change what it returns."""
     g = OpGraph.of(graph)
     out = [(g, "")]
     order = low_peak_order(g)
@@ -104,6 +109,7 @@ def solve_greedy(graph: Graph, budget_bytes: int, /) -> Schedule:
     return min(candidates, key=lambda s: (s.predicted.compute_time, s.predicted.peak_bytes))
 
 
+@functools.lru_cache(maxsize=16)
 def min_budget_greedy(graph: Graph, /) -> int:
     """The least budget at which the greedy finds a schedule (bisection on its own success, in
     each order it tries)."""

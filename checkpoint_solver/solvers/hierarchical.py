@@ -35,6 +35,7 @@ store-all time.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Sequence
@@ -215,11 +216,11 @@ def _options(
     if not backward or budgets <= 1:
         return list(store_all)
     local, ids = _local_graph(graph, forward, backward)
+    high = min_budget(local, solver="store_all")  # the store-all schedule's peak
     try:
-        low = min_budget(local, solver="greedy")
+        low = _about_least(local, high)
     except CheckpointSolverError:
         return list(store_all)
-    high = min_budget(local, solver="store_all")  # the store-all schedule's peak
     parts = {store_all[0]}
     out = list(store_all)
     bset = set(backward)
@@ -237,6 +238,25 @@ def _options(
             parts.add(part)
             out.append(part)
     return out
+
+
+def _about_least(local: Graph, high: int) -> int:
+    """About the greedy's least budget for `local` (within 10 %, from above): where the options'
+    budgets start. The exact bisection (`min_budget_greedy`) costs five times as many greedy runs
+    and the options do not need it."""
+    from checkpoint_solver.solvers._stages import greedy_plan
+    from checkpoint_solver.solvers.graph_greedy import op_graph_orders
+
+    orders = [g for g, _ in op_graph_orders(local)]
+    lo = min(g.base_bytes for g in orders)
+    hi = high
+    while hi - lo > max(1, hi // 10):
+        mid = (lo + hi) // 2
+        if any(greedy_plan(g, mid) is not None for g in orders):
+            hi = mid
+        else:
+            lo = mid + 1
+    return hi
 
 
 def _option_costs(
@@ -371,6 +391,7 @@ def _check(option_budgets: int, option_solver: str, mem_slots: int, time_limit: 
         raise InvalidOptionError(f"time_limit={time_limit!r} must be a number of seconds > 0")
 
 
+@functools.lru_cache(maxsize=4)
 def _curves(
     graph: Graph,
     *,
@@ -382,7 +403,9 @@ def _curves(
 ) -> list[_Curve]:
     """The DP curves to choose from: the options' and, unless `block_level`, block-level's too.
     Block-level plans are in the options' DP space, but the expansion's peak check can push that
-    DP to a smaller memory than block-level needs, so both are kept and the better one wins."""
+    DP to a smaller memory than block-level needs, so both are kept and the better one wins.
+    Kept for the last graphs asked about: `min_budget` and `solve` at several budgets share them
+    (the options are most of the time)."""
     levels = [True] if block_level else [False, True]
     return [
         _Curve(
