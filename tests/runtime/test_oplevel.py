@@ -288,3 +288,33 @@ def test_auto_picks_by_size_and_time_limit_and_says_why(gpt_region) -> None:  # 
     picked = "ilp (" if len(g.ops) <= ILP_MAX_OPS else "ilp-rounding ("
     assert picked in slow.notes
     assert slow.predicted.compute_time <= quick.predicted.compute_time * (1 + 1e-9)
+
+
+def test_fused_attention_is_one_node_and_replays_bitwise() -> None:
+    """SDPA stays the fused kernel eager dispatches to (the CPU flash kernel and its backward),
+    not a decomposition into matmuls and a softmax: the replay runs eager's kernels, bitwise."""
+    import torch.nn.functional as F
+
+    class Attention(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.qkv = nn.Linear(32, 96)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            q, k, v = self.qkv(x).view(2, 16, 3, 2, 16).unbind(2)
+            q, k, v = (t.transpose(1, 2) for t in (q, k, v))
+            return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+
+    torch.manual_seed(0)
+    model, x = Attention(), torch.randn(2, 16, 32)
+    region = capture_region(model, (x,), repeats=0)
+    ops = [str(n.target) for n in region.gm.graph.nodes if n.op == "call_function"]
+    fused = [o for o in ops if "scaled_dot_product" in o]
+    assert len(fused) == 2 and any("backward" in o for o in fused), fused
+    assert not any("softmax" in o or "bmm" in o for o in ops)
+    sched = cs.solve(region.graph, 10**12, solver="store_all")
+    mine = apply_graph(copy.deepcopy(model), sched)
+    got, got_grads, _ = _step(mine, x, 0)
+    want, want_grads, _ = _step(model, x, 0)
+    assert torch.equal(got.loss, want.loss)
+    assert all(torch.equal(a, b) for a, b in zip(got_grads, want_grads, strict=True))

@@ -298,7 +298,7 @@ def test_backward_groups_belong_to_the_block_they_differentiate() -> None:
     """In a U-Net (skips and a time embedding read by many blocks), every block's backward groups
     carry that block, and hierarchical's least budget is far below storing everything (hooks on
     the blocks' inputs put most backward groups in one late block, which pinned every tape)."""
-    model, inputs, prof = _graph_profile("unet")
+    _, _, prof = _graph_profile("unet")
     graph = prof.graph
     assert graph is not None
     blocks = {graph.block[v] for v in graph.ops if graph.is_backward[v]}
