@@ -11,7 +11,7 @@ computed after the fact, so storages found later to be parameter gradients can b
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -185,6 +185,28 @@ class StorageTracker(TorchDispatchMode):
         return stats, peak
 
 
+def gradient_sums(seeds: Iterable[Hashable], sums: Mapping[Any, Sequence[Any]]) -> set[Any]:
+    """`seeds` (parameter gradients) closed over `sums` (each sum -> its terms): a sum is gradient
+    memory exactly when one of its terms is, and so are the terms of a sum that is (both ways: the
+    engine's buffer is a sum of contributions, and a sum of a gradient buffer is one). Shared by
+    the live-storage measurement and the op-level capture, so both leave out the same bytes."""
+    out = set(seeds)
+    changed = True
+    while changed:
+        changed = False
+        for total, terms in sums.items():
+            if total in out:
+                new = [t for t in terms if t not in out]
+            elif any(t in out for t in terms):
+                new = [total]
+            else:
+                continue
+            if new:
+                out.update(new)
+                changed = True
+    return out
+
+
 class GradBuffers:
     """The tracked storages autograd hands to the parameters' gradient accumulators.
 
@@ -230,22 +252,7 @@ class GradBuffers:
         for p in params:
             if p.grad is not None and (serial := tracker.serial(p.grad)) is not None:
                 out.add(serial)
-        # A sum is gradient memory exactly when one of its terms is (both ways: the engine's
-        # buffer is a sum of contributions, and a sum of a gradient buffer is one).
-        changed = True
-        while changed:
-            changed = False
-            for serial, terms in tracker.adds.items():
-                if serial in out:
-                    new = [t for t in terms if t not in out]
-                elif any(t in out for t in terms):
-                    new = [serial]
-                else:
-                    continue
-                if new:
-                    out.update(new)
-                    changed = True
-        return out
+        return gradient_sums(out, tracker.adds)
 
     def _pre(self, grads: Any) -> None:
         if self.tracker is None:

@@ -54,6 +54,7 @@ from checkpoint_solver.errors import ProfilingError
 from checkpoint_solver.problem import Graph
 from checkpoint_solver.profiling._tracker import (
     distinct_storage_nbytes,
+    gradient_sums,
     storage_key,
     storage_nbytes,
 )
@@ -476,27 +477,16 @@ def _gradient_sums(
     contribution to a shared weight's gradient): parameter-gradient memory, left out of the
     activation bytes as the live-storage tracker leaves them out of a plain step's
     (`checkpoint_solver.profiling._tracker.GradBuffers`)."""
-    out = {g for g in param_grads if g is not None}
-    sums = [n for n in ops if position[n] >= loss_at and _op_name(n.target) in _SUMS]
-    changed = True
-    while changed:
-        changed = False
-        for n in sums:
-            terms = [
-                a
-                for a in n.args
-                if isinstance(a, fx.Node) and a.op == "call_function" and position[a] >= loss_at
-            ]
-            if n in out:
-                new = [t for t in terms if t not in out]
-            elif any(t in out for t in terms):
-                new = [n]
-            else:
-                continue
-            if new:
-                out.update(new)
-                changed = True
-    return out
+    sums = {
+        n: [
+            a
+            for a in n.args
+            if isinstance(a, fx.Node) and a.op == "call_function" and position[a] >= loss_at
+        ]
+        for n in ops
+        if position[n] >= loss_at and _op_name(n.target) in _SUMS
+    }
+    return gradient_sums((g for g in param_grads if g is not None), sums)
 
 
 def _block_of_nodes(

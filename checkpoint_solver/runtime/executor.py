@@ -50,7 +50,7 @@ from torch import nn
 from torch.utils._pytree import tree_flatten
 
 from checkpoint_solver.errors import ApplyError, FingerprintMismatchError, ReplayError
-from checkpoint_solver.problem import fingerprint
+from checkpoint_solver.problem import Chain, Graph, fingerprint
 from checkpoint_solver.profiling._tracker import distinct_storage_nbytes
 from checkpoint_solver.profiling.chain import resolve_blocks
 from checkpoint_solver.profiling.record import Profile
@@ -597,6 +597,21 @@ class _Filler:
             )
 
 
+def _same_problem(schedule: Schedule, problem: Chain | Graph, name: str) -> None:
+    """Raise unless `schedule` was solved for `problem` (the profile's chain or graph)."""
+    got = fingerprint(problem)
+    if got != schedule.fingerprint:
+        unit, size = (
+            ("stages", problem.length) if isinstance(problem, Chain) else ("nodes", problem.size)
+        )
+        raise FingerprintMismatchError(
+            f"the schedule was solved for problem {schedule.fingerprint[:12]} "
+            f"({schedule.size} {unit}) but the profile's {name} is {got[:12]} "
+            f"({size} {unit}); solve again for this profile: "
+            f"cs.solve(profile.{name}, budget)"
+        )
+
+
 def apply(
     model: nn.Module,
     schedule: Schedule,
@@ -657,25 +672,11 @@ def apply(
                     "a graph schedule was given with a profile that has no op graph (profiled "
                     "with graph=False, or tracing failed: see profile.measurement['graph_error'])"
                 )
-            got = fingerprint(profile.graph)
-            if got != schedule.fingerprint:
-                raise FingerprintMismatchError(
-                    f"the schedule was solved for problem {schedule.fingerprint[:12]} "
-                    f"({schedule.size} nodes) but the profile's graph is {got[:12]} "
-                    f"({profile.graph.size} nodes); solve again for this profile: "
-                    f"cs.solve(profile.graph, budget)"
-                )
+            _same_problem(schedule, profile.graph, "graph")
         return oplevel.apply_graph(model, schedule, record=record)
     input_bytes = None
     if profile is not None:
-        got = fingerprint(profile.chain)
-        if got != schedule.fingerprint:
-            raise FingerprintMismatchError(
-                f"the schedule was solved for problem {schedule.fingerprint[:12]} "
-                f"({schedule.size} stages) but the profile's chain is {got[:12]} "
-                f"({profile.chain.length} stages); solve again for this profile: "
-                f"cs.solve(profile.chain, budget)"
-            )
+        _same_problem(schedule, profile.chain, "chain")
         prologue = profile.stages[0].name == "prologue"
         calls = []
         for st in profile.stages:
