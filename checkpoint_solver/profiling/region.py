@@ -67,6 +67,7 @@ from checkpoint_solver.profiling.graph import (
     _user_frame,
 )
 from checkpoint_solver.profiling.stages import StageCall, call_tree, stage_calls
+from checkpoint_solver.solvers._segments import backward_blocks
 
 __all__ = ["Region", "capture_region"]
 
@@ -500,52 +501,15 @@ def _block_of_nodes(
     n_blocks: int,
 ) -> list[int]:
     """Each problem node's block: forward groups from the marks the block hooks left while
-    tracing; the tangents after the last block; backward groups by their data flow.
-
-    A backward group on the gradient path (it reads a tangent or such a group) runs no later
-    than the block of the gradients it reads (``g``, the smallest of their blocks: the backward
-    reaches blocks in decreasing order) and belongs to the block whose own forward values it
-    reads (``f``: the ops it differentiates), so it is in block ``min(g, f)``, or ``g`` when it
-    reads only values that other blocks read too (a rotary table, a mask, the previous block's
-    output). A group off the gradient path (a constant, a mask's expansion) goes with its first
-    reader. Hooks on the blocks' inputs cannot say this: a tensor read by many blocks (a U-Net's
-    skip, a time embedding) gets its full gradient only at the end, which would put many blocks'
-    backward groups in one late block.
-    """
+    tracing, backward groups from the data flow (`backward_blocks`)."""
     blocks = [-1] * n_src + [0] * (size - n_src)
     for k, phase in enumerate(forward_phases):
         blocks[n_src + k] = phase
-    preds: dict[int, list[int]] = {}
-    succs: dict[int, list[int]] = {}
+    preds: list[list[int]] = [[] for _ in range(size)]
     for u, v in edges:
-        preds.setdefault(v, []).append(u)
-        succs.setdefault(u, []).append(v)
-    n_fwd = len(forward_phases)
-    forward = range(n_src, n_src + n_fwd)
-    # Forward values no other block's forward reads: what a block's backward alone needs.
-    local = {
-        u
-        for u in forward
-        if all(backward[w] or blocks[w] == blocks[u] for w in succs.get(u, ()) if w >= n_src)
-    }
-    on_path = set(tangent_ids)
-    for v in tangent_ids:
-        blocks[v] = n_blocks + 1
-    free = []
-    for v in range(n_src + n_fwd, size):  # the numbering is topological
-        if v in on_path or v == sink:
-            continue
-        grads = [blocks[u] for u in preds.get(v, ()) if u in on_path]
-        if not grads:
-            free.append(v)
-            continue
-        on_path.add(v)
-        own = [blocks[u] for u in preds.get(v, ()) if u in local]
-        blocks[v] = min(min(grads), max(own)) if own else min(grads)
-    for v in reversed(free):
-        readers = [blocks[w] for w in succs.get(v, ()) if w != sink]
-        blocks[v] = max(readers) if readers else n_blocks + 1
-    return blocks
+        preds[v].append(u)
+    is_op = [v >= n_src for v in range(size)]
+    return backward_blocks(blocks, preds, is_op, backward, tangent_ids, sink, n_blocks)
 
 
 @dataclass(frozen=True, eq=False)

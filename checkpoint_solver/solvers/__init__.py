@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from checkpoint_solver.errors import CheckpointSolverError, InfeasibleBudgetError
-from checkpoint_solver.problem import Problem
+from checkpoint_solver.problem import Graph, Problem
 from checkpoint_solver.schedule import Schedule
 from checkpoint_solver.simulation import simulate
 from checkpoint_solver.solvers import (
@@ -127,13 +127,15 @@ register(
         fn=hierarchical.solve_hierarchical,
         min_budget=hierarchical.min_budget_hierarchical,
         guarantee=(
-            "chain DP over per-block op-level options (after Rockmate); needs graph.block; "
-            "heuristic, exact simulated peak and time"
+            "chain DP over per-block op-level options (after Rockmate); blocks from "
+            "graph.block or segments cut from the graph; heuristic, exact simulated peak and time"
         ),
         requires=lambda g: (
             None
-            if getattr(g, "block", ())
-            else "it needs each node's block (capture_region(..., blocks=...))"
+            if isinstance(g, Graph)
+            and any(g.is_backward)
+            and not all(g.is_backward[v] for v in g.ops)
+            else "it needs a training graph: forward nodes, then backward nodes (is_backward)"
         ),
     )
 )

@@ -33,7 +33,8 @@ def _candidates(problem: Problem, time_limit: float) -> list[tuple[str, dict[str
     out.append(("store_all", {}, "the memory reference"))
     out.append(("greedy", {}, "the fast heuristic, always"))
     if REGISTRY["hierarchical"].requires(problem) is None:
-        out.append(("hierarchical", {}, "the graph has blocks"))
+        why = "the graph has blocks" if problem.block else "segments cut from the graph"
+        out.append(("hierarchical", {}, why))
     if time_limit >= 1.0 and n_ops <= ILP_MAX_OPS:
         out.append(
             (
@@ -58,8 +59,8 @@ def solve_auto(problem: Problem, budget_bytes: int, /, *, time_limit: float = 60
     """Run the solvers that suit the problem's kind and size within `time_limit` seconds each,
     and return the least compute time that fits.
 
-    Chains: every chain solver (all are fast). Graphs: ``greedy`` always, ``hierarchical`` when the
-    graph has blocks, the ``ilp`` (``order="search"``) up to 200 op nodes, ``ilp-rounding`` up to
+    Chains: every chain solver (all are fast). Graphs: ``greedy`` always, ``hierarchical`` on
+    training graphs (on their blocks, or segments cut from them), the ``ilp`` (``order="search"``) up to 200 op nodes, ``ilp-rounding`` up to
     2,000; with a time
     limit under a second only the heuristics. The returned schedule keeps the picked solver's
     name; its ``notes`` say that ``auto`` picked it, why each candidate ran, and each candidate's

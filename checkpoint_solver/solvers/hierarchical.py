@@ -1,8 +1,10 @@
 """``hierarchical``: op-level options per block, chosen by the chain DP (the idea of Rockmate,
 Zhao et al., ICML 2023).
 
-For a graph captured with its blocks (``graph.block``, from
-`checkpoint_solver.profiling.capture_region` with ``blocks=``):
+For a graph captured with its blocks (``graph.block``: ``prof.graph``, or
+`checkpoint_solver.profiling.capture_region` with ``blocks=``) or, without them, the segments
+`checkpoint_solver.solvers._segments.find_segments` cuts its forward into (about the square root
+of its forward ops, of equal cost, cut where the fewest bytes cross):
 
 1. **Stages.** Each block (and the code before and after the blocks) is one chain stage ``s``:
    its forward nodes ``F_s`` and backward nodes ``B_s``. The boundary ``a[s]`` is every forward
@@ -65,6 +67,7 @@ from checkpoint_solver.simulation import simulate_ops
 from checkpoint_solver.solvers import dp as _dp
 from checkpoint_solver.solvers._chain import CHAIN, Decision, emit_plan
 from checkpoint_solver.solvers._common import make_schedule
+from checkpoint_solver.solvers._segments import find_segments
 
 __all__ = ["min_budget_hierarchical", "solve_hierarchical"]
 
@@ -89,24 +92,27 @@ class _Stages:
 
 
 def _stages(graph: Graph) -> _Stages:
-    if not graph.block:
+    if not any(graph.is_backward[v] for v in graph.ops) or all(
+        graph.is_backward[v] for v in graph.ops
+    ):
         raise InvalidProblemError(
-            "the hierarchical solver needs each node's block (graph.block): capture the model "
-            "with capture_region(model, inputs, blocks=...)"
+            "the hierarchical solver needs a training graph: forward nodes, then backward nodes "
+            "(graph.is_backward)"
         )
+    block = graph.block or find_segments(graph)
     ops = graph.ops
     tangents = tuple(
         v for v in ops if graph.names[v].startswith("tangent_") and graph.rng[v] != "none"
     )
     sink = tuple(v for v in ops if graph.names[v] == "sink")
     special = set(tangents) | set(sink)
-    phases = sorted({graph.block[v] for v in ops if v not in special})
+    phases = sorted({block[v] for v in ops if v not in special})
     fwd: dict[int, list[int]] = {p: [] for p in phases}
     bwd: dict[int, list[int]] = {p: [] for p in phases}
     for v in ops:
         if v in special:
             continue
-        (bwd if graph.is_backward[v] else fwd)[graph.block[v]].append(v)
+        (bwd if graph.is_backward[v] else fwd)[block[v]].append(v)
     phases = [p for p in phases if fwd[p]]
     for p in list(bwd):
         if p not in phases and bwd[p]:
@@ -561,7 +567,7 @@ def solve_hierarchical(
     InfeasibleBudgetError
         When no expanded plan fits; carries the smallest peak found.
     InvalidProblemError
-        When the graph has no blocks or is not a chain of blocks.
+        When the graph has no forward or no backward nodes, or is not a chain of blocks.
     """
     _check(option_budgets, option_solver, mem_slots, time_limit)
     start = time.perf_counter()

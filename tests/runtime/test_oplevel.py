@@ -264,11 +264,40 @@ def test_hierarchical_is_faster_than_block_level_dp_at_equal_budgets(gpt_region)
     assert wins >= len(budgets) // 2
 
 
-def test_hierarchical_needs_blocks() -> None:
+def test_hierarchical_cuts_segments_from_a_graph_without_blocks() -> None:
+    """Captured without blocks, the graph is cut into segments of its forward (cheap crossings,
+    balanced cost); hierarchical solves it below store-all and the replay is bitwise."""
+    from checkpoint_solver.solvers._segments import find_segments
+
     model, x = _mlp()
-    region = capture_region(model, (x,), repeats=0)
-    with pytest.raises(cs.errors.UnknownSolverError, match="block"):
-        cs.solve(region.graph, 10**12, solver="hierarchical")
+    region = capture_region(model, (x,), repeats=1)
+    g = region.graph
+    assert not g.block
+    blocks = find_segments(g)
+    forward = [blocks[v] for v in g.ops if not g.is_backward[v]]
+    assert forward == sorted(forward) and forward[-1] >= 2  # contiguous segments, in order
+    assert all(blocks[v] >= 1 for v in g.ops if g.is_backward[v] and v != region.sink)
+    low = cs.min_budget(g, solver="hierarchical")
+    assert low < cs.min_budget(g, solver="store_all")
+    sched = cs.solve(g, low, solver="hierarchical")
+    assert simulate(g, sched).valid
+    mine = apply_graph(copy.deepcopy(model), sched)
+    got, got_grads, _ = _step(mine, x, 0)
+    want, want_grads, _ = _step(copy.deepcopy(model), x, 0)
+    assert torch.equal(got.loss, want.loss)
+    assert all(torch.equal(a, b) for a, b in zip(got_grads, want_grads, strict=True))
+
+
+def test_hierarchical_refuses_a_graph_without_a_backward() -> None:
+    graph = cs.Graph(
+        names=("a", "b"),
+        cost=(1.0, 1.0),
+        out_bytes=(4, 4),
+        is_backward=(False, False),
+        edges=((0, 1),),
+    )
+    with pytest.raises(cs.errors.UnknownSolverError, match="training graph"):
+        cs.solve(graph, 10**6, solver="hierarchical")
 
 
 def test_auto_picks_by_size_and_time_limit_and_says_why(gpt_region) -> None:  # type: ignore[no-untyped-def]

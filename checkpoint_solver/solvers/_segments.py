@@ -1,0 +1,154 @@
+"""Blocks of a training graph: which chain stage each node belongs to, for `hierarchical`.
+
+A captured model knows its forward blocks (the stage hooks mark them while tracing); a graph
+without them (a Checkmate file, a region captured without ``blocks=``) gets *segments*: its
+forward ops in their topological numbering, cut where few bytes cross and the forward cost is
+balanced. Either way each backward node then gets its block from the data flow
+(`backward_blocks`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from checkpoint_solver.problem import Graph
+
+__all__ = ["backward_blocks", "find_segments"]
+
+
+def backward_blocks(
+    blocks: list[int],
+    preds: Sequence[Sequence[int]],
+    is_op: Sequence[bool],
+    backward: Sequence[bool],
+    roots: Sequence[int],
+    sink: int | None,
+    n_blocks: int,
+) -> list[int]:
+    """Fill in the blocks of the backward nodes of `blocks` (forward nodes already labelled,
+    1-based; sources -1), in place, and return it.
+
+    A backward node on the gradient path (a root, i.e. a tangent, or a node reading one) runs no
+    later than the block of the gradients it reads (``g``, the smallest of their blocks: the
+    backward reaches blocks in decreasing order) and belongs to the block whose own forward values
+    it reads (``f``: the ops it differentiates), so it is in block ``min(g, f)``, or ``g`` when it
+    reads only values that other blocks read too (a rotary table, a mask, the previous block's
+    output). A node off the gradient path (a constant, a mask's expansion) goes with its first
+    reader. Hooks on the blocks' inputs cannot say this: a tensor read by many blocks (a U-Net's
+    skip, a time embedding) gets its full gradient only at the end, which would put many blocks'
+    backward nodes in one late block.
+    """
+    size = len(blocks)
+    succs: list[list[int]] = [[] for _ in range(size)]
+    for v in range(size):
+        for u in preds[v]:
+            succs[u].append(v)
+    # Forward values no other block's forward reads: what a block's backward alone needs.
+    local = [
+        is_op[u]
+        and not backward[u]
+        and all(backward[w] or blocks[w] == blocks[u] for w in succs[u] if is_op[w])
+        for u in range(size)
+    ]
+    on_path = [False] * size
+    for r in roots:
+        on_path[r] = True
+        own = [blocks[u] for u in preds[r] if local[u]]
+        blocks[r] = min(n_blocks + 1, max(own)) if own else n_blocks + 1
+    free = []
+    for v in range(size):  # the numbering is topological
+        if not (is_op[v] and backward[v]) or on_path[v] or v == sink:
+            continue
+        grads = [blocks[u] for u in preds[v] if on_path[u]]
+        if not grads:
+            free.append(v)
+            continue
+        on_path[v] = True
+        own = [blocks[u] for u in preds[v] if local[u]]
+        blocks[v] = min(min(grads), max(own)) if own else min(grads)
+    for v in reversed(free):
+        readers = [blocks[w] for w in succs[v] if w != sink]
+        blocks[v] = max(readers) if readers else n_blocks + 1
+    if sink is not None:
+        blocks[sink] = 0
+    return blocks
+
+
+def find_segments(graph: Graph, count: int | None = None) -> tuple[int, ...]:
+    """A block per node for a graph captured without blocks.
+
+    The forward ops, in the graph's (topological) numbering, are cut into `count` segments
+    (default: about the square root of their number, at least 2) of about equal forward cost,
+    each cut placed, within a third of a segment of its target, where the fewest bytes of forward
+    values cross it. Backward nodes follow `backward_blocks`: the backward nodes that read no
+    other backward node are its roots (what the loss's gradient starts from)."""
+    ops = graph.ops
+    fwd = [v for v in ops if not graph.is_backward[v]]
+    n = len(fwd)
+    blocks = [-1 if graph.role[v] != "op" else 0 for v in range(graph.size)]
+    if n == 0:
+        return tuple(blocks)
+    k = count if count is not None else max(2, round(math.sqrt(n)))
+    k = max(1, min(k, n))
+    pos = {v: i for i, v in enumerate(fwd)}
+    # crossing[i]: bytes of forward values made at positions <= i that a forward node after i
+    # reads (the boundary a cut after position i would have).
+    delta = [0] * (n + 1)
+    for v in fwd:
+        last = max((pos[w] for w in graph.succs[v] if w in pos), default=pos[v])
+        if last > pos[v]:
+            delta[pos[v]] += graph.out_bytes[v]
+            delta[last] -= graph.out_bytes[v]
+    crossing = []
+    running = 0
+    for i in range(n):
+        running += delta[i]
+        crossing.append(running)
+    cost = [max(graph.cost[v], 0.0) for v in fwd]
+    total = math.fsum(cost)
+    prefix = []
+    acc = 0.0
+    for c in cost:
+        acc += c
+        prefix.append(acc)
+    cuts: list[int] = []  # segment j ends at position cuts[j] (inclusive)
+    window = max(1, n // (3 * k))
+    start = 0
+    for j in range(1, k):
+        if total > 0:
+            target = next((i for i, p in enumerate(prefix) if p >= total * j / k), n - 1)
+        else:
+            target = n * j // k
+        lo, hi = max(start, target - window), min(n - 2, target + window)
+        if lo > hi:
+            continue
+        cut = min(range(lo, hi + 1), key=lambda i: (crossing[i], abs(i - target)))
+        cuts.append(cut)
+        start = cut + 1
+    segment = 1
+    ends = iter(cuts)
+    end = next(ends, n - 1)
+    for i, v in enumerate(fwd):
+        blocks[v] = segment
+        if i == end:
+            segment += 1
+            end = next(ends, n - 1)
+    n_blocks = max(blocks[v] for v in fwd)
+    backward = graph.is_backward
+    is_op = [r == "op" for r in graph.role]
+    roots = [
+        v for v in ops if backward[v] and not any(is_op[u] and backward[u] for u in graph.preds[v])
+    ]
+    sinks = [v for v in ops if graph.names[v] == "sink"]
+    return tuple(
+        backward_blocks(
+            blocks,
+            graph.preds,
+            is_op,
+            backward,
+            roots,
+            sinks[0] if sinks else None,
+            n_blocks,
+        )
+    )
