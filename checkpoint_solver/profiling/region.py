@@ -40,6 +40,7 @@ they leave the step as ``.grad``, which the chain model and `measure_step` also 
 from __future__ import annotations
 
 import contextlib
+import operator
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -597,6 +598,7 @@ def _coarsen(
     def op_preds(n: fx.Node) -> list[fx.Node]:
         return [u for u in n.all_input_nodes if u.op == "call_function"]
 
+    adopted: dict[fx.Node, set[int]] = {}  # a split-off output -> the storage it holds
     for n in ops:
         group[n] = n
         preds = op_preds(n)
@@ -616,6 +618,21 @@ def _coarsen(
         if reads_tangent or len(pred_groups) != 1:
             continue
         u = preds[0]
+        if (
+            n.target is operator.getitem
+            and n.args[1] != 0
+            and position[n] < loss_at
+            and len(an.made.get(u, ())) > 1
+            and set(an.uses.get(n, ())) <= set(an.made[u])
+            and 2 * sum(an.nbytes[k] for k in an.uses[n]) <= max(an.nbytes[k] for k in an.made[u])
+        ):
+            # A small later output of a forward op that makes several (BatchNorm's and layer
+            # norm's statistics beside their output, dropout's mask) is a group of its own
+            # holding its storage, so the big output can die while the backward keeps this one.
+            # Its bytes count twice while both groups are live: over, never under, and at most
+            # half the big output (max-pooling's indices, larger than its output, stay with it).
+            adopted[n] = set(an.uses[n])
+            continue
         if not allocates and roots(n) and roots(n) <= roots(u) | {u}:
             group[n] = find(u)  # a view / in-place / getitem of its producer's storage
     heads: dict[fx.Node, list[fx.Node]] = {}
@@ -693,7 +710,7 @@ def _coarsen(
         exposed = [n for n in mem if n in special or any(of.get(u, -1) != i for u in n.users)]
         exposed_of[i] = tuple(exposed)
         keep = {k for n in exposed for k in an.uses.get(n, [])}
-        owned = {k for n in mem for k in an.made.get(n, [])}
+        owned = {k for n in mem for k in (*an.made.get(n, ()), *adopted.get(n, ()))}
         out_bytes[i] = sum(an.nbytes[k] for k in owned & keep if k not in param_grad_keys)
         for n in mem:
             for u in n.all_input_nodes:
