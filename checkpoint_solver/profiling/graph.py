@@ -2,8 +2,9 @@
 which nodes allocate nothing, which chain phase each traced node ran in (`PhaseMarks`, from the same
 stage hooks the chain profiler uses), the user's frame in a tracing error, and per-node timing.
 
-Random ops (dropout's ``bernoulli_``, ``native_dropout``, ``rand*``) are never recomputed: they run
-once, in traced order, so they draw what eager autograd draws.
+Random ops (dropout's ``bernoulli_``, ``native_dropout``, ``rand*``, `RANDOM_OPS`) first run in
+traced order, so they draw what eager autograd draws; the op-level executor recomputes them under
+the RNG state they first ran with.
 """
 
 from __future__ import annotations

@@ -131,11 +131,7 @@ register(
             "graph.block or segments cut from the graph; heuristic, exact simulated peak and time"
         ),
         requires=lambda g: (
-            None
-            if isinstance(g, Graph)
-            and any(g.is_backward)
-            and not all(g.is_backward[v] for v in g.ops)
-            else "it needs a training graph: forward nodes, then backward nodes (is_backward)"
+            hierarchical.not_a_training_graph(g) if isinstance(g, Graph) else "it solves graphs"
         ),
     )
 )

@@ -23,8 +23,8 @@ of its forward ops, of equal cost, cut where the fewest bytes cross):
    (``F_n``/``F_ck``, recomputed later) or with tape under one of its options.
 4. **Expansion.** The chain plan becomes one graph schedule: each chain op computes its stage's
    nodes (``B`` runs the option's backward part), nodes that may not be recomputed run only
-   once, and every value is freed right after its last use. The simulator gives the schedule's true peak and time; the DP
-   runs at the largest memory that keeps that peak within the budget.
+   once, and every value is freed right after its last use. The simulator gives the schedule's
+   true peak and time; the DP runs at the largest memory that keeps that peak within the budget.
 
 With only the no-recompute option per stage this is block-level ``dp`` on the same graph
 (`solve_hierarchical(..., block_level=True)`), which is how the two are compared at equal budgets
@@ -91,14 +91,17 @@ class _Stages:
     sink: tuple[int, ...]
 
 
+def not_a_training_graph(graph: Graph) -> str | None:
+    """Why `graph` cannot be solved here (no forward or no backward op nodes), or None."""
+    flags = [graph.is_backward[v] for v in graph.ops]
+    if any(flags) and not all(flags):
+        return None
+    return "it needs a training graph: forward nodes, then backward nodes (graph.is_backward)"
+
+
 def _stages(graph: Graph) -> _Stages:
-    if not any(graph.is_backward[v] for v in graph.ops) or all(
-        graph.is_backward[v] for v in graph.ops
-    ):
-        raise InvalidProblemError(
-            "the hierarchical solver needs a training graph: forward nodes, then backward nodes "
-            "(graph.is_backward)"
-        )
+    if (why := not_a_training_graph(graph)) is not None:
+        raise InvalidProblemError(f"the hierarchical solver cannot solve this graph: {why}")
     block = graph.block or find_segments(graph)
     ops = graph.ops
     tangents = tuple(
