@@ -20,9 +20,9 @@ is the memory while it runs; the memory after it is what the timeline records.
 ==============  =====================================  ====================================  ====================================
 op              must hold before                       peak while running                    after
 ==============  =====================================  ====================================  ====================================
-``F_n(i)``      ``a[i-1]`` live plain, ``i >= 2``;     ``M + x[i] + of[i]``                  ``a[i]`` live plain; ``a[i-1]``
+``F_n(i)``      ``a[i-1]`` live plain, ``i >= 2``;     ``M + x[i] + ofn[i]``                 ``a[i]`` live plain; ``a[i-1]``
                 ``a[i]`` not live plain                                                      dropped: ``M + x[i] - x[i-1]``
-``F_ck(i)``     ``a[i-1]`` available;                  ``M + x[i] + of[i]``                  ``a[i]`` live plain, ``a[i-1]`` kept:
+``F_ck(i)``     ``a[i-1]`` available;                  ``M + x[i] + ofn[i]``                 ``a[i]`` live plain, ``a[i-1]`` kept:
                 ``a[i]`` not live plain                                                      ``M + x[i]``
 ``F_all(i)``    ``a[i-1]`` available;                  ``M + xbar[i] + of[i]``               ``abar[i]`` live: ``M + xbar[i]``
                 ``abar[i]`` not live
@@ -42,6 +42,31 @@ free nothing in a real run; it is a violation unless ``abar[i-1]`` also holds ``
 exceeds the schedule's budget. Compute time is the sum of ``uf[i]`` over forward ops and ``ub[i]``
 over ``B(i)`` ops.
 
+With transients taken as measured (`Chain`: ``of``, ``ofn``, ``ob`` may be negative, what an op
+adds in all may not), each op's peak is the memory before it plus what the op adds. Gradients are
+``delta[i]`` bytes (the chain's `delta`, ``x`` unless measured otherwise) in place of ``x[i]``.
+
+Boundary values
+---------------
+A profiled chain also lists the tensors its boundaries are made of (`Chain.values`: each with its
+producer, readers, the tapes that save it and the last stage the model's code holds it through).
+Then ``M`` above counts only what is not among them (a tape's own saved tensors, gradients,
+transients), and each *copy* of a value is counted once, over the ops something holds it, as the
+executor (`checkpoint_solver.runtime.executor`) holds it:
+
+- ``F`` of the producer makes a new copy; any other ``F`` passes on the copies of the boundary it
+  reads (the plain ``a[i-1]`` if live, else the tape's).
+- In the forward phase (the ops before the first ``B``) the model's own code holds a copy from
+  the op that makes it through its last reader's forward (or the stage it is held until).
+- A live plain ``a[j]``, and a tape's output that a later forward reads, hold the values of
+  ``a[j]`` that some stage after ``j`` the schedule runs again reads, until ``a[j]`` is dropped
+  (``F_n(j+1)``, ``B(j+1)``, ``free``) or the tape is freed (``B(j)``).
+- A tape ``abar[i]`` holds the copies stage ``i`` saved (its own outputs or its inputs) until
+  ``B(i)``.
+
+Counting values per copy needs the whole op sequence (what a later op reads), so such chains
+are simulated in two passes: the rules and ``M`` first, then each copy over its ops.
+
 Graph memory rules
 ------------------
 Checkmate's accounting (Jain et al., MLSys 2020). Nodes with role ``"input"`` or ``"param"`` are
@@ -53,7 +78,9 @@ The schedule is complete when every op node has been computed at least once.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from checkpoint_solver.errors import FingerprintMismatchError, InvalidScheduleError
@@ -256,6 +283,169 @@ class _ChainSim(_Sim):
         self.done = [False] * (n + 1)
         self.plain[0] = True
         self.mem = chain.x[0]
+        # With the boundaries' values known, each copy of a value is counted once, while
+        # something holds it (see the module notes); `mem` holds the rest: what is not among the
+        # values, every gradient, and what ops add at their peaks.
+        crossing = [0] * (n + 1)
+        self.at_cut: list[list[int]] = [[] for _ in range(n + 1)]
+        self.saved_at: list[list[int]] = [[] for _ in range(n + 1)]
+        self.read_at: list[list[int]] = [[] for _ in range(n + 1)]
+        for idx, v in enumerate(chain.values):
+            for k in range(v.producer, v.until):
+                crossing[k] += v.nbytes
+                self.at_cut[k].append(idx)
+            for r in v.saved:
+                self.saved_at[r].append(idx)
+            for r in range(v.producer + 1, v.until + 1):
+                self.read_at[r].append(idx)
+        self.own_x = [x - b for x, b in zip(chain.x, crossing, strict=True)]
+        self.own_xbar = [0] + [chain.xbar[k - 1] - crossing[k] for k in range(1, n + 1)]
+        # A live boundary copy: its values' copies and the op that made it (-1: the inputs).
+        self.plain_at: list[tuple[dict[int, int], int] | None] = [None] * (n + 1)
+        self.tape_at: list[tuple[dict[int, int], int] | None] = [None] * (n + 1)
+        self.plain_at[0] = ({}, -1)
+        self.kept_tapes: set[int] = set()
+        self.tape_saves: list[list[int]] = [[] for _ in range(n + 1)]
+        self.copy_bytes: list[int] = []
+        self.copy_made: list[int] = []  # the op that made each copy
+        self.spans: list[list[tuple[int, int]]] = []  # per copy: (from op, to op) it is held
+        self.first_b = -1
+        self.needed: list[set[int]] = [set() for _ in range(n + 1)]
+
+    def _prepare(self, ops: tuple[Op, ...] | list[Op]) -> None:
+        """What the executor learns from the whole schedule: the stages it reruns after the
+        first backward, and so the values each kept boundary holds (those a rerun reads)."""
+        first_b = next((k for k, op in enumerate(ops) if isinstance(op, Bwd)), len(ops))
+        rerun = {
+            op.stage for op in ops[first_b:] if isinstance(op, (FwdNoTape, FwdCheckpoint, FwdTape))
+        }
+        self.first_b = first_b
+        for idx, v in enumerate(self.c.values):
+            for k in range(v.producer, v.until):
+                if any(r > k and r in rerun for r in v.readers):
+                    self.needed[k].add(idx)
+
+    def _hold(self, copies: dict[int, int], which: Iterable[int], start: int, end: int) -> None:
+        for idx in which:
+            self.spans[copies[idx]].append((start, end))
+
+    def _drop_plain(self, j: int) -> None:
+        """The plain boundary a[j] is dropped at this op: it held its needed values till now."""
+        held = self.plain_at[j]
+        if held is not None and held[1] >= 0:
+            self._hold(held[0], self.needed[j], held[1], self.index)
+        self.plain_at[j] = None
+
+    def _copies(self, i: int, taped: bool) -> None:
+        """Stage i's forward at this op: the copies its output holds (new ones for the values it
+        makes), the forward's own reads (the model's code holds a value until its last read),
+        the copies its tape saves (held until ``B(i)``)."""
+        if not self.c.values:
+            return
+        source = self.plain_at[i - 1] if self.plain[i - 1] else self.tape_at[i - 1]
+        assert source is not None
+        src = source[0]
+        if not self.plain[i - 1] and i - 1 >= 1:
+            self.kept_tapes.add(i - 1)
+        made: dict[int, int] = {}
+        for idx in self.at_cut[i]:
+            if self.c.values[idx].producer == i:
+                made[idx] = len(self.copy_bytes)
+                self.copy_bytes.append(self.c.values[idx].nbytes)
+                self.copy_made.append(self.index)
+                self.spans.append([])
+            else:
+                made[idx] = src[idx]
+        if self.index < self.first_b:
+            # The model's own forward: its code holds a value from the op that makes it through
+            # the forward of its last reader, or of the stage it is `held` until.
+            for idx in self.read_at[i]:
+                copy = src[idx]
+                self.spans[copy].append((self.copy_made[copy], self.index))
+        if taped:
+            self.tape_saves[i] = [
+                made[idx] if idx in made else src[idx] for idx in self.saved_at[i]
+            ]
+            self.tape_at[i] = (made, self.index)
+        else:
+            self.plain_at[i] = (made, self.index)
+
+    def _end_tape(self, i: int) -> None:
+        """``B(i)`` frees the tape: the copies it saved, and its output if a rerun read it."""
+        if not self.c.values:
+            return
+        held = self.tape_at[i]
+        if held is not None:
+            for copy in self.tape_saves[i]:
+                self.spans[copy].append((held[1], self.index))
+            if i in self.kept_tapes:
+                self._hold(held[0], self.needed[i], held[1], self.index)
+        self.tape_at[i] = None
+        self.tape_saves[i] = []
+        self.kept_tapes.discard(i)
+
+    def run(self, ops: tuple[Op, ...] | list[Op]) -> SimulationReport:
+        if not self.c.values:
+            return super().run(ops)
+        # Whether a value is still held depends on the ops after it: replay the rules first
+        # (memory without the values, no budget), then add each copy over the ops it is held.
+        self._prepare(ops)
+        budget, self.budget = self.budget, None
+        rules = super().run(ops)
+        self.budget = budget
+        n_ops = len(self.op_peaks)
+        self.index = n_ops
+        for j in range(1, self.c.length + 1):  # boundaries still held when the ops end
+            self._drop_plain(j)
+        before = [0] * (n_ops + 2)  # copies held while op t runs (made by an earlier op)
+        after = [0] * (n_ops + 2)  # copies held after op t
+        for nbytes, made, spans in zip(self.copy_bytes, self.copy_made, self.spans, strict=True):
+            spans.sort()
+            merged: list[list[int]] = []  # held over the union of its spans, gaps possible
+            for a, b in spans:
+                if merged and a <= merged[-1][1]:
+                    merged[-1][1] = max(merged[-1][1], b)
+                else:
+                    merged.append([a, b])
+            for a, b in merged:
+                b = min(b, n_ops)
+                if b > a:
+                    # The op that makes it counts it in its growth; a later holder from op a on.
+                    before[a + 1 if a == made else a] += nbytes
+                    before[b + 1] -= nbytes
+                    after[a] += nbytes
+                    after[b] -= nbytes
+        peaks, timeline = [], []
+        live_before = live_after = 0
+        violation = rules.violation
+        peak, peak_index = self.c.x[0], -1
+        for t in range(n_ops):
+            live_before += before[t]
+            live_after += after[t]
+            op_peak = self.op_peaks[t] + live_before
+            peaks.append(op_peak)
+            if op_peak > peak:
+                peak, peak_index = op_peak, t
+            if budget is not None and op_peak > budget:
+                violation = Violation(
+                    t,
+                    str(ops[t]),
+                    f"needs {op_peak} bytes while running, over the budget of {budget} bytes by "
+                    f"{op_peak - budget}",
+                )
+                break
+            if t < len(self.timeline):
+                timeline.append(self.timeline[t] + live_after)
+        return dataclasses.replace(
+            rules,
+            valid=violation is None,
+            violation=violation,
+            peak_bytes=peak,
+            peak_index=peak_index,
+            timeline=tuple(timeline),
+            op_peaks=tuple(peaks),
+            budget_bytes=budget,
+        )
 
     def available(self, j: int) -> bool:
         return self.plain[j] or (j >= 1 and self.tape[j])
@@ -303,21 +493,24 @@ class _ChainSim(_Sim):
                 self._check_drop(i - 1)
             if self.plain[i]:
                 raise _Stop(f"a[{i}] is already live; computing it again wastes time and memory")
-            self.mem += c.x[i]
-            self.account(self.index, self.mem + c.of[i - 1])
+            self.account(self.index, self.mem + c.x[i] + c.ofn[i - 1])
+            self.mem += self.own_x[i]
             self.times.append(c.uf[i - 1])
+            self._copies(i, taped=False)
             self.plain[i] = True
             if isinstance(op, FwdNoTape):
                 self.plain[i - 1] = False
-                self.mem -= c.x[i - 1]
+                self.mem -= self.own_x[i - 1]
+                self._drop_plain(i - 1)
         elif isinstance(op, FwdTape):
             i = self._stage(op)
             self._forward_checks(i)
             if self.tape[i]:
                 raise _Stop(f"the tape abar[{i}] is already live")
-            self.mem += c.xbar[i - 1]
-            self.account(self.index, self.mem + c.of[i - 1])
+            self.account(self.index, self.mem + c.xbar[i - 1] + c.of[i - 1])
+            self.mem += self.own_xbar[i]
             self.times.append(c.uf[i - 1])
+            self._copies(i, taped=True)
             self.tape[i] = True
         elif isinstance(op, Bwd):
             i = self._stage(op)
@@ -332,17 +525,19 @@ class _ChainSim(_Sim):
             if i == c.length:
                 # The loss creates the seed gradient delta[L] right before the first backward.
                 self.grad[i] = True
-                self.mem += c.x[i]
-            self.mem += c.x[i - 1]
+                self.mem += c.delta[i]
+            self.mem += c.delta[i - 1]
             self.account(self.index, self.mem + c.ob[i - 1])
             self.times.append(c.ub[i - 1])
             self.grad[i - 1] = True
             self.tape[i] = False
             self.grad[i] = False
-            self.mem -= c.xbar[i - 1] + c.x[i]
+            self.mem -= self.own_xbar[i] + c.delta[i]
+            self._end_tape(i)
             if self.plain[i - 1]:
                 self.plain[i - 1] = False
-                self.mem -= c.x[i - 1]
+                self.mem -= self.own_x[i - 1]
+                self._drop_plain(i - 1)
             self.done[i] = True
         elif isinstance(op, FreeActivation):
             j = op.index
@@ -354,7 +549,8 @@ class _ChainSim(_Sim):
                 raise _Stop(f"a[{j}] is not live plain, so there is nothing to free")
             self._check_drop(j)
             self.plain[j] = False
-            self.mem -= c.x[j]
+            self.mem -= self.own_x[j]
+            self._drop_plain(j)
             self.account(self.index, self.mem)
         else:
             raise _Stop(f"{type(op).__name__} is not a chain op")

@@ -12,6 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
+import checkpoint_solver as cs  # noqa: E402
 from checkpoint_solver import ProfilingError, models  # noqa: E402
 from checkpoint_solver.profiling import Profile, load_profile, profile  # noqa: E402
 from checkpoint_solver.solvers.store_all import min_budget_store_all  # noqa: E402
@@ -85,8 +86,11 @@ def _check_model(model: nn.Module, inputs: tuple, stages: int, blocks=None) -> P
     chain = prof.chain
     assert chain.length == stages
     measured = prof.measurement["activation_peak_bytes"]
-    simulated = min_budget_store_all(chain)
-    assert abs(simulated - measured) <= 0.10 * measured, (simulated, measured)
+    # The simulated store-all peak (each boundary value counted once) is the measured one.
+    simulated = cs.min_budget(chain, "store_all")
+    assert abs(simulated - measured) <= 0.03 * measured, (simulated, measured)
+    # Adding up boundaries over-counts, never under.
+    assert min_budget_store_all(chain) >= simulated
     assert all(t >= 0 for t in (*chain.uf, *chain.ub))
     assert sum(chain.uf) + sum(chain.ub) > 0
     return prof

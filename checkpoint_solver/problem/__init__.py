@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TypeAlias
 
-from checkpoint_solver.problem.chain import Chain, CostUnit
+from checkpoint_solver.problem.chain import BoundaryValue, Chain, CostUnit
 from checkpoint_solver.problem.fingerprint import fingerprint
 from checkpoint_solver.problem.graph import Graph
 from checkpoint_solver.problem.io import (
@@ -18,6 +18,7 @@ from checkpoint_solver.problem.io import (
 Problem: TypeAlias = Chain | Graph
 
 __all__ = [
+    "BoundaryValue",
     "Chain",
     "CostUnit",
     "Graph",

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from checkpoint_solver.errors import InvalidProblemError
 
-__all__ = ["COST_UNITS", "Chain", "CostUnit"]
+__all__ = ["COST_UNITS", "BoundaryValue", "Chain", "CostUnit"]
 
 CostUnit = Literal["seconds", "flops", "abstract"]
 COST_UNITS: tuple[str, ...] = ("seconds", "flops", "abstract")
@@ -38,13 +38,40 @@ class Chain:
         backward when it runs with grad, *including its output* ``a[i]`` and excluding its input
         (``L`` entries, each at least the matching ``x[i]``).
     of : tuple[int, ...]
-        Transient extra bytes during the forward of each stage (``L`` entries).
+        Transient extra bytes during the forward of each stage run with its tape (``F_all``),
+        above the tape (``L`` entries).
     ob : tuple[int, ...]
-        Transient extra bytes during the backward of each stage (``L`` entries).
+        Transient extra bytes during the backward of each stage, above the gradient
+        ``delta[i-1]`` it makes (``L`` entries).
+
+        The three transients are what a stage's op adds at its peak beyond the sizes the rules
+        name, so they may be negative where the rules name bytes the op does not allocate: a
+        value that only passes through a stage (a skip) is part of its output ``a[i]`` but is not
+        made again, and the gradient of a value a later stage also reads already exists when
+        ``B(i)`` runs. What an op adds in all cannot be negative: ``x[i] + ofn[i]``,
+        ``xbar[i] + of[i]`` and ``x[i-1] + ob[i]`` are ``>= 0``.
     cost_unit : {"seconds", "flops", "abstract"}
         What `uf` and `ub` count. Revolve's unit is one forward step ("abstract").
     name : str
         Free text, not part of the fingerprint.
+    ofn : tuple[int, ...]
+        Transient extra bytes during the forward of each stage run without its tape (``F_n``,
+        ``F_ck``), above its output (``L`` entries). A forward that keeps no tape frees what it
+        would save as it goes, so its transient differs from the taped one (an attention's score
+        matrix is kept in the tape but is a transient without it). Defaults to `of`.
+    delta : tuple[int, ...]
+        Bytes of activation gradients the backward holds between ``B(i+1)`` and ``B(i)``: the
+        gradient ``delta[i]`` (``L + 1`` entries; ``delta[L]`` is the loss's seed gradient).
+        Defaults to `x`; measured, it differs where a gradient is a view of a larger one (the
+        backward of a ``torch.stack`` hands every input a view of one buffer, freed with the last
+        of them) or is never made (an input that needs no gradient).
+    values : tuple[BoundaryValue, ...]
+        The tensors that make up the boundaries, each with the stage that makes it, the stages
+        that read it and the stages whose tapes save it (a value crossing several cuts is a skip
+        connection, a mask, an encoder's output, an RNN's collected outputs). Each is counted in
+        every ``x[k]`` and ``xbar[k]`` it crosses. With them the simulator counts each copy of a
+        value once, while something holds it (see `checkpoint_solver.simulation`); solvers that
+        add up boundaries over-count, never under. Empty by default: boundaries are opaque.
 
     Examples
     --------
@@ -61,10 +88,17 @@ class Chain:
     ob: tuple[int, ...]
     cost_unit: CostUnit = "seconds"
     name: str = ""
+    ofn: tuple[int, ...] = None  # type: ignore[assignment]  # None: the same as `of`
+    delta: tuple[int, ...] = None  # type: ignore[assignment]  # None: the same as `x`
+    values: tuple[BoundaryValue, ...] = ()
     kind: Literal["chain"] = field(default="chain", init=False)
 
     def __post_init__(self) -> None:
-        for fname in ("uf", "ub", "x", "xbar", "of", "ob"):
+        if self.ofn is None:
+            object.__setattr__(self, "ofn", self.of)
+        if self.delta is None:
+            object.__setattr__(self, "delta", self.x)
+        for fname in ("uf", "ub", "x", "xbar", "of", "ob", "ofn", "delta"):
             value = getattr(self, fname)
             if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
                 raise InvalidProblemError(
@@ -79,6 +113,8 @@ class Chain:
             "xbar": length,
             "of": length,
             "ob": length,
+            "ofn": length,
+            "delta": length + 1,
         }
         for fname, n in expected.items():
             if len(getattr(self, fname)) != n:
@@ -98,10 +134,10 @@ class Chain:
                         f"Chain.{fname} of stage {i + 1} is {v!r}; times must be finite and >= 0"
                     )
             object.__setattr__(self, fname, tuple(float(v) for v in getattr(self, fname)))
-        for fname in ("x", "xbar", "of", "ob"):
+        for fname in ("x", "xbar", "of", "ob", "ofn", "delta"):
             ints = []
             for i, v in enumerate(getattr(self, fname)):
-                where = f"a[{i}]" if fname == "x" else f"stage {i + 1}"
+                where = f"a[{i}]" if fname in ("x", "delta") else f"stage {i + 1}"
                 if isinstance(v, bool) or not isinstance(v, int):
                     if isinstance(v, float) and v.is_integer():
                         v = int(v)
@@ -109,7 +145,7 @@ class Chain:
                         raise InvalidProblemError(
                             f"Chain.{fname} of {where} is {v!r}; sizes must be integers (bytes)"
                         )
-                if v < 0:
+                if v < 0 and fname in ("x", "xbar", "delta"):
                     raise InvalidProblemError(
                         f"Chain.{fname} of {where} is {v}; sizes must be >= 0 bytes"
                     )
@@ -122,6 +158,19 @@ class Chain:
                     f"a[{i + 1}] ({self.x[i + 1]} bytes); the tape includes the stage output, so "
                     f"xbar[i] >= x[i] must hold"
                 )
+        for i in range(length):
+            for fname, base, what in (
+                ("ofn", self.x[i + 1], f"x[{i + 1}]"),
+                ("of", self.xbar[i], f"xbar[{i + 1}]"),
+                ("ob", self.delta[i], f"delta[{i}]"),
+            ):
+                if getattr(self, fname)[i] < -base:
+                    raise InvalidProblemError(
+                        f"Chain.{fname} of stage {i + 1} is {getattr(self, fname)[i]}, below "
+                        f"-{what} ({-base}): an op cannot free more than it makes at its peak; "
+                        f"transients may be negative only down to minus the size beside them"
+                    )
+        object.__setattr__(self, "values", _check_values(self.values, self.x, self.xbar))
         if self.cost_unit not in COST_UNITS:
             raise InvalidProblemError(
                 f"Chain.cost_unit is {self.cost_unit!r}; use one of {', '.join(COST_UNITS)}"
@@ -136,7 +185,9 @@ class Chain:
     def is_uniform(self) -> bool:
         """True when every stage has the same costs and sizes (the case Revolve solves)."""
         return (
-            all(len(set(getattr(self, f))) <= 1 for f in ("uf", "ub", "xbar", "of", "ob"))
+            all(len(set(getattr(self, f))) <= 1 for f in ("uf", "ub", "xbar", "of", "ob", "ofn"))
+            and self.delta == self.x
+            and not self.values
             and len(set(self.x[1:])) <= 1
         )
 
@@ -157,6 +208,9 @@ class Chain:
             "xbar": list(self.xbar),
             "of": list(self.of),
             "ob": list(self.ob),
+            **({"ofn": list(self.ofn)} if self.ofn != self.of else {}),
+            **({"delta": list(self.delta)} if self.delta != self.x else {}),
+            **({"values": [c.to_list() for c in self.values]} if self.values else {}),
         }
 
     @classmethod
@@ -169,6 +223,112 @@ class Chain:
             xbar=tuple(data["xbar"]),
             of=tuple(data["of"]),
             ob=tuple(data["ob"]),
+            ofn=tuple(data["ofn"]) if data.get("ofn") is not None else None,  # type: ignore[arg-type]
+            delta=tuple(data["delta"]) if data.get("delta") is not None else None,  # type: ignore[arg-type]
             cost_unit=data.get("cost_unit", "seconds"),
             name=data.get("name", ""),
+            values=tuple(BoundaryValue.from_list(c) for c in data.get("values") or ()),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class BoundaryValue:
+    """One tensor (storage) of a chain's boundaries.
+
+    Made by stage `producer`'s forward and read by the forwards of `readers` (ascending, each
+    after `producer`), so it is part of ``a[producer] .. a[readers[-1] - 1]``; `saved` are the
+    stages among the producer and the readers whose tape holds it (autograd saved it there);
+    `held` is the last stage through whose forward the model's own code holds it (a variable
+    still naming it, a container's call keeping its argument until it returns), when that is
+    after its last reader (0 otherwise). It is part of the boundaries up to there.
+    """
+
+    nbytes: int
+    producer: int
+    readers: tuple[int, ...]
+    saved: tuple[int, ...] = ()
+    held: int = 0
+
+    @property
+    def last(self) -> int:
+        """The last stage that reads it (its producer when no later stage does)."""
+        return self.readers[-1] if self.readers else self.producer
+
+    @property
+    def until(self) -> int:
+        """The last stage whose forward it lives through in the model's own forward."""
+        return max(self.held, self.last)
+
+    def crosses(self, k: int) -> bool:
+        """Whether it is part of boundary ``a[k]`` (counted in ``x[k]``)."""
+        return self.producer <= k < self.until
+
+    def to_list(self) -> list[Any]:
+        out = [self.nbytes, self.producer, list(self.readers), list(self.saved)]
+        return [*out, self.held] if self.held else out
+
+    @classmethod
+    def from_list(cls, value: Any) -> BoundaryValue:
+        if isinstance(value, BoundaryValue):
+            return value
+        if (
+            not isinstance(value, (list, tuple))
+            or len(value) not in (4, 5)
+            or not all(isinstance(v, (list, tuple)) for v in value[2:4])
+        ):
+            raise InvalidProblemError(
+                f"Chain.values entries are [bytes, producer, [readers], [saved]] or [bytes, "
+                f"producer, [readers], [saved], held], got {value!r}"
+            )
+        held = value[4] if len(value) == 5 else 0
+        return cls(value[0], value[1], tuple(value[2]), tuple(value[3]), held)
+
+
+def _check_values(
+    values: Any, x: tuple[int, ...], xbar: tuple[int, ...]
+) -> tuple[BoundaryValue, ...]:
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise InvalidProblemError(
+            f"Chain.values must be a sequence of values, got {type(values).__name__}"
+        )
+    length = len(xbar)
+    out = []
+    crossing = [0] * (length + 1)
+    for n, c in enumerate(values):
+        c = BoundaryValue.from_list(c)
+        ints = (c.nbytes, c.producer, *c.readers, *c.saved, c.held)
+        if any(isinstance(v, bool) or not isinstance(v, int) for v in ints):
+            raise InvalidProblemError(f"Chain.values[{n}] holds a non-integer: {c.to_list()}")
+        if c.nbytes < 0 or not 1 <= c.producer < length or not (c.readers or c.held):
+            raise InvalidProblemError(
+                f"Chain.values[{n}] needs bytes >= 0, a producer stage in 1..{length - 1} and a "
+                f"reader or a later stage it is held until, got {c.to_list()}"
+            )
+        if list(c.readers) != sorted(set(c.readers)) or not (
+            not c.readers or (c.producer < c.readers[0] and c.readers[-1] <= length)
+        ):
+            raise InvalidProblemError(
+                f"Chain.values[{n}]: readers must ascend, without repeats, in "
+                f"{c.producer + 1}..{length} (after the producer), got {list(c.readers)}"
+            )
+        if any(s not in (c.producer, *c.readers) for s in c.saved):
+            raise InvalidProblemError(
+                f"Chain.values[{n}]: saved stages must be the producer or readers, got "
+                f"{list(c.saved)}"
+            )
+        if not 0 <= c.held <= length:
+            raise InvalidProblemError(
+                f"Chain.values[{n}]: held must be a stage in 1..{length}, or 0, got {c.held}"
+            )
+        held = c.held if c.held > c.last else 0
+        c = BoundaryValue(c.nbytes, c.producer, tuple(c.readers), tuple(sorted(set(c.saved))), held)
+        for k in range(c.producer, c.until):
+            crossing[k] += c.nbytes
+        out.append(c)
+    for k in range(1, length + 1):
+        if crossing[k] > x[k] or (k <= length and k >= 1 and crossing[k] > xbar[k - 1]):
+            raise InvalidProblemError(
+                f"Chain.values values crossing a[{k}] add up to {crossing[k]} bytes, more than "
+                f"x[{k}] = {x[k]} (or its tape): a boundary holds every value that crosses it"
+            )
+    return tuple(out)

@@ -26,6 +26,10 @@ def structure(problem: Problem) -> dict[str, Any]:
             "xbar": list(problem.xbar),
             "of": list(problem.of),
             "ob": list(problem.ob),
+            # Only where it differs from `of`: chains from before `ofn` keep their fingerprints.
+            **({"ofn": list(problem.ofn)} if problem.ofn != problem.of else {}),
+            **({"delta": list(problem.delta)} if problem.delta != problem.x else {}),
+            **({"values": [c.to_list() for c in problem.values]} if problem.values else {}),
         }
     return {
         "kind": "graph",

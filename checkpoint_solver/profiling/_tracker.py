@@ -50,6 +50,7 @@ class _Record:
     nbytes: int
     produced: Phase
     last_forward_use: int  # forward stage index of the last forward op that read it
+    readers: set[int] = field(default_factory=set)  # forward stages whose ops read it
 
 
 @dataclass
@@ -77,6 +78,8 @@ class StorageTracker(TorchDispatchMode):
     ignore: set[int] = field(default_factory=set)  # pre-existing storages: params, buffers, inputs
     active: bool = True
     adds: dict[int, tuple[int, ...]] = field(default_factory=dict)  # backward sums/copies: sources
+    # serial -> ops its phase had run when it was freed (0: freed as the phase began)
+    freed_after: dict[int, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         super().__init__()
@@ -115,6 +118,7 @@ class StorageTracker(TorchDispatchMode):
                     if serial is not None:
                         rec = self.records[serial]
                         rec.last_forward_use = max(rec.last_forward_use, stage)
+                        rec.readers.add(stage)
         out = func(*args, **(kwargs or {}))
         if (
             self.cast_cache
@@ -159,6 +163,7 @@ class StorageTracker(TorchDispatchMode):
             del self.live[key]
         if self.active:
             self.events.append((self.phase, serial, -nbytes))
+            self.freed_after[serial] = self.ops.get(self.phase, 0)
 
     def curve(self, exclude: set[int]) -> tuple[dict[Phase, PhaseStats], int]:
         """Per-phase start/peak/end of live tracked bytes, leaving out storages in `exclude`, and

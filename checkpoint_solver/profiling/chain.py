@@ -18,10 +18,10 @@ here and in the measured peak it is compared with.
 Per stage ``k``:
 - ``xbar[k]``: the storages autograd saves during stage k's forward that stage k created, plus
   ``a[k]`` (the tape includes the output; saved inputs belong to ``a[k-1]``).
-- ``of[k]``: the transient peak of the stage's forward above its start plus what the forward
-  keeps, the larger of two forwards: with tape (above ``xbar[k]``) and without (above ``x[k]``,
-  measured in a forward whose saved tensors are dropped, as ``F_n``/``F_ck`` run in the runtime);
-  ``ob[k]``: the
+- ``of[k]``: the transient peak of the stage's taped forward above its start plus its tape
+  ``xbar[k]``; ``ofn[k]``: the same for a forward without tape, above its output ``x[k]``
+  (measured in a forward whose saved tensors are dropped, as ``F_n``/``F_ck`` run in the
+  runtime); ``ob[k]``: the
   backward's peak above its start plus the gradient ``delta[k-1]`` it creates (the simulator's
   ``F_all`` and ``B`` rules, so the simulated store-all peak tracks the measured one).
 - ``uf[k]``, ``ub[k]``: median over `repeats` timed steps (after `warmup` steps), between the
@@ -54,7 +54,7 @@ from torch.utils._pytree import tree_flatten, tree_map
 from torch.utils.flop_counter import FlopCounterMode
 
 from checkpoint_solver.errors import ProfilingError
-from checkpoint_solver.problem import Chain
+from checkpoint_solver.problem import BoundaryValue, Chain
 from checkpoint_solver.profiling._tracker import (
     GradBuffers,
     PhaseStats,
@@ -255,20 +255,23 @@ class _Stepper:
         self.model, self.inputs, self.blocks, self.loss_fn = model, inputs, blocks, loss_fn
         self.on_phase: Callable[[Phase], None] = lambda phase: None
         self.ran: list[int] = []
-        self.boundary_inputs: list[list[torch.Tensor]] = []
-        self.last_output: list[torch.Tensor] = []
+        # Gradient hooks are registered as the forward goes, so the stepper holds no tensor
+        # (holding each block's input to the end of the step would change when they are freed).
+        self.grad_handles: list[Any] = []
+        self.seen: set[int] = set()  # storages earlier blocks read
         self.hooks = StageHooks(blocks, self._pre, self._post, self._extra)
 
     def step(self, *, hooks: bool = True, backward: bool = True) -> torch.Tensor:
         nb = len(self.blocks)
         self.ran = []
-        self.boundary_inputs = [[] for _ in range(nb)]
-        self.last_output = []
+        self.seen = set()
+        self.grad_handles = []
         self.hooks.reset()
         with ExitStack() as stack:
             if hooks:
                 for h in self.hooks.install():
                     stack.callback(h.remove)
+                stack.callback(self._remove_grad_hooks)
                 self.on_phase(("F", 0))
             out = self.model(*self.inputs.args, **self.inputs.kwargs)
             loss = self.loss_fn(out)
@@ -291,32 +294,52 @@ class _Stepper:
                 return loss.detach()
             if hooks:
                 self._check_calls()
-                handles = self._grad_hooks()
                 self.on_phase(("B", nb + 1))
             loss.backward()
             if hooks:
-                for h in handles:
-                    h.remove()
                 self.on_phase(("done", 0))
         return loss.detach()
 
     def _pre(self, k: int, args: Any, kwargs: Any) -> None:
         self.ran.append(k)
-        self.boundary_inputs[k] = [
+        inputs = [
             t
             for t in tree_flatten((args, kwargs))[0]
             if isinstance(t, torch.Tensor) and t.requires_grad
         ]
+        # Gradients reaching block k's inputs end block k's backward. An input an earlier block
+        # also reads (a time embedding every block reads, a skip's source) gets its whole
+        # gradient only after that block's backward, so it marks nothing here unless it is all
+        # the block reads.
+        keys = [storage_key(t) for t in inputs]
+        own = [t for t, key in zip(inputs, keys, strict=True) if key not in self.seen]
+        self.seen.update(keys)
+        self._mark_when_grads(own or inputs, k)
         self.on_phase(("F", k + 1))
 
     def _post(self, k: int, output: Any) -> None:
         if k == len(self.blocks) - 1:
-            self.last_output = [
+            outputs = [
                 t
                 for t in tree_flatten(output)[0]
                 if isinstance(t, torch.Tensor) and t.requires_grad
             ]
+            # Gradients reaching the last block's outputs end the epilogue's backward.
+            self._mark_when_grads(outputs, k + 1)
             self.on_phase(("F", k + 2))
+
+    def _mark_when_grads(self, tensors: list[torch.Tensor], stage: int) -> None:
+        if tensors and torch.is_grad_enabled():
+            self.grad_handles.append(
+                torch.autograd.graph.register_multi_grad_hook(
+                    tensors, self._grad_done(stage), mode="all"
+                )
+            )
+
+    def _remove_grad_hooks(self) -> None:
+        for h in self.grad_handles:
+            h.remove()
+        self.grad_handles = []
 
     def _extra(self, name: str, index: int) -> None:
         raise ProfilingError(
@@ -335,23 +358,6 @@ class _Stepper:
                 f"forward must make the same calls every step"
             )
         raise ProfilingError("the stages ran out of order (internal error)")
-
-    def _grad_hooks(self) -> list[Any]:
-        nb = len(self.blocks)
-        handles = []
-        # Gradients reaching the last block's outputs end the epilogue's backward; those reaching
-        # block k's inputs end block k's.
-        groups = [(nb, self.last_output)] + [
-            (k, self.boundary_inputs[k]) for k in range(nb - 1, -1, -1)
-        ]
-        for phase_after, tensors in groups:
-            if tensors:
-                handles.append(
-                    torch.autograd.graph.register_multi_grad_hook(
-                        tensors, self._grad_done(phase_after), mode="all"
-                    )
-                )
-        return handles
 
     def _grad_done(self, stage: int) -> Callable[..., None]:
         def hook(grads: Any) -> None:
@@ -438,9 +444,11 @@ def profile(
 
 def _no_tape_forward(
     model: nn.Module, inputs: _Inputs, stepper: _Stepper
-) -> dict[Phase, PhaseStats]:
+) -> tuple[dict[Phase, PhaseStats], dict[int, tuple[int, Phase, Phase]]]:
     """Per-stage live storages of a forward that keeps no tape (what ``F_n``/``F_ck`` run: grad
-    enabled, saved tensors dropped as the runtime's holders drop them)."""
+    enabled, saved tensors dropped as the runtime's holders drop them), and per storage, in the
+    order they were made, its size, the phase that made it and the phase in which the model's
+    code let it go."""
     tracker = StorageTracker(
         ignore={storage_key(t) for t in (*model.parameters(), *model.buffers(), *inputs.tensors())}
     )
@@ -448,8 +456,18 @@ def _no_tape_forward(
     with tracker, torch.autograd.graph.saved_tensors_hooks(lambda t: None, lambda t: t):
         stepper.step(backward=False)
     stats, _ = tracker.curve(exclude=set())
+    freed = {}
+    for phase, serial, nbytes in tracker.events:
+        if serial and nbytes < 0:
+            # Freed before the phase ran an op: let go as the stage before it ended.
+            early = phase[0] == "F" and phase[1] > 0 and not tracker.freed_after.get(serial)
+            freed[serial] = ("F", phase[1] - 1) if early else phase
     tracker.active = False
-    return stats
+    let_go = {
+        serial: (r.nbytes, r.produced, freed.get(serial, ("done", 0)))
+        for serial, r in tracker.records.items()
+    }
+    return stats, let_go
 
 
 def _device_name(dev: torch.device) -> str:
@@ -521,7 +539,7 @@ def _profile(
     tracker = StorageTracker(
         ignore={storage_key(t) for t in (*model.parameters(), *model.buffers(), *inputs.tensors())}
     )
-    saved: dict[int, Phase] = {}
+    saved: dict[int, set[int]] = {}  # serial -> the forward stages whose tapes saved it
     flops_at: list[tuple[Phase, int]] = []
     counter = FlopCounterMode(display=False)
 
@@ -533,7 +551,7 @@ def _profile(
         if tracker.phase[0] == "F":
             serial = tracker.serial(t)
             if serial is not None:
-                saved.setdefault(serial, tracker.phase)
+                saved.setdefault(serial, set()).add(tracker.phase[1])
         return t
 
     stepper.on_phase = on_tracked_phase
@@ -548,18 +566,19 @@ def _profile(
     loss_bytes = storage_nbytes(loss)
     stats, measured_peak = tracker.curve(exclude=grad_keys)
     tracker.active = False
-    notape = _no_tape_forward(model, inputs, stepper)
+    notape, let_go = _no_tape_forward(model, inputs, stepper)
 
     # Stage k of the phases: 0 prologue, 1..nb blocks, nb+1 epilogue; drop an empty prologue.
     first = 0 if stats.get(("F", 0)) and stats[("F", 0)].ops else 1
     phases = list(range(first, nb + 2))
     records = {k: r for k, r in tracker.records.items() if k not in grad_keys}
+    until = _held(records, let_go, nb)
 
     def crossing(k: int) -> set[int]:
         return {
             key
             for key, r in records.items()
-            if r.produced[0] == "F" and r.produced[1] <= k < r.last_forward_use
+            if r.produced[0] == "F" and r.produced[1] <= k < until[key]
         }
 
     x = [x0]
@@ -570,8 +589,8 @@ def _profile(
         # Saved tensors that earlier stages produced are read here, so they belong to a[k-1].
         tape = out | {
             key
-            for key, ph in saved.items()
-            if ph == ("F", k) and key in records and records[key].produced == ("F", k)
+            for key, stages in saved.items()
+            if k in stages and key in records and records[key].produced == ("F", k)
         }
         tape_bytes = sum(records[key].nbytes for key in tape)
         if k == nb + 1 and (loss_serial is None or loss_serial not in tape):
@@ -585,21 +604,25 @@ def _profile(
     uf = [median(("F", k)) for k in phases]
     # Backward: the prologue's phase absorbs any time before the first block's when dropped.
     ub = [median(("B", k)) + (median(("B", 0)) if k == first == 1 else 0.0) for k in phases]
-    of, ob = [], []
+    # Each op's transient is what its phase added at its peak beyond the sizes the simulator's
+    # rule names, so the rule gives the measured peak; negative where the rule names bytes the
+    # op does not make (values passing through, gradients already made by a later reader).
+    # delta[j]: the gradient bytes the backward holds once chain stage j+1 is back-propagated
+    # (storages the backward made that are still live when its phase ends).
+    held = _backward_held(tracker.events, records)
+    delta = [held.get(("B", k), 0) for k in phases] + [x[-1]]
+    of, ofn, ob = [], [], []
     for j, k in enumerate(phases):
         f = stats.get(("F", k))
         b = stats.get(("B", k))
-        # F_all peaks at xbar + of, F_n/F_ck at x + of: of covers both forwards' transients.
-        g = notape.get(("F", k)) if k != nb + 1 else None
-        of.append(
-            max(
-                0,
-                (f.peak - f.start - xbar[j]) if f else 0,
-                (g.peak - g.start - x[j + 1]) if g else 0,
-            )
-        )
+        # F_all peaks at xbar + of (the taped forward), F_n/F_ck at x + ofn (the forward that
+        # keeps no tape; the epilogue's is the taped one: it is never run without its tape).
+        g = notape.get(("F", k)) if k != nb + 1 else f
+        of.append(((f.peak - f.start) if f else 0) - xbar[j])
+        ofn.append(((g.peak - g.start) if g else 0) - x[j + 1])
         seed = x[-1] if k == nb + 1 else 0
-        ob.append(max(0, (b.peak - b.start - x[j] - seed) if b else 0))
+        ob.append(((b.peak - b.start) if b else 0) - delta[j] - seed)
+    values = _values(records, saved, until, first, nb)
 
     flops_f: dict[int, int] = {}
     flops_b: dict[int, int] = {}
@@ -628,6 +651,9 @@ def _profile(
         xbar=tuple(xbar),
         of=tuple(of),
         ob=tuple(ob),
+        ofn=tuple(ofn),
+        delta=tuple(delta),
+        values=values,
         cost_unit="seconds",
         name=f"{type(model).__name__} ({len(phases)} stages)",
     )
@@ -655,6 +681,65 @@ def _profile(
         "input_bytes": x0,
     }
     return Profile(chain=chain, stages=tuple(stage_infos), source=source, measurement=measurement)
+
+
+def _backward_held(
+    events: list[tuple[Phase, int, int]], records: dict[int, Any]
+) -> dict[Phase, int]:
+    """Per backward phase, the live bytes of storages made by the backward when it ends (the
+    tracked records only: parameter gradients are not among them)."""
+    out: dict[Phase, int] = {}
+    live = 0
+    last: Phase | None = None
+    for phase, key, nbytes in events:
+        if phase != last:
+            if last is not None and last[0] == "B":
+                out[last] = live
+            last = phase
+        if key and key in records and records[key].produced[0] == "B":
+            live += nbytes
+    if last is not None and last[0] == "B":
+        out[last] = live
+    return out
+
+
+def _held(
+    records: dict[int, Any], let_go: dict[int, tuple[int, Phase, Phase]], nb: int
+) -> dict[int, int]:
+    """Per forward storage, the last phase through which the model's code holds it: its last
+    read, or later (a variable still naming it, a container's call that keeps its argument until
+    it returns), as the no-tape forward, whose storages are made in the same order, shows (a
+    storage made elsewhere there keeps its last read)."""
+    out = {}
+    for key, r in records.items():
+        if r.produced[0] != "F":
+            continue
+        last = r.last_forward_use
+        other = let_go.get(key)
+        if other is not None and other[:2] == (r.nbytes, r.produced):
+            phase = other[2]
+            last = max(last, min(phase[1] if phase[0] == "F" else nb + 1, nb + 1))
+        out[key] = last
+    return out
+
+
+def _values(
+    records: dict[int, Any], saved: dict[int, set[int]], until: dict[int, int], first: int, nb: int
+) -> tuple[BoundaryValue, ...]:
+    """Every storage that crosses a cut (phase k is chain stage ``k - first + 1``), with the
+    stages that read it, those whose tapes saved it, and the last one the model's code holds it
+    through."""
+    out = []
+    for key, r in records.items():
+        if r.produced[0] != "F" or until[key] <= max(r.produced[1], first):
+            continue
+        p = r.produced[1]
+        readers = tuple(sorted(s - first + 1 for s in r.readers if p < s <= nb + 1))
+        held = until[key] - first + 1
+        keep = {p, *r.readers}
+        kept = tuple(sorted(s - first + 1 for s in saved.get(key, ()) if s in keep))
+        out.append(BoundaryValue(r.nbytes, p - first + 1, readers, kept, held))
+    return tuple(out)
 
 
 def _stage_name(c: StageCall) -> str:

@@ -531,12 +531,13 @@ class _Executor:
             src.check(s)
             # Fresh detached leaves per rerun: each builds its own throwaway graph.
             env: dict[int, Any] = {h: detach(t) for h, t in src.items()}
-            run.programs[s].run(env)
+            returned = not tape or s in self.plan.keep_taped
+            assert run.needed is not None
+            run.programs[s].run(env, run.needed[s] if returned else ())
             if tape:
                 filler.done()
-        if tape and s not in self.plan.keep_taped:
+        if not returned:
             return None
-        assert run.needed is not None
         missing = [h for h in run.needed[s] if h not in env]
         if missing:
             raise ReplayError(

@@ -21,7 +21,7 @@ by an earlier step) is a constant too, held for the step.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -140,9 +140,10 @@ class _Call:
         args, kwargs = tree_unflatten([_value(env, a, stage) for a in self.args], self.spec)
         with torch.set_grad_enabled(self.grad), _autocast(self.autocast):
             out = self.func(*args, **kwargs)
-        for t, h in zip(tree_flatten(out)[0], self.outs, strict=True):
-            if h is not None:
-                env[h] = t
+        del args, kwargs
+        env.update(
+            {h: t for t, h in zip(tree_flatten(out)[0], self.outs, strict=True) if h is not None}
+        )
 
 
 class _autocast:
@@ -193,18 +194,39 @@ class Program:
             args.extend(c.args)
         return {v for kind, v in args if kind == "h" and producer[v] < self.stage}
 
-    def run(self, env: dict[int, Any]) -> None:
-        """Run the stage again on the values in `env` (handles to tensors), adding what it makes."""
+    def run(self, env: dict[int, Any], keep: Collection[int] = ()) -> None:
+        """Run the stage again on the values in `env` (handles to tensors), adding what it makes.
+        A value leaves `env` after the last call that reads it unless it is in `keep`, so a rerun
+        frees what it is done with as the model's own forward does."""
+        steps = ([self.args] if self.module is not None else []) + [c.args for c in self.calls]
+        last: dict[int, int] = {}
+        for i, args in enumerate(steps):
+            for kind, v in args:
+                if kind == "h":
+                    last[v] = i
+
+        def done_with(i: int) -> None:
+            for h in [h for h in env if last.get(h, -1) <= i and h not in keep]:
+                del env[h]
+
+        done_with(-1)
+        i = 0
         if self.module is not None:
             args, kwargs = tree_unflatten(
                 [_value(env, a, self.stage) for a in self.args], self.spec
             )
             output = self.module(*args, **kwargs)
-            for t, h in zip(tree_flatten(output)[0], self.outs, strict=True):
-                if h is not None:
-                    env[h] = t
+            del args, kwargs
+            leaves = tree_flatten(output)[0]
+            del output
+            env.update({h: t for t, h in zip(leaves, self.outs, strict=True) if h is not None})
+            del leaves
+            done_with(i)
+            i += 1
         for c in self.calls:
             c.run(env, self.stage)
+            done_with(i)
+            i += 1
 
 
 def needed_sets(

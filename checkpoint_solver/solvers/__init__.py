@@ -24,6 +24,7 @@ from checkpoint_solver.problem import Graph, Problem
 from checkpoint_solver.schedule import Schedule
 from checkpoint_solver.simulation import simulate
 from checkpoint_solver.solvers import (
+    _values,
     auto,
     cpsat,
     dp,
@@ -210,7 +211,10 @@ def solve(
     budget_bytes = parse_bytes(budget)
     spec = _resolve(problem, solver, options)
     start = time.perf_counter()
-    schedule = spec.fn(problem, budget_bytes, **options)
+    if spec.name != "auto" and _values.has_values(problem):
+        schedule = _values.solve_exact(spec, problem, budget_bytes, options)  # type: ignore[arg-type]
+    else:
+        schedule = spec.fn(problem, budget_bytes, **options)
     elapsed = time.perf_counter() - start
     if schedule.solve_s is None:
         schedule = schedule.replace(solve_s=elapsed)
@@ -229,6 +233,8 @@ def min_budget(problem: Problem, solver: str = "auto", **options: Any) -> int:
     Budgets are positive, so this is at least 1 even for a problem whose values are all empty.
     """
     spec = _resolve(problem, solver, options)
+    if spec.name != "auto" and _values.has_values(problem):
+        return max(1, _values.min_budget_exact(spec, problem, options))  # type: ignore[arg-type]
     return max(1, spec.min_budget(problem, **options))
 
 
@@ -266,13 +272,13 @@ def tradeoff(
     """
     spec = _resolve(problem, solver, options)
     if budgets is None:
-        low = spec.min_budget(problem, **options)
-        high = max(low, store_all.min_budget_store_all(problem))
+        low = min_budget(problem, solver, **options)
+        high = max(low, min_budget(problem, "store_all"))
         n = max(points, 1)
         values = sorted({max(1, low + (high - low) * k // max(n - 1, 1)) for k in range(n)})
     else:
         values = [parse_bytes(b) for b in budgets]
-    if spec.tradeoff is not None:
+    if spec.tradeoff is not None and not _values.has_values(problem):
         schedules = spec.tradeoff(problem, values, **options)
     else:
         schedules = []

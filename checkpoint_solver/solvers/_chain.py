@@ -35,7 +35,7 @@ Decision: TypeAlias = tuple[int, Any, Any]
 def held_gradient(chain: Chain, t: int) -> int:
     """Bytes of ``delta[t]`` held while solving stages ``..t``: 0 for ``t = L`` (the loss has not
     made the seed gradient yet), else ``x[t]``."""
-    return 0 if t == chain.length else chain.x[t]
+    return 0 if t == chain.length else chain.delta[t]
 
 
 def emit_plan(
@@ -47,6 +47,7 @@ def emit_plan(
     peak of each op is ``outside`` plus what the op needs inside its subproblem.
     """
     x, xbar, of, ob, uf, ub = chain.x, chain.xbar, chain.of, chain.ob, chain.uf, chain.ub
+    ofn, d = chain.ofn, chain.delta
     ops: list[Op] = []
     peak = x[0]
     times: list[float] = []
@@ -66,7 +67,7 @@ def emit_plan(
         code, first, second = decide(s, t, state)
         if code == CHAIN:
             stack.append(
-                ("op", Bwd(s), outside + xbar[s - 1] + x[s] + x[s - 1] + ob[s - 1], ub[s - 1])
+                ("op", Bwd(s), outside + xbar[s - 1] + d[s] + d[s - 1] + ob[s - 1], ub[s - 1])
             )
             stack.append(("solve", s + 1, t, first, outside + xbar[s - 1]))
             stack.append(("op", FwdTape(s), outside + g + xbar[s - 1] + of[s - 1], uf[s - 1]))
@@ -76,7 +77,7 @@ def emit_plan(
             stack.append(("solve", j, t, first, outside + x[j - 1]))
             for k in range(j - 1, s, -1):
                 stack.append(
-                    ("op", FwdNoTape(k), outside + g + x[k - 1] + x[k] + of[k - 1], uf[k - 1])
+                    ("op", FwdNoTape(k), outside + g + x[k - 1] + x[k] + ofn[k - 1], uf[k - 1])
                 )
-            stack.append(("op", FwdCheckpoint(s), outside + g + x[s] + of[s - 1], uf[s - 1]))
+            stack.append(("op", FwdCheckpoint(s), outside + g + x[s] + ofn[s - 1], uf[s - 1]))
     return ops, peak, math.fsum(times)

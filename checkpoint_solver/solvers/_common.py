@@ -25,7 +25,15 @@ def make_schedule(
     lower_bound: float | None = None,
     notes: str = "",
 ) -> Schedule:
-    """Wrap a solver's ops and its *own* prediction of peak and time into a `Schedule`."""
+    """Wrap a solver's ops and its *own* prediction of peak and time into a `Schedule`.
+
+    On a chain whose boundaries' values are known, the solvers' own accounting adds up
+    boundaries and over-counts (see `checkpoint_solver.solvers._values`): the peak is then the
+    simulator's."""
+    if problem.kind == "chain" and problem.values:
+        from checkpoint_solver.simulation import simulate_ops
+
+        peak_bytes = simulate_ops(problem, list(ops)).peak_bytes
     base = problem.store_all_time
     return Schedule(
         kind=problem.kind,

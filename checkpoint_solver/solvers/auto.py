@@ -6,6 +6,7 @@ from checkpoint_solver.errors import CheckpointSolverError, InfeasibleBudgetErro
 from checkpoint_solver.problem import Problem
 from checkpoint_solver.schedule import Schedule
 from checkpoint_solver.solvers._registry import REGISTRY
+from checkpoint_solver.solvers._values import has_values, min_budget_exact, solve_exact
 
 __all__ = ["min_budget_auto", "solve_auto"]
 
@@ -77,7 +78,10 @@ def solve_auto(problem: Problem, budget_bytes: int, /, *, time_limit: float = 60
     for name, options, why in candidates:
         spec = REGISTRY[name]
         try:
-            sched = spec.fn(problem, budget_bytes, **options)
+            if has_values(problem):
+                sched = solve_exact(spec, problem, budget_bytes, options)  # type: ignore[arg-type]
+            else:
+                sched = spec.fn(problem, budget_bytes, **options)
         except InfeasibleBudgetError as exc:
             if exc.min_budget_bytes is not None:
                 lowest = (
@@ -104,6 +108,8 @@ def solve_auto(problem: Problem, budget_bytes: int, /, *, time_limit: float = 60
 def min_budget_auto(problem: Problem, /, *, time_limit: float = 60.0) -> int:
     """The smallest minimum budget over the solvers auto runs."""
     return min(
-        REGISTRY[name].min_budget(problem, **options)
+        min_budget_exact(REGISTRY[name], problem, options)  # type: ignore[arg-type]
+        if has_values(problem)
+        else REGISTRY[name].min_budget(problem, **options)
         for name, options, _ in _candidates(problem, float(time_limit))
     )

@@ -6,22 +6,23 @@ that ``a[s-1]`` is available (held outside ``m``) and ``delta[t]`` is held insid
 
 **Equation (1), one stage**::
 
-    Opt(s, s, m) = uf[s] + ub[s]   if m >= max(g_s + xbar[s] + of[s], xbar[s] + x[s] + x[s-1] + ob[s])
+    Opt(s, s, m) = uf[s] + ub[s]   if m >= max(g_s + xbar[s] + of[s], xbar[s] + d[s] + d[s-1] + ob[s])
 
 **Equation (2), chain branch** (``F_all(s)``, stages ``s+1..t``, ``B(s)``)::
 
     C(s, t, m) = uf[s] + ub[s] + Opt(s+1, t, m - xbar[s])
-                 if m >= max(g_t + xbar[s] + of[s], xbar[s] + x[s] + x[s-1] + ob[s])
+                 if m >= max(g_t + xbar[s] + of[s], xbar[s] + d[s] + d[s-1] + ob[s])
 
 **Equation (3), leaf branch at j** (``F_ck(s), F_n(s+1..j-1)``, stages ``j..t`` holding
 ``a[j-1]``, then stages ``s..j-1``)::
 
     L_j(s, t, m) = sum(uf[s..j-1]) + Opt(j, t, m - x[j-1]) + Opt(s, j-1, m)
-                   if m >= g_t + max(x[s] + of[s], max_{s<k<j} x[k-1] + x[k] + of[k])
+                   if m >= g_t + max(x[s] + ofn[s], max_{s<k<j} x[k-1] + x[k] + ofn[k])
 
     Opt(s, t, m) = min(C(s, t, m), min_{s<j<=t} L_j(s, t, m))
 
-These are the simulator's memory rules (`checkpoint_solver.simulation`) written for the recursion,
+where ``d`` is the chain's ``delta`` (gradient bytes; ``x`` unless measured otherwise) and
+``g_t = d[t]``. These are the simulator's memory rules (`checkpoint_solver.simulation`) written for the recursion,
 so a schedule the DP emits simulates to exactly the time the DP predicts. The top problem is
 ``Opt(1, L, budget - x[0])``.
 
@@ -75,13 +76,15 @@ class _Table:
 
     opt: npt.NDArray[np.float64]
     x: npt.NDArray[np.int64]  # index j = a[j]
+    d: npt.NDArray[np.int64]  # index j = delta[j], the gradient of a[j]
     xbar: npt.NDArray[np.int64]  # index s = stage s (index 0 unused), likewise of, ob, uf, ub
     of: npt.NDArray[np.int64]
     ob: npt.NDArray[np.int64]
+    ofn: npt.NDArray[np.int64]  # the forward without tape (F_n, F_ck)
     uf: npt.NDArray[np.float64]
     ub: npt.NDArray[np.float64]
     prefix: npt.NDArray[np.float64]  # prefix[k] = uf[1] + ... + uf[k]
-    base: npt.NDArray[np.int64]  # base[k] = x[k-1] + x[k] + of[k], what F_n(k) needs
+    base: npt.NDArray[np.int64]  # base[k] = x[k-1] + x[k] + ofn[k], what F_n(k) needs
     shifted: npt.NDArray[np.float64]  # scratch of the same shape as opt (see _build)
 
 
@@ -93,7 +96,7 @@ def _slots(values: Iterable[int], unit: int, up: bool) -> npt.NDArray[np.int64]:
 def _forward_need(table: _Table, s: int, t: int) -> npt.NDArray[np.int64]:
     """For j = s+1..t: slots F_ck(s), F_n(s+1..j-1) need beside the held gradient (non-decreasing)."""
     need = np.empty(t - s, dtype=np.int64)
-    need[0] = table.x[s] + table.of[s]
+    need[0] = table.x[s] + table.ofn[s]
     if t - s > 1:
         need[1:] = np.maximum(need[0], np.maximum.accumulate(table.base[s + 1 : t]))
     return need
@@ -122,10 +125,12 @@ def _build(
     n = chain.length
     pad = np.zeros(1, dtype=np.int64)
     x = _slots(chain.x, unit, up)
+    d = _slots(chain.delta, unit, up)
     of = np.concatenate([pad, _slots(chain.of, unit, up)])
+    ofn = np.concatenate([pad, _slots(chain.ofn, unit, up)])
     uf = np.concatenate([[0.0], np.asarray(chain.uf, dtype=np.float64)])
     base = np.zeros(n + 1, dtype=np.int64)
-    base[1:] = x[:-1] + x[1:] + of[1:]
+    base[1:] = x[:-1] + x[1:] + ofn[1:]
     size = mmax + 1
     shape = (n + 2, n + 1, size)
     # Only entries with t >= s - 1 are ever read, and each is set before it is read: the arrays
@@ -135,9 +140,11 @@ def _build(
         opt=np.empty(shape) if fresh else reuse.opt,  # type: ignore[union-attr]
         shifted=np.empty(shape) if fresh else reuse.shifted,  # type: ignore[union-attr]
         x=x,
+        d=d,
         xbar=np.concatenate([pad, _slots(chain.xbar, unit, up)]),
         of=of,
         ob=np.concatenate([pad, _slots(chain.ob, unit, up)]),
+        ofn=ofn,
         uf=uf,
         ub=np.concatenate([[0.0], np.asarray(chain.ub, dtype=np.float64)]),
         prefix=np.concatenate([[0.0], np.cumsum(uf[1:])]),
@@ -165,12 +172,12 @@ def _build(
         need_all = _forward_need(table, s, n) if n > s else np.zeros(0, dtype=np.int64)
         group_starts = [0, *(np.flatnonzero(need_all[1:] != need_all[:-1]) + 1).tolist()]
         for t in range(s, n + 1):
-            g = 0 if t == n else int(x[t])
+            g = 0 if t == n else int(d[t])
             row = opt[s, t]
             row[:] = np.inf
             # Equation (2) (Equation (1) when s == t: the inner problem is empty).
             for xb, tb, fo, bo in stage_options[s]:
-                need = int(max(g + xb + fo, xb + x[s] + x[s - 1] + bo))
+                need = int(max(g + xb + fo, xb + d[s] + d[s - 1] + bo))
                 lo = max(need, xb + int(first[s + 1, t]))
                 if lo < size:
                     cand = (uf[s] + tb) + opt[s + 1, t, lo - xb : size - xb]
@@ -232,14 +239,14 @@ def _stage_options(
 def _decider(table: _Table, n: int, options: list[list[Option]] | None = None, unit: int = 1):  # type: ignore[no-untyped-def]
     """Recover each branch choice from ``opt`` with the same arithmetic that filled it. With
     options, a chain branch's third element is the option index."""
-    opt, x = table.opt, table.x
+    opt, x, d = table.opt, table.x, table.d
     stage_options = _stage_options(table, options, unit, True)
 
     def decide(s: int, t: int, m: int) -> Decision:
-        g = 0 if t == n else int(x[t])
+        g = 0 if t == n else int(d[t])
         value = opt[s, t, m]
         for k, (xb, tb, fo, bo) in enumerate(stage_options[s]):
-            need = max(g + xb + fo, xb + x[s] + x[s - 1] + bo)
+            need = max(g + xb + fo, xb + d[s] + d[s - 1] + bo)
             if m >= need and m >= xb:
                 chain_value = (table.uf[s] + tb) + opt[s + 1, t, m - xb]
                 if chain_value <= value:
@@ -263,24 +270,26 @@ def _min_memory(chain: Chain) -> tuple[int, npt.NDArray[np.int64]]:
     """Exact minimum peak over plans of this form, and the branch choices that reach it."""
     n = chain.length
     x = np.asarray(chain.x, dtype=np.int64)
+    d = np.asarray(chain.delta, dtype=np.int64)
     pad = np.zeros(1, dtype=np.int64)
     xbar = np.concatenate([pad, np.asarray(chain.xbar, dtype=np.int64)])
     of = np.concatenate([pad, np.asarray(chain.of, dtype=np.int64)])
     ob = np.concatenate([pad, np.asarray(chain.ob, dtype=np.int64)])
+    ofn = np.concatenate([pad, np.asarray(chain.ofn, dtype=np.int64)])
     base = np.zeros(n + 1, dtype=np.int64)
-    base[1:] = x[:-1] + x[1:] + of[1:]
+    base[1:] = x[:-1] + x[1:] + ofn[1:]
     mm = np.zeros((n + 2, n + 1), dtype=np.int64)
     choice = np.zeros((n + 2, n + 1), dtype=np.int64)
     for t in range(1, n + 1):
-        g = 0 if t == n else int(x[t])
+        g = 0 if t == n else int(d[t])
         for s in range(t, 0, -1):
             best = max(
-                g + xbar[s] + of[s], xbar[s] + mm[s + 1, t], xbar[s] + x[s] + x[s - 1] + ob[s]
+                g + xbar[s] + of[s], xbar[s] + mm[s + 1, t], xbar[s] + d[s] + d[s - 1] + ob[s]
             )
             pick = CHAIN
             if t > s:
                 fwd_need = np.empty(t - s, dtype=np.int64)
-                fwd_need[0] = x[s] + of[s]
+                fwd_need[0] = x[s] + ofn[s]
                 if t - s > 1:
                     fwd_need[1:] = np.maximum(fwd_need[0], np.maximum.accumulate(base[s + 1 : t]))
                 js = np.arange(s + 1, t + 1)

@@ -38,7 +38,8 @@ def _segments(length: int, k: int) -> list[tuple[int, int]]:
 
 def segments_plan(chain: Chain, k: int) -> tuple[list[Op], int, float]:
     """Ops, predicted peak bytes and predicted time of `k`-segment periodic checkpointing."""
-    n, x, xbar, of, ob = chain.length, chain.x, chain.xbar, chain.of, chain.ob
+    n, x, xbar, of, ob, ofn = chain.length, chain.x, chain.xbar, chain.of, chain.ob, chain.ofn
+    d = chain.delta
     if n == 0:
         return [], x[0], 0.0
     segs = _segments(n, k)
@@ -48,10 +49,10 @@ def segments_plan(chain: Chain, k: int) -> tuple[list[Op], int, float]:
     for s, e in segs[:-1]:
         # F_ck(s) keeps a[s-1]; F_n walks the segment holding one activation at a time.
         ops.append(FwdCheckpoint(s))
-        peak = max(peak, kept + x[s - 1] + x[s] + of[s - 1])
+        peak = max(peak, kept + x[s - 1] + x[s] + ofn[s - 1])
         for i in range(s + 1, e + 1):
             ops.append(FwdNoTape(i))
-            peak = max(peak, kept + x[s - 1] + x[i - 1] + x[i] + of[i - 1])
+            peak = max(peak, kept + x[s - 1] + x[i - 1] + x[i] + ofn[i - 1])
         kept += x[s - 1]
     recompute = 0.0
     # Backward: the last segment runs with tape; each earlier one is recomputed from its input.
@@ -60,7 +61,7 @@ def segments_plan(chain: Chain, k: int) -> tuple[list[Op], int, float]:
         if j < len(segs) - 1:
             kept -= x[s - 1]
             recompute += math.fsum(chain.uf[s - 1 : e])
-        grad_in = x[e]  # delta[e]: the seed for j = last (created by B(L)), else made by B(e+1)
+        grad_in = d[e]  # delta[e]: the seed for j = last (created by B(L)), else made by B(e+1)
         tapes = 0
         for i in range(s, e + 1):
             ops.append(FwdTape(i))
@@ -69,7 +70,7 @@ def segments_plan(chain: Chain, k: int) -> tuple[list[Op], int, float]:
             peak = max(peak, kept + x[s - 1] + held_grad + tapes + of[i - 1])
         for i in range(e, s - 1, -1):
             ops.append(Bwd(i))
-            peak = max(peak, kept + x[s - 1] + tapes + x[i] + x[i - 1] + ob[i - 1])
+            peak = max(peak, kept + x[s - 1] + tapes + d[i] + d[i - 1] + ob[i - 1])
             tapes -= xbar[i - 1]
     return ops, peak, chain.store_all_time + recompute
 

@@ -93,7 +93,7 @@ def _peak(chain: Chain, snapshots: int) -> int:
     if chain.length == 0:
         return chain.x[0]
     x0, x = chain.x[0], chain.x[1]
-    xbar, of, ob = chain.xbar[0], chain.of[0], chain.ob[0]
+    xbar, of, ob, ofn = chain.xbar[0], chain.of[0], chain.ob[0], chain.ofn[0]
     length = chain.length
 
     @cache
@@ -107,13 +107,13 @@ def _peak(chain: Chain, snapshots: int) -> int:
             # Iterate the single-snapshot sweep: advance l-1, reverse the last stage, shrink.
             best = 0
             for k in range(l, 1, -1):
-                adv = g + x + of if k - 1 == 1 else g + 2 * x + of
+                adv = g + x + ofn if k - 1 == 1 else g + 2 * x + ofn
                 best = max(best, adv, x + inside(1, 0, last, False))
                 last = False
                 g = x
             return max(best, inside(1, 0, last, first))
         j_off = _decide(1, l, c)[0] - 1  # m, the advance length
-        adv = g + x + of if j_off == 1 else g + 2 * x + of
+        adv = g + x + ofn if j_off == 1 else g + 2 * x + ofn
         right = x + inside(l - j_off, c - 1, last, False)
         left = inside(j_off, c, False, first)
         return max(adv, right, left)

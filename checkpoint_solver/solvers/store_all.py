@@ -22,7 +22,7 @@ def _chain_ops(chain: Chain) -> tuple[list[Op], int]:
     peak = x[0]
     for i in range(1, n + 1):
         peak = max(peak, x[0] + tapes[i] + chain.of[i - 1])
-        peak = max(peak, x[0] + tapes[i] + x[i] + x[i - 1] + chain.ob[i - 1])
+        peak = max(peak, x[0] + tapes[i] + chain.delta[i] + chain.delta[i - 1] + chain.ob[i - 1])
     return ops, peak
 
 
