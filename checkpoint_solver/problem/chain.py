@@ -259,10 +259,6 @@ class BoundaryValue:
         """The last stage whose forward it lives through in the model's own forward."""
         return max(self.held, self.last)
 
-    def crosses(self, k: int) -> bool:
-        """Whether it is part of boundary ``a[k]`` (counted in ``x[k]``)."""
-        return self.producer <= k < self.until
-
     def to_list(self) -> list[Any]:
         out = [self.nbytes, self.producer, list(self.readers), list(self.saved)]
         return [*out, self.held] if self.held else out

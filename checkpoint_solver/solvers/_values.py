@@ -21,8 +21,6 @@ from typing import Any
 from checkpoint_solver.errors import InfeasibleBudgetError
 from checkpoint_solver.problem import Chain, Problem
 from checkpoint_solver.schedule import Schedule, Status
-from checkpoint_solver.schedule.schedule import Prediction
-from checkpoint_solver.simulation import simulate_ops
 from checkpoint_solver.solvers._registry import SolverSpec
 
 __all__ = ["has_values", "min_budget_exact", "solve_exact"]
@@ -48,7 +46,8 @@ def _attempt(
         sched = spec.fn(chain, budget, **options)
     except InfeasibleBudgetError:
         return None
-    return sched, simulate_ops(chain, sched.ops).peak_bytes
+    # `make_schedule` already gives chains with values the simulator's peak.
+    return sched, sched.predicted.peak_bytes
 
 
 def _faster(a: tuple[Schedule, int] | None, b: tuple[Schedule, int]) -> tuple[Schedule, int]:
@@ -110,10 +109,5 @@ def solve_exact(
         status=Status.HEURISTIC,
         gap=None,
         lower_bound=None,
-        predicted=Prediction(
-            peak_bytes=peak,
-            compute_time=sched.predicted.compute_time,
-            overhead=sched.predicted.overhead,
-        ),
         notes=(sched.notes + "; " if sched.notes else "") + note,
     )
