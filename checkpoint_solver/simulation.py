@@ -83,8 +83,12 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from checkpoint_solver.errors import FingerprintMismatchError, InvalidScheduleError
-from checkpoint_solver.problem import Chain, Graph, Problem, fingerprint
+from checkpoint_solver.errors import (
+    FingerprintMismatchError,
+    InvalidProblemError,
+    InvalidScheduleError,
+)
+from checkpoint_solver.problem import Chain, Graph, Problem, fingerprint, whole_step_chain
 from checkpoint_solver.schedule.ops import (
     Bwd,
     Compute,
@@ -135,6 +139,13 @@ class SimulationReport:
         Memory while each op runs.
     budget_bytes : int | None
         The budget the schedule was checked against.
+    scope : {"activations", "step"}
+        What the peaks cover. For ``"step"`` (a chain with model states), every op's memory
+        includes the parameters, the optimizer state and the parameter gradients live at that op,
+        and the optimizer step after the last op is checked too.
+    step_peak_bytes : int | None
+        For ``"step"``: the optimizer step's peak (after the last op); the overall peak is at
+        ``peak_index == len(ops)`` when it is the largest.
     """
 
     valid: bool
@@ -147,6 +158,8 @@ class SimulationReport:
     timeline: tuple[int, ...]
     op_peaks: tuple[int, ...]
     budget_bytes: int | None
+    scope: str = "activations"
+    step_peak_bytes: int | None = None
 
 
 def simulate(problem: Problem, schedule: Schedule) -> SimulationReport:
@@ -167,7 +180,9 @@ def simulate(problem: Problem, schedule: Schedule) -> SimulationReport:
     (True, 70, 0.0)
     """
     _check_match(problem, schedule)
-    return simulate_ops(problem, schedule.ops, budget_bytes=schedule.budget_bytes)
+    return simulate_ops(
+        problem, schedule.ops, budget_bytes=schedule.budget_bytes, scope=schedule.scope
+    )
 
 
 def check(problem: Problem, schedule: Schedule) -> SimulationReport:
@@ -180,12 +195,60 @@ def check(problem: Problem, schedule: Schedule) -> SimulationReport:
 
 
 def simulate_ops(
-    problem: Problem, ops: tuple[Op, ...] | list[Op], *, budget_bytes: int | None = None
+    problem: Problem,
+    ops: tuple[Op, ...] | list[Op],
+    *,
+    budget_bytes: int | None = None,
+    scope: str = "activations",
 ) -> SimulationReport:
-    """Simulate a bare op sequence (no fingerprint check); `budget_bytes=None` means unbounded."""
+    """Simulate a bare op sequence (no fingerprint check); `budget_bytes=None` means unbounded.
+
+    With ``scope="step"`` (a chain with `Chain.states`), memory is the whole step's: the ops run
+    on `whole_step_chain` (whose activation memory is the step's memory, op by op), then the
+    optimizer step runs with what the backward left, every gradient and its own temporaries."""
+    if scope not in ("activations", "step"):
+        raise ValueError(f"scope must be 'activations' or 'step', got {scope!r}")
+    if scope == "step":
+        if problem.kind != "chain" or problem.states is None:
+            raise InvalidProblemError(
+                "a whole-step schedule needs a chain with model states (profile with "
+                "optimizer=); this problem has none",
+            )
+        return _step(problem, ops, budget_bytes)
     if problem.kind == "chain":
         return _ChainSim(problem, budget_bytes).run(ops)
     return _GraphSim(problem, budget_bytes).run(ops)
+
+
+def _step(chain: Chain, ops: tuple[Op, ...] | list[Op], budget: int | None) -> SimulationReport:
+    assert chain.states is not None
+    report = _ChainSim(whole_step_chain(chain), budget).run(ops)
+    report = dataclasses.replace(report, scope="step")
+    if not report.valid:
+        return report
+    # After B(1) the rules have let a[0] go, which here holds the parameters and the optimizer
+    # state too; they, and the caller's inputs, are all there for the optimizer step, beside
+    # what the backward left (every gradient, in delta[0], and any boundary not freed).
+    st = chain.states
+    whole_x0 = whole_step_chain(chain).x[0]
+    final = report.timeline[-1] if report.timeline else 0
+    step_peak = final + whole_x0 + st.step
+    report = dataclasses.replace(report, step_peak_bytes=step_peak)
+    if step_peak > report.peak_bytes:
+        report = dataclasses.replace(report, peak_bytes=step_peak, peak_index=len(ops))
+    if budget is not None and step_peak > budget:
+        return dataclasses.replace(
+            report,
+            valid=False,
+            violation=Violation(
+                len(ops),
+                None,
+                f"the optimizer step needs {step_peak} bytes (parameters, every gradient, the "
+                f"optimizer state and its temporaries), over the budget of {budget} bytes by "
+                f"{step_peak - budget}",
+            ),
+        )
+    return report
 
 
 def _check_match(problem: Problem, schedule: Schedule) -> None:

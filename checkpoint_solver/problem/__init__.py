@@ -14,6 +14,7 @@ from checkpoint_solver.problem.io import (
     problem_to_dict,
     save_problem,
 )
+from checkpoint_solver.problem.states import ModelStates, step_floor, whole_step_chain
 
 Problem: TypeAlias = Chain | Graph
 
@@ -22,6 +23,7 @@ __all__ = [
     "Chain",
     "CostUnit",
     "Graph",
+    "ModelStates",
     "Problem",
     "example_names",
     "fingerprint",
@@ -29,4 +31,6 @@ __all__ = [
     "problem_from_dict",
     "problem_to_dict",
     "save_problem",
+    "step_floor",
+    "whole_step_chain",
 ]

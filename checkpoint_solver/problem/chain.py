@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from checkpoint_solver.errors import InvalidProblemError
+from checkpoint_solver.problem.states import ModelStates
 
 __all__ = ["COST_UNITS", "BoundaryValue", "Chain", "CostUnit"]
 
@@ -65,6 +66,10 @@ class Chain:
         Defaults to `x`; measured, it differs where a gradient is a view of a larger one (the
         backward of a ``torch.stack`` hands every input a view of one buffer, freed with the last
         of them) or is never made (an input that needs no gradient).
+    states : ModelStates | None
+        The step's model states (parameters, gradients per stage, optimizer state), for
+        whole-step budgets (`checkpoint_solver.problem.states`); not part of the fingerprint:
+        they describe the training setup, not the model's graph. None: activations only.
     values : tuple[BoundaryValue, ...]
         The tensors that make up the boundaries, each with the stage that makes it, the stages
         that read it and the stages whose tapes save it (a value crossing several cuts is a skip
@@ -91,6 +96,7 @@ class Chain:
     ofn: tuple[int, ...] = None  # type: ignore[assignment]  # None: the same as `of`
     delta: tuple[int, ...] = None  # type: ignore[assignment]  # None: the same as `x`
     values: tuple[BoundaryValue, ...] = ()
+    states: ModelStates | None = None
     kind: Literal["chain"] = field(default="chain", init=False)
 
     def __post_init__(self) -> None:
@@ -171,6 +177,14 @@ class Chain:
                         f"transients may be negative only down to minus the size beside them"
                     )
         object.__setattr__(self, "values", _check_values(self.values, self.x, self.xbar))
+        if self.states is not None:
+            if not isinstance(self.states, ModelStates):
+                object.__setattr__(self, "states", ModelStates.from_dict(self.states))
+            if len(self.states.grads) != length:
+                raise InvalidProblemError(
+                    f"Chain.states.grads has {len(self.states.grads)} entries but the chain has "
+                    f"{length} stages: one parameter-gradient size per stage"
+                )
         if self.cost_unit not in COST_UNITS:
             raise InvalidProblemError(
                 f"Chain.cost_unit is {self.cost_unit!r}; use one of {', '.join(COST_UNITS)}"
@@ -211,6 +225,7 @@ class Chain:
             **({"ofn": list(self.ofn)} if self.ofn != self.of else {}),
             **({"delta": list(self.delta)} if self.delta != self.x else {}),
             **({"values": [c.to_list() for c in self.values]} if self.values else {}),
+            **({"states": self.states.to_dict()} if self.states is not None else {}),
         }
 
     @classmethod
@@ -228,6 +243,9 @@ class Chain:
             cost_unit=data.get("cost_unit", "seconds"),
             name=data.get("name", ""),
             values=tuple(BoundaryValue.from_list(c) for c in data.get("values") or ()),
+            states=(
+                ModelStates.from_dict(data["states"]) if data.get("states") is not None else None
+            ),
         )
 
 

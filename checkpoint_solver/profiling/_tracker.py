@@ -229,6 +229,9 @@ class GradBuffers:
         self.params = [p for p in params if p.requires_grad]
         self.tracker: StorageTracker | None = None
         self.serials: set[int] = set()
+        # Per phase, the bytes of the gradients whose accumulator ran in it (a parameter several
+        # stages use gets its gradient after the backward of its first use).
+        self.done: dict[Phase, int] = {}
         self._nodes: list[Any] = []
         self._handles: list[Any] = []
 
@@ -267,3 +270,5 @@ class GradBuffers:
                 serial = self.tracker.serial(g)
                 if serial is not None:
                     self.serials.add(serial)
+                phase = self.tracker.phase
+                self.done[phase] = self.done.get(phase, 0) + g.numel() * g.element_size()

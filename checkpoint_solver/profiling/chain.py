@@ -35,6 +35,7 @@ restored after profiling.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import itertools
 import platform
@@ -54,7 +55,7 @@ from torch.utils._pytree import tree_flatten, tree_map
 from torch.utils.flop_counter import FlopCounterMode
 
 from checkpoint_solver.errors import ProfilingError
-from checkpoint_solver.problem import BoundaryValue, Chain
+from checkpoint_solver.problem import BoundaryValue, Chain, ModelStates
 from checkpoint_solver.profiling._tracker import (
     GradBuffers,
     PhaseStats,
@@ -324,8 +325,12 @@ class _Stepper:
                 for t in tree_flatten(output)[0]
                 if isinstance(t, torch.Tensor) and t.requires_grad
             ]
-            # Gradients reaching the last block's outputs end the epilogue's backward.
-            self._mark_when_grads(outputs, k + 1)
+            # Gradients reaching the last block's outputs end the epilogue's backward. An output
+            # some block read is passed through (T5's blocks return the position bias they were
+            # given): its gradient is whole only after its first reader's backward, so it marks
+            # nothing unless it is all the block returns.
+            own = [t for t in outputs if storage_key(t) not in self.seen]
+            self._mark_when_grads(own or outputs, k + 1)
             self.on_phase(("F", k + 2))
 
     def _mark_when_grads(self, tensors: list[torch.Tensor], stage: int) -> None:
@@ -376,6 +381,8 @@ def profile(
     warmup: int = 2,
     repeats: int = 5,
     graph: bool = True,
+    optimizer: torch.optim.Optimizer | None = None,
+    accumulate: bool = False,
 ) -> Profile:
     """Profile one training step of `model` on `example_inputs` into a chain.
 
@@ -401,6 +408,14 @@ def profile(
         blocks, the capture the op-level executor replays (the loss stays outside it). If tracing
         fails, the profile keeps its chain, has no graph, and says which call broke tracing in
         ``measurement["graph_error"]`` (with a warning).
+    optimizer
+        The optimizer you train with, over ``model.parameters()``. Then the chain also records
+        the step's model states (`Chain.states`: parameters and buffers, each stage's parameter
+        gradients, the optimizer's state and its step's temporaries, measured by real optimizer
+        steps whose effects are undone), and budgets default to the whole step
+        (`checkpoint_solver.problem.states`).
+    accumulate
+        You accumulate gradients over micro-batches: ``.grad`` is live throughout the step.
 
     Raises
     ------
@@ -428,6 +443,20 @@ def profile(
         stepper = _Stepper(model, inputs, calls, loss_fn or default_loss)
         prof = _profile(model, inputs, dev, calls, stepper, warmup, repeats)
         prof = dataclasses.replace(prof, measurement={**prof.measurement, "stages": note})
+        if optimizer is not None:
+            states, info = _model_states(
+                model,
+                optimizer,
+                prof.measurement["stage_grad_bytes"],
+                prof.measurement["stage_grad_extra_bytes"],
+                prof.measurement["stage_grad_done_bytes"],
+                accumulate,
+            )
+            prof = dataclasses.replace(
+                prof,
+                chain=dataclasses.replace(prof.chain, states=states),
+                measurement={**prof.measurement, **info},
+            )
         if graph:
             prof = _with_graph(prof, model, inputs, calls, repeats)
         return prof
@@ -610,6 +639,19 @@ def _profile(
     # delta[j]: the gradient bytes the backward holds once chain stage j+1 is back-propagated
     # (storages the backward made that are still live when its phase ends).
     held = _backward_held(tracker.events, records)
+    grads = _grads_by_stage(tracker.events, grad_keys, phases, first)
+    done = [buffers.done.get(("B", k), 0) for k in phases]
+    if first == 1 and done:
+        done[0] += buffers.done.get(("B", 0), 0)
+    # With the parameter gradients counted too: how far each backward's peak differs from its
+    # activation peak plus the gradients it leaves (a buffer summed out of place is briefly
+    # there twice; a gradient made after the phase's peak was not there at it).
+    whole, _ = tracker.curve(exclude=set())
+    grad_extra = []
+    for j, k in enumerate(phases):
+        w, a = whole.get(("B", k)), stats.get(("B", k))
+        extra = (w.peak - a.peak - (w.end - a.end)) if w and a else 0
+        grad_extra.append(max(extra, -grads[j]))
     delta = [held.get(("B", k), 0) for k in phases] + [x[-1]]
     of, ofn, ob = [], [], []
     for j, k in enumerate(phases):
@@ -679,8 +721,96 @@ def _profile(
             "buffers or parameter gradients"
         ),
         "input_bytes": x0,
+        "stage_grad_bytes": grads,
+        "stage_grad_extra_bytes": grad_extra,
+        "stage_grad_done_bytes": done,
     }
     return Profile(chain=chain, stages=tuple(stage_infos), source=source, measurement=measurement)
+
+
+def _grads_by_stage(
+    events: list[tuple[Phase, int, int]], grad_keys: set[int], phases: list[int], first: int
+) -> list[int]:
+    """Per chain stage, the parameter-gradient bytes its backward leaves (the net change of
+    gradient storages over its phase: a buffer summed out of place replaces its old self)."""
+    net: dict[Phase, int] = {}
+    for phase, key, nbytes in events:
+        if key and key in grad_keys:
+            net[phase] = net.get(phase, 0) + nbytes
+    out = [net.get(("B", k), 0) for k in phases]
+    if first == 1 and out:
+        out[0] += net.get(("B", 0), 0)  # a prologue without ops: its phase is stage 1's
+    return [max(0, g) for g in out]
+
+
+def _model_states(
+    model: nn.Module,
+    optimizer: Any,
+    grads: list[int],
+    extra: list[int],
+    done: list[int],
+    accumulate: bool,
+) -> tuple[ModelStates, dict[str, Any]]:
+    """The step's model states: parameters and buffers, the gradients per stage, and the
+    optimizer's state and step temporaries, measured by real steps whose effects are undone
+    (the parameters and the optimizer's state are restored)."""
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise ProfilingError(
+            f"optimizer must be a torch.optim.Optimizer over the model's parameters, got "
+            f"{type(optimizer).__name__}"
+        )
+    model_keys = {storage_key(t) for t in (*model.parameters(), *model.buffers())}
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    if not all(storage_key(p) in model_keys for p in params):
+        raise ProfilingError(
+            "the optimizer updates tensors that are not the model's parameters: build it over "
+            "model.parameters()"
+        )
+    for p in params:
+        if p.grad is None and p.requires_grad:
+            p.grad = torch.zeros_like(p)
+    snapshot = [p.detach().clone() for p in params]
+    saved = copy.deepcopy(optimizer.state_dict())
+    try:
+        if not optimizer.state:
+            optimizer.step()  # the first step makes the state (AdamW's moments)
+        state = [
+            t
+            for st in optimizer.state.values()
+            for t in st.values()
+            if isinstance(t, torch.Tensor) and storage_key(t) not in model_keys
+        ]
+        held = [*model.parameters(), *model.buffers(), *state]
+        held += [p.grad for p in model.parameters() if p.grad is not None]
+        tracker = StorageTracker(ignore={storage_key(t) for t in held})
+        tracker.set_phase(("S", 0))
+        with tracker:
+            optimizer.step()
+        _, step_peak = tracker.curve(exclude=set())
+        tracker.active = False
+        state_bytes = distinct_storage_nbytes(state)
+    finally:
+        with torch.no_grad():
+            for p, v in zip(params, snapshot, strict=True):
+                p.copy_(v)
+        optimizer.load_state_dict(saved)
+    states = ModelStates(
+        params=distinct_storage_nbytes([*model.parameters(), *model.buffers()]),
+        optimizer=state_bytes,
+        grads=tuple(grads),
+        grad_extra=tuple(extra),
+        # Accumulating, a gradient is added into .grad when its accumulator runs.
+        grads_done=tuple(done) if accumulate and sum(done) == sum(grads) else (),
+        step=int(step_peak),
+        accumulate=bool(accumulate),
+    )
+    info = {
+        "optimizer": type(optimizer).__name__,
+        "optimizer_state_bytes": state_bytes,
+        "optimizer_step_bytes": int(step_peak),
+        "gradient_accumulation": bool(accumulate),
+    }
+    return states, info
 
 
 def _backward_held(

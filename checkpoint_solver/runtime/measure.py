@@ -42,11 +42,16 @@ class StepMeasure:
     cuda_peak_bytes : int | None
         On CUDA, ``max_memory_allocated`` during the step minus what was allocated before it
         (parameter gradients included); None on CPU.
+    step_peak_bytes : int | None
+        With an optimizer: the whole step's peak, every live tensor counted (parameters,
+        buffers, optimizer state, gradients, the inputs and what ops make), the optimizer step
+        included: what a whole-step schedule's prediction promises.
     """
 
     peak_bytes: int
     loss: torch.Tensor
     cuda_peak_bytes: int | None = None
+    step_peak_bytes: int | None = None
 
 
 def train_step(
@@ -61,16 +66,33 @@ def train_step(
 
 
 def measure_step(
-    model: nn.Module, inputs: Any, loss_fn: Callable[[Any], torch.Tensor] | None = None
+    model: nn.Module,
+    inputs: Any,
+    loss_fn: Callable[[Any], torch.Tensor] | None = None,
+    *,
+    optimizer: torch.optim.Optimizer | None = None,
+    accumulate: bool = False,
 ) -> StepMeasure:
-    """Run one training step under the storage tracker (gradients accumulate as usual)."""
+    """Run one training step under the storage tracker (gradients accumulate as usual).
+
+    With `optimizer`, the step is the whole one: the gradients are cleared first (unless
+    `accumulate`), ``optimizer.step()`` runs after the backward, and `step_peak_bytes` counts
+    every live tensor. Measure a step after the first, so the optimizer's state exists."""
     inp = _Inputs.of(inputs)
     tensors = inp.tensors()
     x0 = distinct_storage_nbytes(tensors)
-    tracker = StorageTracker(
-        ignore={storage_key(t) for t in (*model.parameters(), *model.buffers(), *tensors)}
-    )
-    tracker.set_phase(("B", 0))  # one phase: the whole step
+    if optimizer is not None and not accumulate:
+        for p in model.parameters():
+            p.grad = None
+    held = [*model.parameters(), *model.buffers()]
+    if optimizer is not None:
+        held += [
+            t for st in optimizer.state.values() for t in st.values() if isinstance(t, torch.Tensor)
+        ]
+        held += [p.grad for p in model.parameters() if p.grad is not None]
+    fixed = distinct_storage_nbytes(held)
+    tracker = StorageTracker(ignore={storage_key(t) for t in (*held, *tensors)})
+    tracker.set_phase(("B", 0))  # one phase: forward and backward
     cuda = any(p.is_cuda for p in model.parameters())
     if cuda:
         torch.cuda.synchronize()
@@ -80,14 +102,21 @@ def measure_step(
         buffers.tracker = tracker
         with tracker:
             loss = train_step(model, inputs, loss_fn)
+            if optimizer is not None:
+                tracker.set_phase(("S", 0))  # the optimizer step
+                optimizer.step()
     grads = buffers.excluded(model.parameters())
-    _, peak = tracker.curve(exclude=grads)
+    stats, _ = tracker.curve(exclude=grads)
+    peak = stats[("B", 0)].peak
+    step_peak = None
+    if optimizer is not None:
+        step_peak = tracker.curve(exclude=set())[1] + x0 + fixed
     tracker.active = False
     cuda_peak = None
     if cuda:
         torch.cuda.synchronize()
         cuda_peak = int(torch.cuda.max_memory_allocated() - before)
-    return StepMeasure(int(peak) + x0, loss, cuda_peak)
+    return StepMeasure(int(peak) + x0, loss, cuda_peak, step_peak)
 
 
 def time_steps(

@@ -59,6 +59,8 @@ def schedule_to_dict(schedule: Schedule, *, timing: bool = True) -> dict[str, An
             "size": schedule.size,
         },
         "budget_bytes": schedule.budget_bytes,
+        # Written only for whole-step schedules, so activation schedules keep their bytes.
+        **({"scope": schedule.scope} if schedule.scope != "activations" else {}),
         "solver": solver,
         "predicted": {
             "peak_bytes": schedule.predicted.peak_bytes,
@@ -94,6 +96,7 @@ def schedule_from_dict(data: Any, *, source: str = "schedule") -> Schedule:
         fingerprint=data["problem"]["fingerprint"],
         size=data["problem"]["size"],
         budget_bytes=data["budget_bytes"],
+        scope=data.get("scope", "activations"),
         ops=tuple(parse_op(text) for text in data["ops"]),
         solver=solver["name"],
         options=dict(solver["options"]),

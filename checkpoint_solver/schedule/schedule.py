@@ -59,6 +59,10 @@ class Schedule:
     size : int
         Number of stages (chain) or nodes (graph) of that problem.
     budget_bytes : int
+    scope : {"activations", "step"}
+        What `budget_bytes` and the predicted peak cover: activations (the inputs included), or
+        the whole training step (parameters, gradients and optimizer state too; see
+        `checkpoint_solver.problem.states`).
     ops : tuple[Op, ...]
     solver : str
         Registered name of the solver that produced it.
@@ -89,10 +93,17 @@ class Schedule:
     solve_s: float | None = None
     predicted: Prediction
     notes: str = ""
+    scope: Literal["activations", "step"] = "activations"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ops", tuple(self.ops))
         object.__setattr__(self, "status", Status(self.status))
+        if self.scope not in ("activations", "step"):
+            from checkpoint_solver.errors import ScheduleFormatError
+
+            raise ScheduleFormatError(
+                f"scope is {self.scope!r}; a schedule's budget covers 'activations' or 'step'"
+            )
         allowed = CHAIN_OP_TYPES if self.kind == "chain" else GRAPH_OP_TYPES
         for k, op in enumerate(self.ops):
             if not isinstance(op, allowed):

@@ -13,14 +13,20 @@ Examples
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from checkpoint_solver.errors import CheckpointSolverError, InfeasibleBudgetError
-from checkpoint_solver.problem import Graph, Problem
+from checkpoint_solver.errors import (
+    CheckpointSolverError,
+    InfeasibleBudgetError,
+    InvalidOptionError,
+)
+from checkpoint_solver.problem import Chain, Graph, Problem, fingerprint
+from checkpoint_solver.problem.states import Scope, resolve_scope, step_floor, whole_step_chain
 from checkpoint_solver.schedule import Schedule
 from checkpoint_solver.simulation import simulate
 from checkpoint_solver.solvers import (
@@ -37,7 +43,7 @@ from checkpoint_solver.solvers import (
     store_all,
 )
 from checkpoint_solver.solvers._registry import REGISTRY, SolverSpec, get_spec, register
-from checkpoint_solver.units import parse_bytes
+from checkpoint_solver.units import format_bytes, parse_bytes
 
 __all__ = [
     "SolverSpec",
@@ -185,8 +191,73 @@ def _resolve(problem: Problem, solver: str, options: dict[str, Any]) -> SolverSp
     return spec
 
 
+def _target(problem: Problem, scope: str | None) -> tuple[Problem, Scope]:
+    """The problem the solvers see for `scope`: for a whole step, the chain whose activation
+    memory is the step's (`checkpoint_solver.problem.states.whole_step_chain`)."""
+    which = resolve_scope(problem, scope)
+    if which == "activations":
+        return problem, which
+    if problem.kind != "chain":
+        raise InvalidOptionError(
+            "whole-step budgets (scope='step') are solved on chains for now: solve prof.chain, "
+            "or solve this graph with scope='activations' and a budget less the model states"
+        )
+    return whole_step_chain(problem), which
+
+
+def _floor_error(problem: Chain, budget_bytes: int, solver: str, low: int) -> InfeasibleBudgetError:
+    st = problem.states
+    assert st is not None
+    floor = step_floor(problem)
+    return InfeasibleBudgetError(
+        budget_bytes,
+        max(low, floor),
+        solver,
+        hint=(
+            f"the whole step cannot fit: the optimizer step alone needs {floor} bytes "
+            f"({format_bytes(floor)}: parameters {format_bytes(st.params)}, gradients "
+            f"{format_bytes(st.grad_bytes)}, optimizer state {format_bytes(st.optimizer)}, its "
+            f"temporaries {format_bytes(st.step)}, the inputs {format_bytes(problem.x[0])})"
+        )
+        if budget_bytes < floor
+        else "",
+    )
+
+
+def _solve_target(
+    spec: SolverSpec, target: Problem, budget_bytes: int, options: dict[str, Any]
+) -> Schedule:
+    if spec.name != "auto" and _values.has_values(target):
+        return _values.solve_exact(spec, target, budget_bytes, options)  # type: ignore[arg-type]
+    schedule: Schedule = spec.fn(target, budget_bytes, **options)
+    return schedule
+
+
+def _as_step(problem: Chain, schedule: Schedule) -> Schedule:
+    """A schedule solved on the whole-step chain, for `problem`: its fingerprint and scope, and
+    the peak with the optimizer step."""
+    from checkpoint_solver.simulation import simulate_ops
+
+    report = simulate_ops(problem, schedule.ops, scope="step")
+    note = (
+        "whole-step budget: parameters, optimizer state and the parameter gradients live at each "
+        f"op counted (the optimizer step peaks at {report.step_peak_bytes} bytes)"
+    )
+    return schedule.replace(
+        fingerprint=fingerprint(problem),
+        scope="step",
+        predicted=dataclasses.replace(schedule.predicted, peak_bytes=report.peak_bytes),
+        notes=(schedule.notes + "; " if schedule.notes else "") + note,
+    )
+
+
 def solve(
-    problem: Problem, budget: int | float | str, solver: str = "auto", **options: Any
+    problem: Problem,
+    budget: int | float | str,
+    solver: str = "auto",
+    *,
+    scope: str | None = None,
+    **options: Any,
 ) -> Schedule:
     """Return a schedule for `problem` whose peak memory is at most `budget`.
 
@@ -197,6 +268,13 @@ def solve(
         Bytes, or a string such as ``"6GiB"`` (see `checkpoint_solver.units.parse_bytes`).
     solver : str
         A registered name (`available_solvers`); ``"auto"`` picks the fastest schedule that fits.
+    scope : {"activations", "step", "auto"} or None
+        What the budget covers: ``"activations"`` (activations, saved tensors, activation
+        gradients and temporaries, the inputs included), or ``"step"``: the whole training step,
+        with the parameters, the optimizer state and the parameter gradients as the backward
+        creates them (a chain with `Chain.states`, from ``profile(..., optimizer=opt)``), and the
+        optimizer step. By default (None, ``"auto"``) ``"step"`` when the problem has model
+        states, else ``"activations"``. The schedule records it.
     **options
         Solver options; an unknown one raises `UnknownOptionError` listing the valid ones.
 
@@ -205,19 +283,28 @@ def solve(
     InvalidBudgetError
         For a budget that is not a positive finite number of bytes.
     InfeasibleBudgetError
-        When the solver has no schedule within the budget; carries ``min_budget_bytes``.
+        When the solver has no schedule within the budget; carries ``min_budget_bytes``. A
+        whole-step budget below what the optimizer step alone needs says so, with that floor.
     UnknownSolverError, UnknownOptionError, InvalidOptionError
     """
     budget_bytes = parse_bytes(budget)
     spec = _resolve(problem, solver, options)
+    target, which = _target(problem, scope)
+    step = which == "step" and isinstance(problem, Chain)
+    if step and budget_bytes < step_floor(problem):  # type: ignore[arg-type]
+        raise _floor_error(problem, budget_bytes, spec.name, min_budget(target, solver, **options))  # type: ignore[arg-type]
     start = time.perf_counter()
-    if spec.name != "auto" and _values.has_values(problem):
-        schedule = _values.solve_exact(spec, problem, budget_bytes, options)  # type: ignore[arg-type]
-    else:
-        schedule = spec.fn(problem, budget_bytes, **options)
+    try:
+        schedule = _solve_target(spec, target, budget_bytes, options)
+    except InfeasibleBudgetError as exc:
+        if not step:
+            raise
+        raise _floor_error(problem, budget_bytes, spec.name, exc.min_budget_bytes or 0) from None  # type: ignore[arg-type]
     elapsed = time.perf_counter() - start
     if schedule.solve_s is None:
         schedule = schedule.replace(solve_s=elapsed)
+    if step:
+        schedule = _as_step(problem, schedule)  # type: ignore[arg-type]
     report = simulate(problem, schedule)
     if not report.valid:
         raise CheckpointSolverError(
@@ -227,15 +314,22 @@ def solve(
     return schedule
 
 
-def min_budget(problem: Problem, solver: str = "auto", **options: Any) -> int:
-    """The exact smallest budget (bytes) at which `solver` returns a schedule for `problem`.
+def min_budget(
+    problem: Problem, solver: str = "auto", *, scope: str | None = None, **options: Any
+) -> int:
+    """The exact smallest budget (bytes) at which `solver` returns a schedule for `problem`
+    (for `scope`, as in `solve`: a whole-step minimum is at least what the optimizer step needs).
 
     Budgets are positive, so this is at least 1 even for a problem whose values are all empty.
     """
     spec = _resolve(problem, solver, options)
-    if spec.name != "auto" and _values.has_values(problem):
-        return max(1, _values.min_budget_exact(spec, problem, options))  # type: ignore[arg-type]
-    return max(1, spec.min_budget(problem, **options))
+    target, which = _target(problem, scope)
+    floor = step_floor(problem) if which == "step" else 0  # type: ignore[arg-type]
+    if spec.name != "auto" and _values.has_values(target):
+        low = _values.min_budget_exact(spec, target, options)  # type: ignore[arg-type]
+    else:
+        low = spec.min_budget(target, **options)
+    return max(1, low, floor)
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,6 +349,7 @@ def tradeoff(
     solver: str = "auto",
     *,
     points: int = 20,
+    scope: str | None = None,
     **options: Any,
 ) -> list[TradeoffPoint]:
     """The memory/time trade-off of `solver`: one point per budget.
@@ -271,20 +366,21 @@ def tradeoff(
     [0.52, 0.101, 0.057, 0.038, 0.0]
     """
     spec = _resolve(problem, solver, options)
+    target, which = _target(problem, scope)
     if budgets is None:
-        low = min_budget(problem, solver, **options)
-        high = max(low, min_budget(problem, "store_all"))
+        low = min_budget(problem, solver, scope=which, **options)
+        high = max(low, min_budget(problem, "store_all", scope=which))
         n = max(points, 1)
         values = sorted({max(1, low + (high - low) * k // max(n - 1, 1)) for k in range(n)})
     else:
         values = [parse_bytes(b) for b in budgets]
-    if spec.tradeoff is not None and not _values.has_values(problem):
+    if spec.tradeoff is not None and not _values.has_values(target) and which == "activations":
         schedules = spec.tradeoff(problem, values, **options)
     else:
         schedules = []
         for b in values:
             try:
-                schedules.append(solve(problem, b, solver, **options))
+                schedules.append(solve(problem, b, solver, scope=which, **options))
             except InfeasibleBudgetError:
                 schedules.append(None)
     curve = []

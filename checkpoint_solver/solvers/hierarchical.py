@@ -42,6 +42,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -235,7 +236,7 @@ def _options(
     bset = set(backward)
     for k in range(budgets - 1):
         b = low + (high - low) * k // max(budgets - 1, 1)
-        options = {"time_limit": time_limit} if solver == "ilp" else {}
+        options: dict[str, Any] = {"time_limit": time_limit} if solver == "ilp" else {}
         try:
             sched = solve(local, max(b, 1), solver=solver, **options)
         except InfeasibleBudgetError:

@@ -1,0 +1,120 @@
+"""Whole-step budgets on real models: the profiler's model states, measured against every live
+tensor of a real step (parameters, optimizer state and gradients included)."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import checkpoint_solver as cs  # noqa: E402
+from checkpoint_solver import ProfilingError, models  # noqa: E402
+from checkpoint_solver.problem import step_floor  # noqa: E402
+from checkpoint_solver.runtime.measure import measure_step  # noqa: E402
+from checkpoint_solver.solvers.torch_rules import profile_blocks, torch_per_block  # noqa: E402
+
+
+def _gpt():  # type: ignore[no-untyped-def]
+    return models.gpt(layers=4, dim=64, heads=2, context=32, vocab=256, batch=4, dropout=0.0)
+
+
+def _profile(model, inputs, **kw):  # type: ignore[no-untyped-def]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return cs.profile(model, inputs, warmup=1, repeats=1, graph=False, **kw)
+
+
+def _param_bytes(model) -> int:  # type: ignore[no-untyped-def]
+    return sum(p.numel() * p.element_size() for p in model.parameters())
+
+
+@pytest.mark.parametrize(
+    "make, expected",
+    [
+        # AdamW: two moments per parameter and a 4-byte step count per parameter tensor.
+        (
+            lambda m: torch.optim.AdamW(m.parameters()),
+            lambda m: 2 * _param_bytes(m) + 4 * len(list(m.parameters())),
+        ),
+        (lambda m: torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9), _param_bytes),
+        (lambda m: torch.optim.SGD(m.parameters(), lr=0.1), lambda m: 0),
+    ],
+    ids=["adamw", "sgd-momentum", "sgd"],
+)
+def test_the_profile_measures_the_optimizer_and_leaves_it_as_found(make, expected) -> None:  # type: ignore[no-untyped-def]
+    model, inputs = _gpt()
+    opt = make(model)
+    before = [p.detach().clone() for p in model.parameters()]
+    prof = _profile(model, inputs, optimizer=opt)
+    st = prof.chain.states
+    assert st is not None
+    assert st.optimizer == expected(model)
+    assert st.params == _param_bytes(model) + sum(
+        b.numel() * b.element_size() for b in model.buffers()
+    )
+    assert st.grad_bytes == _param_bytes(model)  # every parameter gets a gradient
+    assert all(g >= 0 for g in st.grads) and st.grads[-1] > 0
+    assert not opt.state  # the real steps it took were undone
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    assert all(p.grad is None for p in model.parameters())
+    assert prof.measurement["optimizer"] == type(opt).__name__
+
+
+def test_profile_refuses_an_optimizer_over_other_tensors() -> None:
+    model, inputs = _gpt()
+    other = torch.nn.Linear(3, 3)
+    with pytest.raises(ProfilingError, match=r"model\.parameters"):
+        _profile(model, inputs, optimizer=torch.optim.SGD(other.parameters(), lr=0.1))
+    with pytest.raises(ProfilingError, match=r"torch\.optim\.Optimizer"):
+        _profile(model, inputs, optimizer="adamw")
+
+
+def _measured_step(model, inputs, prof, sched, accumulate: bool = False) -> int:  # type: ignore[no-untyped-def]
+    m = copy.deepcopy(model)
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-3)
+    cs.apply(m, sched, prof)
+    measure_step(m, inputs, optimizer=opt, accumulate=accumulate)  # makes the optimizer state
+    got = measure_step(m, inputs, optimizer=opt, accumulate=accumulate).step_peak_bytes
+    assert got is not None
+    return got
+
+
+@pytest.mark.parametrize("accumulate", [False, True])
+def test_whole_step_predictions_are_the_measured_peaks(accumulate: bool) -> None:
+    model, inputs = _gpt()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    prof = _profile(model, inputs, optimizer=opt, accumulate=accumulate)
+    chain = prof.chain
+    first, count = profile_blocks([s.name for s in prof.stages])
+    low, high = cs.min_budget(chain, "dp"), cs.min_budget(chain, "store_all")
+    per_block = torch_per_block(chain, first, count).replace(scope="step", budget_bytes=high)
+    for sched in (
+        cs.solve(chain, high, "store_all"),
+        per_block,
+        cs.solve(chain, (low + high) // 2),
+    ):
+        predicted = cs.simulate(chain, sched).peak_bytes
+        got = _measured_step(model, inputs, prof, sched, accumulate)
+        assert abs(got / predicted - 1) <= 0.03, (sched.solver, got, predicted)
+
+
+def test_a_whole_step_schedule_fits_where_the_by_hand_one_recomputes_more() -> None:
+    """The by-hand user subtracts parameters, optimizer state and every gradient from the
+    device budget; the whole-step solve knows the gradients appear during the backward."""
+    model, inputs = models.mlp(depth=6, width=256, hidden=256, batch=32)
+    opt = torch.optim.AdamW(model.parameters())
+    prof = _profile(model, inputs, optimizer=opt)
+    chain = prof.chain
+    st = chain.states
+    assert st is not None
+    bare = prof.chain.__class__.from_dict({**chain.to_dict(), "states": None})
+    low, high = cs.min_budget(chain, "dp"), cs.min_budget(chain, "store_all")
+    budget = low + (high - low) // 3
+    aware = cs.solve(chain, budget, "dp")
+    hand = cs.solve(bare, budget - st.params - st.optimizer - st.grad_bytes, "dp")
+    assert aware.predicted.compute_time < hand.predicted.compute_time
+    got = _measured_step(model, inputs, prof, aware)
+    assert got <= budget * 1.03 and got >= step_floor(chain)
