@@ -25,6 +25,7 @@ from typing import Any
 from checkpoint_solver._io import write_atomic
 from checkpoint_solver.errors import CheckpointSolverError, InvalidOptionError
 from checkpoint_solver.problem import Chain, Problem
+from checkpoint_solver.problem.states import resolve_scope
 from checkpoint_solver.schedule import Schedule
 from checkpoint_solver.simulation import SimulationReport
 
@@ -50,6 +51,7 @@ def tradeoff_rows(
     *,
     points: int = 20,
     blocks: tuple[int, int] | None = None,
+    scope: str | None = None,
 ) -> list[CurveRow]:
     """Each solver's curve at `points` budgets from the smallest feasible budget of any of them to
     the store-all peak (one shared budget grid, so curves compare point by point), plus, on a chain,
@@ -58,6 +60,7 @@ def tradeoff_rows(
     `solvers` defaults to every registered solver of the problem's kind except ``auto`` (and, on
     graphs, the slow exact ones: ``ilp`` and ``cpsat``; name them to include them). `blocks` is
     ``(first, count)`` of the chain's blocks (`torch_rules.profile_blocks`); default: every stage.
+    `scope` is what the budgets and peaks cover, as in `checkpoint_solver.solve`.
     """
     from checkpoint_solver import solvers as registry
     from checkpoint_solver.solvers import torch_rules
@@ -69,12 +72,17 @@ def tradeoff_rows(
     if solvers is None:
         slow = {"auto", "ilp", "cpsat"}
         solvers = [s for s in registry.available_solvers(problem.kind) if s not in slow]
-    high = min_budget_store_all(problem)
+    which = resolve_scope(problem, scope)
+    high = (
+        min_budget_store_all(problem)
+        if which == "activations"
+        else registry.min_budget(problem, "store_all", scope=which)
+    )
     low = high
     usable = []
     for s in solvers:
         try:
-            low = min(low, registry.min_budget(problem, s))
+            low = min(low, registry.min_budget(problem, s, scope=which))
         except CheckpointSolverError:
             if named:  # asked for by name: say why it cannot run
                 raise
@@ -84,7 +92,7 @@ def tradeoff_rows(
     grid = sorted({low + (high - low) * k // (points - 1) for k in range(points)})
     rows = []
     for s in solvers:
-        for p in registry.tradeoff(problem, grid, s):
+        for p in registry.tradeoff(problem, grid, s, scope=which):
             rows.append(
                 CurveRow(
                     s,
@@ -98,9 +106,9 @@ def tradeoff_rows(
             )
     if isinstance(problem, Chain):
         first, count = blocks or (1, problem.length)
-        fixed = [torch_rules.torch_per_block(problem, first, count)]
+        fixed = [torch_rules.torch_per_block(problem, first, count, scope=which)]
         for k in range(2, min(count, math.isqrt(count) + 1) + 1):
-            fixed.append(torch_rules.torch_sequential(problem, k, first, count))
+            fixed.append(torch_rules.torch_sequential(problem, k, first, count, scope=which))
         for sched in fixed:
             name = sched.solver.replace("torch-per-block", "torch per-block").replace(
                 "torch-sequential-", "torch sequential-"

@@ -90,7 +90,7 @@ def test_whole_step_predictions_are_the_measured_peaks(accumulate: bool) -> None
     chain = prof.chain
     first, count = profile_blocks([s.name for s in prof.stages])
     low, high = cs.min_budget(chain, "dp"), cs.min_budget(chain, "store_all")
-    per_block = torch_per_block(chain, first, count).replace(scope="step", budget_bytes=high)
+    per_block = torch_per_block(chain, first, count)
     for sched in (
         cs.solve(chain, high, "store_all"),
         per_block,

@@ -91,6 +91,33 @@ def _import(name: str) -> ModuleType:
         ) from None
 
 
+def _adamw(params: Any) -> Any:
+    import torch
+
+    return torch.optim.AdamW(params)
+
+
+def _adam(params: Any) -> Any:
+    import torch
+
+    return torch.optim.Adam(params)
+
+
+def _sgd(params: Any) -> Any:
+    import torch
+
+    return torch.optim.SGD(params, lr=0.01)
+
+
+def _sgd_momentum(params: Any) -> Any:
+    import torch
+
+    return torch.optim.SGD(params, lr=0.01, momentum=0.9)
+
+
+OPTIMIZERS = {"adamw": _adamw, "adam": _adam, "sgd": _sgd, "sgd-momentum": _sgd_momentum}
+
+
 @click.command("profile")
 @click.argument("model")
 @click.option("--out", "-O", type=click.Path(dir_okay=False), help="Write the profile JSON here.")
@@ -98,6 +125,13 @@ def _import(name: str) -> ModuleType:
 @click.option("--device", help="Move the model and inputs here first (e.g. cuda).")
 @click.option("--repeats", default=5, show_default=True, help="Timed steps (median kept).")
 @click.option("--no-graph", is_flag=True, help="Skip the op-level graph.")
+@click.option(
+    "--optimizer",
+    type=click.Choice(sorted(OPTIMIZERS)),
+    help="Also record the whole step's model states for this optimizer (default settings): "
+    "budgets then cover the whole step.",
+)
+@click.option("--accumulate", is_flag=True, help="Gradients accumulate (live all step).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def profile_cmd(
     model: str,
@@ -106,6 +140,8 @@ def profile_cmd(
     device: str | None,
     repeats: int,
     no_graph: bool,
+    optimizer: str | None,
+    accumulate: bool,
     as_json: bool,
 ) -> None:
     """Profile MODEL (builtin:mlp|resnet|gpt, path/to/file.py:function or package.module:function)
@@ -115,6 +151,7 @@ def profile_cmd(
     Examples:
       checkpoint-solver profile builtin:gpt --out gpt.profile.json
       checkpoint-solver profile my_model.py:build --out mine.profile.json
+      checkpoint-solver profile builtin:gpt --optimizer adamw --out gpt-step.profile.json
       checkpoint-solver solve gpt.profile.json --budget 60MB --solver dp
     """
 
@@ -127,7 +164,16 @@ def profile_cmd(
         net = net.to(device)
         inputs = inputs_to(inputs, device)
     names = blocks.split(",") if blocks else default_blocks
-    prof = profile(net, inputs, blocks=names, repeats=repeats, graph=not no_graph)
+    opt = OPTIMIZERS[optimizer](net.parameters()) if optimizer else None
+    prof = profile(
+        net,
+        inputs,
+        blocks=names,
+        repeats=repeats,
+        graph=not no_graph,
+        optimizer=opt,
+        accumulate=accumulate,
+    )
     if out:
         prof.save(out)
     if as_json:
@@ -157,3 +203,11 @@ def profile_cmd(
         + (f"{len(prof.graph.ops)} ops" if prof.graph is not None else "none")
         + (f"\nsaved to {out}" if out else "")
     )
+    if c.states is not None:
+        st = c.states
+        click.echo(
+            f"whole step ({optimizer}{', accumulating' if st.accumulate else ''}): parameters "
+            f"{format_bytes(st.params)}, gradients {format_bytes(st.grad_bytes)}, optimizer "
+            f"state {format_bytes(st.optimizer)}, optimizer step {format_bytes(st.step)}; "
+            f"budgets cover the whole step (solve --scope activations for activations only)"
+        )

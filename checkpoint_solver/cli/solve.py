@@ -33,6 +33,15 @@ def parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
 @click.option(
     "--option", "-o", "options", multiple=True, help="Solver option KEY=VALUE (repeatable)."
 )
+@click.option(
+    "--scope",
+    type=click.Choice(["auto", "activations", "step"]),
+    default="auto",
+    show_default=True,
+    help="What the budget covers: activations, or the whole training step (parameters, "
+    "gradients, optimizer state; needs a profile made with --optimizer). auto: the step when "
+    "the profile has model states.",
+)
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the schedule JSON here.")
 @click.option("--no-timing", is_flag=True, help="Write solve_s as null (byte-stable files).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
@@ -41,6 +50,7 @@ def solve_cmd(
     budget: str,
     solver: str,
     options: tuple[str, ...],
+    scope: str,
     out: str | None,
     no_timing: bool,
     as_json: bool,
@@ -49,7 +59,7 @@ def solve_cmd(
     from checkpoint_solver import format_bytes, load_problem, solve
 
     prob = load_problem(problem)
-    sched = solve(prob, budget, solver, **parse_options(options))
+    sched = solve(prob, budget, solver, scope=scope, **parse_options(options))
     if out:
         sched.save(out, timing=not no_timing)
     if as_json:
@@ -60,6 +70,7 @@ def solve_cmd(
         ("solver", sched.solver),
         ("status", sched.status.value),
         ("budget", f"{format_bytes(sched.budget_bytes)} ({sched.budget_bytes} B)"),
+        ("scope", "whole step" if sched.scope == "step" else "activations"),
         ("predicted peak", f"{format_bytes(p.peak_bytes)} ({p.peak_bytes} B)"),
         ("compute time", f"{p.compute_time:.6g} {prob.cost_unit}"),
         ("overhead", f"{p.overhead:+.2%}"),

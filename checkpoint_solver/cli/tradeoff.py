@@ -34,6 +34,13 @@ def _load(problem: str) -> tuple[Problem, list[str] | None]:
 @click.option("--points", default=20, show_default=True, help="Budgets per curve.")
 @click.option("--png", type=click.Path(dir_okay=False), help="Write the plot here (PNG).")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="Write the points here.")
+@click.option(
+    "--scope",
+    type=click.Choice(["auto", "activations", "step"]),
+    default="auto",
+    show_default=True,
+    help="What budgets cover: activations, or the whole step (a profile made with --optimizer).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def tradeoff_cmd(
     problem: str,
@@ -41,6 +48,7 @@ def tradeoff_cmd(
     points: int,
     png: str | None,
     csv_path: str | None,
+    scope: str,
     as_json: bool,
 ) -> None:
     """The memory/time curve of every solver on PROBLEM, with torch's per-block and
@@ -61,6 +69,7 @@ def tradeoff_cmd(
         [s.strip() for s in solvers.split(",") if s.strip()] if solvers else None,
         points=points,
         blocks=profile_blocks(names) if names else None,
+        scope=scope,
     )
     if png:
         plot_tradeoff(rows, png, title=f"{Path(problem).name}: memory / time trade-off")

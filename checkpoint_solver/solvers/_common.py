@@ -24,16 +24,17 @@ def make_schedule(
     gap: float | None = None,
     lower_bound: float | None = None,
     notes: str = "",
+    scope: str = "activations",
 ) -> Schedule:
     """Wrap a solver's ops and its *own* prediction of peak and time into a `Schedule`.
 
     On a chain whose boundaries' values are known, the solvers' own accounting adds up
     boundaries and over-counts (see `checkpoint_solver.solvers._values`): the peak is then the
-    simulator's."""
-    if problem.kind == "chain" and problem.values:
+    simulator's; so is a whole-step peak (``scope="step"``)."""
+    if problem.kind == "chain" and (problem.values or scope == "step"):
         from checkpoint_solver.simulation import simulate_ops
 
-        peak_bytes = simulate_ops(problem, list(ops)).peak_bytes
+        peak_bytes = simulate_ops(problem, list(ops), scope=scope).peak_bytes
     base = problem.store_all_time
     return Schedule(
         kind=problem.kind,
@@ -52,4 +53,5 @@ def make_schedule(
             overhead=float(compute_time / base - 1) if base > 0 else 0.0,
         ),
         notes=notes,
+        scope=scope,  # type: ignore[arg-type]
     )

@@ -30,6 +30,7 @@ from typing import Any
 
 from checkpoint_solver.errors import InvalidOptionError
 from checkpoint_solver.problem import Chain
+from checkpoint_solver.problem.states import resolve_scope
 from checkpoint_solver.schedule import Schedule
 from checkpoint_solver.schedule.ops import parse_op
 from checkpoint_solver.simulation import simulate_ops
@@ -62,10 +63,18 @@ def _range(chain: Chain, first: int, count: int | None) -> tuple[int, int]:
 
 
 def _schedule(
-    chain: Chain, first: int, count: int, chunk: int, stored_tail: int, name: str, options: Any
+    chain: Chain,
+    first: int,
+    count: int,
+    chunk: int,
+    stored_tail: int,
+    name: str,
+    options: Any,
+    scope: str | None = None,
 ) -> Schedule:
     """Blocks in chunks of `chunk` under one checkpoint each, the last `stored_tail` blocks and
-    everything outside the blocks stored."""
+    everything outside the blocks stored. Its budget is its own simulated peak in `scope` (as
+    in `solve`: the whole step when the chain has model states)."""
     n = chain.length
     kinds = {i: "F_all" for i in range(1, n + 1)}
     chunks = []
@@ -82,7 +91,8 @@ def _schedule(
         text += [f"F_all({i})" for i in members] + [f"B({i})" for i in reversed(members)]
     text += [f"B({i})" for i in range(first - 1, 0, -1)]
     ops = [parse_op(t) for t in text]
-    report = simulate_ops(chain, ops)
+    which = resolve_scope(chain, scope)
+    report = simulate_ops(chain, ops, scope=which)
     return make_schedule(
         chain,
         report.peak_bytes,
@@ -92,17 +102,26 @@ def _schedule(
         compute_time=report.compute_time,
         options=options,
         notes="torch's rule, not an optimisation; budget = its own simulated peak",
+        scope=which,
     )
 
 
-def torch_per_block(chain: Chain, first: int = 1, count: int | None = None) -> Schedule:
+def torch_per_block(
+    chain: Chain, first: int = 1, count: int | None = None, *, scope: str | None = None
+) -> Schedule:
     """Every block under its own checkpoint (its input kept, its tape rebuilt in backward)."""
     first, count = _range(chain, first, count)
-    return _schedule(chain, first, count, 1, 0, "torch-per-block", {"first": first, "count": count})
+    options = {"first": first, "count": count}
+    return _schedule(chain, first, count, 1, 0, "torch-per-block", options, scope)
 
 
 def torch_sequential(
-    chain: Chain, segments: int, first: int = 1, count: int | None = None
+    chain: Chain,
+    segments: int,
+    first: int = 1,
+    count: int | None = None,
+    *,
+    scope: str | None = None,
 ) -> Schedule:
     """``checkpoint_sequential(blocks, segments)``: the first ``segments - 1`` chunks of
     ``count // segments`` blocks checkpointed, the rest stored."""
@@ -120,4 +139,5 @@ def torch_sequential(
         count - (segments - 1) * size,
         f"torch-sequential-{segments}",
         {"first": first, "count": count, "segments": segments},
+        scope,
     )
