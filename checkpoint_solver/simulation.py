@@ -209,15 +209,94 @@ def simulate_ops(
     if scope not in ("activations", "step"):
         raise ValueError(f"scope must be 'activations' or 'step', got {scope!r}")
     if scope == "step":
-        if problem.kind != "chain" or problem.states is None:
+        if problem.states is None:
             raise InvalidProblemError(
-                "a whole-step schedule needs a chain with model states (profile with "
+                "a whole-step schedule needs a problem with model states (profile with "
                 "optimizer=); this problem has none",
             )
+        if problem.kind == "graph":
+            return _graph_step(problem, ops, budget_bytes)
         return _step(problem, ops, budget_bytes)
     if problem.kind == "chain":
         return _ChainSim(problem, budget_bytes).run(ops)
     return _GraphSim(problem, budget_bytes).run(ops)
+
+
+def _graph_step(
+    graph: Graph, ops: tuple[Op, ...] | list[Op], budget: int | None
+) -> SimulationReport:
+    """A graph's whole step: every op's memory plus the model states (`Graph.states`), each
+    node's parameter gradients from its first computation on (accumulating, ``.grad`` all along
+    and the new gradients while their node runs), then the optimizer step."""
+    st = graph.states
+    assert st is not None
+    rules = _GraphSim(graph, None).run(ops)
+    fixed = st.fixed_bytes
+    made = 0
+    seen: set[int] = set()
+    peaks: list[int] = []
+    timeline: list[int] = []
+    violation = rules.violation
+    initial = _GraphSim(graph, None).mem + fixed  # the sources, when counted
+    peak, peak_index = initial, -1
+    opens: dict[int, int] = {}
+    closes: dict[int, int] = {}
+    for first, last, nbytes in st.windows:
+        opens[first] = opens.get(first, 0) + nbytes
+        closes[last] = closes.get(last, 0) + nbytes
+    pending = 0  # second copies of shared gradients in flight (`ModelStates.windows`)
+    for t, op_peak in enumerate(rules.op_peaks):
+        op = ops[t]
+        during = made
+        closing = 0
+        if isinstance(op, Compute) and op.node not in seen:
+            seen.add(op.node)
+            during += st.grads[op.node]
+            if not st.accumulate:
+                made += st.grads[op.node]
+            pending += opens.get(op.node, 0)
+            closing = closes.get(op.node, 0)
+        whole = op_peak + fixed + during + pending
+        pending -= closing
+        peaks.append(whole)
+        if t < len(rules.timeline):
+            timeline.append(rules.timeline[t] + fixed + made + pending)
+        if whole > peak:
+            peak, peak_index = whole, t
+        if budget is not None and whole > budget and (violation is None or violation.index > t):
+            violation = Violation(
+                t,
+                str(op),
+                f"needs {whole} bytes while running, over the budget of {budget} bytes by "
+                f"{whole - budget}",
+            )
+            break
+    step_peak = None
+    if violation is None:
+        final = timeline[-1] if timeline else initial
+        step_peak = final + (0 if st.accumulate else st.grad_bytes - made) + st.step
+        if step_peak > peak:
+            peak, peak_index = step_peak, len(ops)
+        if budget is not None and step_peak > budget:
+            violation = Violation(
+                len(ops),
+                None,
+                f"the optimizer step needs {step_peak} bytes (parameters, every gradient, the "
+                f"optimizer state and its temporaries), over the budget of {budget} bytes by "
+                f"{step_peak - budget}",
+            )
+    return dataclasses.replace(
+        rules,
+        valid=violation is None,
+        violation=violation,
+        peak_bytes=peak,
+        peak_index=peak_index,
+        timeline=tuple(timeline),
+        op_peaks=tuple(peaks),
+        budget_bytes=budget,
+        scope="step",
+        step_peak_bytes=step_peak,
+    )
 
 
 def _step(chain: Chain, ops: tuple[Op, ...] | list[Op], budget: int | None) -> SimulationReport:

@@ -11,6 +11,7 @@ import networkx as nx
 
 from checkpoint_solver.errors import InvalidProblemError
 from checkpoint_solver.problem.chain import COST_UNITS, CostUnit
+from checkpoint_solver.problem.states import ModelStates
 
 __all__ = ["RNG_POLICIES", "ROLES", "Graph"]
 
@@ -57,6 +58,10 @@ class Graph:
         solver needs it; it is not part of the fingerprint.
     name : str
         Free text, not part of the fingerprint.
+    states : ModelStates | None
+        The step's model states for whole-step budgets, with one gradient size per node (the
+        parameter-gradient bytes that node's op makes; see `checkpoint_solver.problem.states`).
+        Not part of the fingerprint. None: activations only.
     """
 
     names: tuple[str, ...]
@@ -70,6 +75,7 @@ class Graph:
     sources_in_budget: bool = False
     block: tuple[int, ...] = ()
     name: str = ""
+    states: ModelStates | None = None
     kind: Literal["graph"] = field(default="graph", init=False)
     preds: tuple[tuple[int, ...], ...] = field(default=(), init=False, repr=False, compare=False)
     succs: tuple[tuple[int, ...], ...] = field(default=(), init=False, repr=False, compare=False)
@@ -164,6 +170,14 @@ class Graph:
                 )
         object.__setattr__(self, "preds", tuple(tuple(p) for p in preds))
         object.__setattr__(self, "succs", tuple(tuple(s) for s in succs))
+        if self.states is not None:
+            if not isinstance(self.states, ModelStates):
+                object.__setattr__(self, "states", ModelStates.from_dict(self.states))
+            if len(self.states.grads) != n:
+                raise InvalidProblemError(
+                    f"Graph.states.grads has {len(self.states.grads)} entries but the graph has "
+                    f"{n} nodes: one parameter-gradient size per node"
+                )
 
     @property
     def size(self) -> int:
@@ -333,6 +347,7 @@ class Graph:
                 for i in range(self.size)
             ],
             "edges": [list(e) for e in self.edges],
+            **({"states": self.states.to_dict()} if self.states is not None else {}),
         }
 
     @classmethod
@@ -351,6 +366,9 @@ class Graph:
             cost_unit=data.get("cost_unit", "seconds"),
             sources_in_budget=bool(data.get("sources_in_budget", False)),
             name=data.get("name", ""),
+            states=(
+                ModelStates.from_dict(data["states"]) if data.get("states") is not None else None
+            ),
         )
 
 

@@ -41,6 +41,7 @@ from checkpoint_solver.errors import InvalidProblemError
 
 if TYPE_CHECKING:
     from checkpoint_solver.problem.chain import Chain
+    from checkpoint_solver.problem.graph import Graph
 
 __all__ = ["SCOPES", "ModelStates", "Scope", "resolve_scope", "step_floor", "whole_step_chain"]
 
@@ -56,6 +57,9 @@ class ModelStates:
     ----------
     params : int
         Parameters and buffers (each storage once), live throughout.
+    inputs : int
+        The inputs, where the problem's own memory leaves them out (a graph without
+        ``sources_in_budget``); 0 for a chain, which counts them as ``a[0]``.
     optimizer : int
         The optimizer's state after its first step (AdamW: two moments per parameter), live
         throughout.
@@ -72,6 +76,11 @@ class ModelStates:
         several stages use (an RNN cell's, tied embeddings) gets its gradient, at the backward of
         its first use. Under `accumulate`, each new gradient is live from the ``B`` that makes it
         to the one that adds it into ``.grad``. Defaults to `grads` (each completes where made).
+    windows : tuple[tuple[int, int, int], ...]
+        Graphs only: ``(first, last, bytes)`` for a parameter several nodes contribute to (an RNN
+        cell's weight): from its first contribution's node through the node of its last sum, a
+        second copy of its gradient is live beside the buffer (the contribution in flight, the
+        sum made out of place). Empty by default.
     step : int
         The optimizer step's temporaries, above the parameters, gradients and state it updates.
     accumulate : bool
@@ -80,10 +89,12 @@ class ModelStates:
     """
 
     params: int
+    inputs: int = 0
     optimizer: int = 0
     grads: tuple[int, ...] = ()
     grad_extra: tuple[int, ...] = ()
     grads_done: tuple[int, ...] = ()
+    windows: tuple[tuple[int, int, int], ...] = ()
     step: int = 0
     accumulate: bool = False
 
@@ -94,7 +105,7 @@ class ModelStates:
                 f"{type(self.grads).__name__}"
             )
         object.__setattr__(self, "grads", tuple(self.grads))
-        for name in ("params", "optimizer", "step"):
+        for name in ("params", "inputs", "optimizer", "step"):
             _check_size(f"ModelStates.{name}", getattr(self, name))
         for i, g in enumerate(self.grads):
             _check_size(f"ModelStates.grads of stage {i + 1}", g)
@@ -128,6 +139,21 @@ class ModelStates:
                     f"complete but only {made} were made"
                 )
         object.__setattr__(self, "grads_done", done)
+        windows = []
+        for w in self.windows:
+            if (
+                not isinstance(w, (list, tuple))
+                or len(w) != 3
+                or any(isinstance(v, bool) or not isinstance(v, int) for v in w)
+                or not 0 <= w[0] <= w[1] < len(self.grads)
+                or w[2] < 0
+            ):
+                raise InvalidProblemError(
+                    f"ModelStates.windows entries are [first node, last node, bytes] with "
+                    f"0 <= first <= last < {len(self.grads)} and bytes >= 0, got {w!r}"
+                )
+            windows.append((int(w[0]), int(w[1]), int(w[2])))
+        object.__setattr__(self, "windows", tuple(windows))
         if not isinstance(self.accumulate, bool):
             raise InvalidProblemError(
                 f"ModelStates.accumulate must be true or false, got {self.accumulate!r}"
@@ -142,15 +168,19 @@ class ModelStates:
     def fixed_bytes(self) -> int:
         """What is live throughout the step: parameters, optimizer state (and, accumulating,
         the gradients)."""
-        return self.params + self.optimizer + (self.grad_bytes if self.accumulate else 0)
+        return (
+            self.params + self.inputs + self.optimizer + (self.grad_bytes if self.accumulate else 0)
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "params": self.params,
+            **({"inputs": self.inputs} if self.inputs else {}),
             "optimizer": self.optimizer,
             "grads": list(self.grads),
             **({"grad_extra": list(self.grad_extra)} if any(self.grad_extra) else {}),
             **({"grads_done": list(self.grads_done)} if self.grads_done != self.grads else {}),
+            **({"windows": [list(w) for w in self.windows]} if self.windows else {}),
             "step": self.step,
             **({"accumulate": True} if self.accumulate else {}),
         }
@@ -164,10 +194,12 @@ class ModelStates:
             )
         unknown = set(data) - {
             "params",
+            "inputs",
             "optimizer",
             "grads",
             "grad_extra",
             "grads_done",
+            "windows",
             "step",
             "accumulate",
         }
@@ -178,10 +210,12 @@ class ModelStates:
             )
         return cls(
             params=data["params"],
+            inputs=data.get("inputs", 0),
             optimizer=data.get("optimizer", 0),
             grads=data.get("grads", ()),
             grad_extra=data.get("grad_extra", ()),
             grads_done=data.get("grads_done", ()),
+            windows=tuple(tuple(w) if isinstance(w, list) else w for w in data.get("windows", ())),
             step=data.get("step", 0),
             accumulate=data.get("accumulate", False),
         )
@@ -215,12 +249,30 @@ def resolve_scope(problem: Any, scope: str | None) -> Scope:
     return scope  # type: ignore[return-value]
 
 
-def step_floor(chain: Chain) -> int:
-    """The optimizer step's peak: the inputs and the backward's leftover input gradient, the
-    parameters, every gradient, the optimizer state and the step's temporaries. No whole-step
-    budget below it is feasible."""
-    st = _states(chain)
-    return chain.x[0] + chain.delta[0] + st.params + st.optimizer + st.grad_bytes + st.step
+def step_floor(problem: Chain | Graph) -> int:
+    """The optimizer step's peak: the inputs (and, on a chain, the backward's leftover input
+    gradient), the parameters, every gradient, the optimizer state and the step's temporaries.
+    No whole-step budget below it is feasible."""
+    if problem.kind == "graph":
+        st = problem.states
+        if st is None:
+            raise InvalidProblemError("this graph has no model states")
+        sources = (
+            sum(b for b, r in zip(problem.out_bytes, problem.role, strict=True) if r != "op")
+            if problem.sources_in_budget
+            else 0
+        )
+        return sources + st.params + st.inputs + st.optimizer + st.grad_bytes + st.step
+    st = _states(problem)
+    return (
+        problem.x[0]
+        + problem.delta[0]
+        + st.params
+        + st.inputs
+        + st.optimizer
+        + st.grad_bytes
+        + st.step
+    )
 
 
 def whole_step_chain(chain: Chain) -> Chain:

@@ -909,4 +909,18 @@ def _with_graph(
         last if v in epilogue else (-1 if block[v] < 0 else min(last, max(0, block[v] - offset)))
         for v in range(graph.size)
     )
+    st = prof.chain.states
+    if st is not None and region.grad_bytes:
+        # The graph leaves the inputs out of its memory; whole-step budgets count them.
+        graph = dataclasses.replace(
+            graph,
+            states=dataclasses.replace(
+                st,
+                inputs=region.input_bytes,
+                grads=region.grad_bytes,
+                grad_extra=(),
+                grads_done=(),
+                windows=region.grad_windows,
+            ),
+        )
     return dataclasses.replace(prof, graph=graph, graph_stages=stages)

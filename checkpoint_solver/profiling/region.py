@@ -124,6 +124,12 @@ class Region:
     buffer_writes : dict[int, tuple[fx.Node, ...]]
         Problem node -> the buffer placeholders its ops write (BatchNorm in training mode): the
         executor restores them after a recomputation, so they change once per step, as in eager.
+    grad_bytes : tuple[int, ...]
+        Per problem node, the parameter-gradient bytes that appear when it runs (left out of
+        `graph`'s sizes; whole-step budgets count them, `checkpoint_solver.problem.states`).
+    grad_windows : tuple[tuple[int, int, int], ...]
+        For a parameter several groups contribute to: ``(first, last, bytes)``, the groups
+        between which a second copy of its gradient is in flight (`ModelStates.windows`).
     """
 
     graph: Graph
@@ -147,6 +153,8 @@ class Region:
     key: tuple[Any, ...]
     input_bytes: int
     buffer_writes: dict[int, tuple[fx.Node, ...]] = field(default_factory=dict)
+    grad_bytes: tuple[int, ...] = ()
+    grad_windows: tuple[tuple[int, int, int], ...] = ()
 
 
 def call_key(module: nn.Module, leaves: Sequence[Any], spec: Any) -> tuple[Any, ...]:
@@ -416,6 +424,8 @@ def capture_region(
         tangent_nodes=tuple(t_nodes),
         sink=coarse.sink,
         buffer_writes=coarse.buffer_writes,
+        grad_bytes=coarse.grad_bytes,
+        grad_windows=coarse.grad_windows,
         outputs=outputs,
         differentiable=differentiable,
         param_grads=param_grads,
@@ -479,7 +489,15 @@ def _gradient_sums(
     contribution to a shared weight's gradient): parameter-gradient memory, left out of the
     activation bytes as the live-storage tracker leaves them out of a plain step's
     (`checkpoint_solver.profiling._tracker.GradBuffers`)."""
-    sums = {
+    sums = _sum_terms(ops, position, loss_at)
+    return gradient_sums((g for g in param_grads if g is not None), sums)
+
+
+def _sum_terms(
+    ops: Sequence[fx.Node], position: dict[fx.Node, int], loss_at: int
+) -> dict[fx.Node, list[fx.Node]]:
+    """The backward's sums, each with its terms."""
+    return {
         n: [
             a
             for a in n.args
@@ -488,7 +506,33 @@ def _gradient_sums(
         for n in ops
         if position[n] >= loss_at and _op_name(n.target) in _SUMS
     }
-    return gradient_sums((g for g in param_grads if g is not None), sums)
+
+
+def _grad_bytes_by_node(
+    size: int,
+    ops: Sequence[fx.Node],
+    param_grads: Sequence[fx.Node | None],
+    position: dict[fx.Node, int],
+    loss_at: int,
+    of: dict[fx.Node, int],
+) -> tuple[tuple[int, ...], tuple[tuple[int, int, int], ...]]:
+    """Per problem node, the parameter-gradient bytes that appear when it runs: each
+    parameter's at the first group that makes part of its gradient (a weight several uses share
+    gets its sum buffer at the first use's backward), and for such a weight the window to its
+    last sum in which a second copy is in flight (`ModelStates.windows`)."""
+    sums = _sum_terms(ops, position, loss_at)
+    out = [0] * size
+    windows = []
+    for g in param_grads:
+        if g is None:
+            continue
+        groups = [of[m] for m in gradient_sums({g}, sums) if m in of]
+        if groups:
+            nbytes = _nbytes(g.meta.get("val"))
+            out[min(groups)] += nbytes
+            if max(groups) > min(groups):
+                windows.append((min(groups), max(groups), nbytes))
+    return tuple(out), tuple(windows)
 
 
 def _block_of_nodes(
@@ -521,6 +565,8 @@ class _Coarse:
     tangents: tuple[int, ...]
     sink: int
     buffer_writes: dict[int, tuple[fx.Node, ...]]
+    grad_bytes: tuple[int, ...]
+    grad_windows: tuple[tuple[int, int, int], ...]
 
 
 def _coarsen(
@@ -760,4 +806,14 @@ def _coarsen(
         (of[n], position[n]) for n in random_nodes
     ):
         raise ProfilingError("coarsening reordered random ops; please report this model")
-    return _Coarse(graph, tuple(members), tuple(exposed_of), tangent_ids, sink, buffer_writes)
+    grad_bytes, windows = _grad_bytes_by_node(size, ops, param_grads, position, loss_at, of)
+    return _Coarse(
+        graph,
+        tuple(members),
+        tuple(exposed_of),
+        tangent_ids,
+        sink,
+        buffer_writes,
+        grad_bytes,
+        windows,
+    )

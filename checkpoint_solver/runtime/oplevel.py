@@ -97,7 +97,9 @@ def compile_schedule(region: Region, schedule: Schedule) -> GraphReplay:
                 steps.append(("sink", v))
             else:
                 steps.append(("run", v))
-                if g.rng[v] != "none" and v not in seen:
+                # Random groups draw in order; a buffer's counter write ("forbid_recompute",
+                # BatchNorm's num_batches_tracked) runs once wherever it runs.
+                if g.rng[v] == "replay_state" and v not in seen:
                     random_order.append(v)
                 seen.add(v)
         elif isinstance(op, Free):

@@ -20,11 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from checkpoint_solver.errors import (
-    CheckpointSolverError,
-    InfeasibleBudgetError,
-    InvalidOptionError,
-)
+from checkpoint_solver.errors import CheckpointSolverError, InfeasibleBudgetError
 from checkpoint_solver.problem import Chain, Graph, Problem, fingerprint
 from checkpoint_solver.problem.states import Scope, resolve_scope, step_floor, whole_step_chain
 from checkpoint_solver.schedule import Schedule
@@ -195,19 +191,62 @@ def _target(problem: Problem, scope: str | None) -> tuple[Problem, Scope]:
     """The problem the solvers see for `scope`: for a whole step, the chain whose activation
     memory is the step's (`checkpoint_solver.problem.states.whole_step_chain`)."""
     which = resolve_scope(problem, scope)
-    if which == "activations":
+    if which == "activations" or problem.kind == "graph":
         return problem, which
-    if problem.kind != "chain":
-        raise InvalidOptionError(
-            "whole-step budgets (scope='step') are solved on chains for now: solve prof.chain, "
-            "or solve this graph with scope='activations' and a budget less the model states"
-        )
     return whole_step_chain(problem), which
 
 
-def _floor_error(problem: Chain, budget_bytes: int, solver: str, low: int) -> InfeasibleBudgetError:
+# Graph solvers that count the model states op by op; the others solve at the budget less the
+# most the states add to any op (valid, and exactly what a user subtracting them by hand does).
+_GRAPH_STEP_AWARE = frozenset({"hierarchical"})
+
+
+def _graph_margin(graph: Graph) -> int:
+    st = graph.states
+    assert st is not None
+    return (
+        st.fixed_bytes
+        + (max(st.grads, default=0) if st.accumulate else st.grad_bytes)
+        + sum(w[2] for w in st.windows)
+    )
+
+
+def _graph_step_solve(
+    spec: SolverSpec, graph: Graph, budget_bytes: int, options: dict[str, Any]
+) -> Schedule:
+    from checkpoint_solver.simulation import simulate_ops
+
+    if spec.name in _GRAPH_STEP_AWARE:
+        schedule: Schedule = spec.fn(graph, budget_bytes, scope="step", **options)
+        return schedule
+    margin = _graph_margin(graph)
+    if budget_bytes - margin < 1:
+        raise InfeasibleBudgetError(budget_bytes, None, spec.name)
+    try:
+        schedule = spec.fn(graph, budget_bytes - margin, **options)
+    except InfeasibleBudgetError as exc:
+        low = None if exc.min_budget_bytes is None else exc.min_budget_bytes + margin
+        raise InfeasibleBudgetError(budget_bytes, low, spec.name) from None
+    report = simulate_ops(graph, schedule.ops, scope="step")
+    note = (
+        f"whole-step budget: {spec.name} does not count the model states op by op, so it was "
+        f"solved at the budget less the most they add to any op ({margin} bytes: parameters, "
+        f"optimizer state, every gradient); whole-step peak {report.peak_bytes} bytes"
+    )
+    return schedule.replace(
+        budget_bytes=budget_bytes,
+        scope="step",
+        predicted=dataclasses.replace(schedule.predicted, peak_bytes=report.peak_bytes),
+        notes=(schedule.notes + "; " if schedule.notes else "") + note,
+    )
+
+
+def _floor_error(
+    problem: Problem, budget_bytes: int, solver: str, low: int
+) -> InfeasibleBudgetError:
     st = problem.states
     assert st is not None
+    inputs = problem.x[0] if problem.kind == "chain" else st.inputs
     floor = step_floor(problem)
     return InfeasibleBudgetError(
         budget_bytes,
@@ -217,7 +256,7 @@ def _floor_error(problem: Chain, budget_bytes: int, solver: str, low: int) -> In
             f"the whole step cannot fit: the optimizer step alone needs {floor} bytes "
             f"({format_bytes(floor)}: parameters {format_bytes(st.params)}, gradients "
             f"{format_bytes(st.grad_bytes)}, optimizer state {format_bytes(st.optimizer)}, its "
-            f"temporaries {format_bytes(st.step)}, the inputs {format_bytes(problem.x[0])})"
+            f"temporaries {format_bytes(st.step)}, the inputs {format_bytes(inputs)})"
         )
         if budget_bytes < floor
         else "",
@@ -290,21 +329,25 @@ def solve(
     budget_bytes = parse_bytes(budget)
     spec = _resolve(problem, solver, options)
     target, which = _target(problem, scope)
-    step = which == "step" and isinstance(problem, Chain)
-    if step and budget_bytes < step_floor(problem):  # type: ignore[arg-type]
-        raise _floor_error(problem, budget_bytes, spec.name, min_budget(target, solver, **options))  # type: ignore[arg-type]
+    step = which == "step"
+    if step and budget_bytes < step_floor(problem):
+        low = min_budget(problem, solver, scope="step", **options)
+        raise _floor_error(problem, budget_bytes, spec.name, low)
     start = time.perf_counter()
     try:
-        schedule = _solve_target(spec, target, budget_bytes, options)
+        if step and isinstance(problem, Graph):
+            schedule = _graph_step_solve(spec, problem, budget_bytes, options)
+        else:
+            schedule = _solve_target(spec, target, budget_bytes, options)
     except InfeasibleBudgetError as exc:
         if not step:
             raise
-        raise _floor_error(problem, budget_bytes, spec.name, exc.min_budget_bytes or 0) from None  # type: ignore[arg-type]
+        raise _floor_error(problem, budget_bytes, spec.name, exc.min_budget_bytes or 0) from None
     elapsed = time.perf_counter() - start
     if schedule.solve_s is None:
         schedule = schedule.replace(solve_s=elapsed)
-    if step:
-        schedule = _as_step(problem, schedule)  # type: ignore[arg-type]
+    if step and isinstance(problem, Chain):
+        schedule = _as_step(problem, schedule)
     report = simulate(problem, schedule)
     if not report.valid:
         raise CheckpointSolverError(
@@ -324,7 +367,13 @@ def min_budget(
     """
     spec = _resolve(problem, solver, options)
     target, which = _target(problem, scope)
-    floor = step_floor(problem) if which == "step" else 0  # type: ignore[arg-type]
+    floor = step_floor(problem) if which == "step" else 0
+    if which == "step" and isinstance(problem, Graph):
+        if spec.name in _GRAPH_STEP_AWARE:
+            low = spec.min_budget(problem, scope="step", **options)
+        else:
+            low = spec.min_budget(problem, **options) + _graph_margin(problem)
+        return max(1, low, floor)
     if spec.name != "auto" and _values.has_values(target):
         low = _values.min_budget_exact(spec, target, options)  # type: ignore[arg-type]
     else:

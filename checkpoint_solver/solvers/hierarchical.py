@@ -37,6 +37,7 @@ store-all time.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import time
@@ -52,7 +53,7 @@ from checkpoint_solver.errors import (
     InvalidOptionError,
     InvalidProblemError,
 )
-from checkpoint_solver.problem import Chain, Graph
+from checkpoint_solver.problem import Chain, Graph, whole_step_chain
 from checkpoint_solver.schedule import (
     Bwd,
     Compute,
@@ -410,6 +411,7 @@ def _curves(
     option_solver: str,
     time_limit: float,
     mem_slots: int,
+    scope: str = "activations",
 ) -> list[_Curve]:
     """The DP curves to choose from: the options' and, unless `block_level`, block-level's too.
     Block-level plans are in the options' DP space, but the expansion's peak check can push that
@@ -428,6 +430,7 @@ def _curves(
                 time_limit=time_limit,
             ),
             mem_slots,
+            scope,
         )
         for level in levels
     ]
@@ -436,16 +439,45 @@ def _curves(
 class _Curve:
     """The DP table for the graph's store-all peak and the expanded schedule at each slot count."""
 
-    def __init__(self, graph: Graph, plan: _Plan, mem_slots: int) -> None:
+    def __init__(self, graph: Graph, plan: _Plan, mem_slots: int, scope: str) -> None:
         self.graph = graph
         self.plan = plan
+        self.scope = scope
         # No schedule needs more than every node at once; the chain model may think it does (a
         # value in several boundaries counts once per boundary), so its boundaries are added.
         top = sum(graph.out_bytes[v] for v in graph.ops) + sum(plan.stages.chain.x)
+        chain, raw = plan.stages.chain, _raw_options(plan)
+        if scope == "step":
+            # The whole step: the stages' chain with the model states, each stage's gradients
+            # those its backward nodes make, so the DP counts them as `dp` does on a chain;
+            # every option's backward counts them as the stage's own backward does.
+            st = graph.states
+            assert st is not None
+            stage_of = {v: k for k, b in enumerate(plan.stages.backward) for v in b}
+            grads = [sum(st.grads[v] for v in b) for b in plan.stages.backward]
+            for first, _, nbytes in st.windows:
+                # A shared gradient's second copy: kept to the end in the DP's model (more than
+                # it needs; the simulator judges the expanded plan exactly).
+                if first in stage_of:
+                    grads[stage_of[first]] += nbytes
+            staged = dataclasses.replace(
+                chain,
+                states=dataclasses.replace(
+                    st, grads=tuple(grads), grad_extra=(), grads_done=(), windows=()
+                ),
+            )
+            whole = whole_step_chain(staged)
+            shift = [w - o for w, o in zip(whole.ob, chain.ob, strict=True)]
+            raw = [
+                [(xb, tb, fo, bo + shift[k]) for xb, tb, fo, bo in opts]
+                for k, opts in enumerate(raw)
+            ]
+            chain = whole
+            top += st.fixed_bytes + st.grad_bytes + st.step
         self.unit = max(1, math.ceil(top / mem_slots))
         self.mmax = top // self.unit
-        raw = _raw_options(plan)
-        self.table = _dp._build(plan.stages.chain, self.unit, self.mmax, True, raw)
+        self.chain, self.raw = chain, raw  # what the DP table was built on
+        self.table = _dp._build(chain, self.unit, self.mmax, True, raw)
         self.cache: dict[int, tuple[list[Op], int, float] | None] = {}
         n = plan.stages.chain.length
         row = self.table.opt[1, n]
@@ -459,7 +491,7 @@ class _Curve:
         if self.first is not None and m >= self.first:
             chain_ops, picks = _chain_plan(self, m)
             ops = _expand(self.graph, self.plan, chain_ops, picks)
-            rep = simulate_ops(self.graph, ops)
+            rep = simulate_ops(self.graph, ops, scope=self.scope)
             if rep.valid:
                 result = (ops, rep.peak_bytes, rep.compute_time)
         self.cache[m] = result
@@ -468,8 +500,8 @@ class _Curve:
 
 def _chain_plan(curve: _Curve, m: int) -> tuple[list[Op], dict[int, int]]:
     """The DP's chain ops at `m` slots and the option each taped stage runs under."""
-    chain = curve.plan.stages.chain
-    decide = _dp._decider(curve.table, chain.length, _raw_options(curve.plan), curve.unit)
+    chain = curve.chain
+    decide = _dp._decider(curve.table, chain.length, curve.raw, curve.unit)
     picks: dict[int, int] = {}
 
     def record(s: int, t: int, mm: int) -> Decision:
@@ -550,6 +582,7 @@ def solve_hierarchical(
     time_limit: float = 5.0,
     mem_slots: int = 2000,
     block_level: bool = False,
+    scope: str = "activations",
 ) -> Schedule:
     """Chain DP over per-block op-level options (see the module docstring).
 
@@ -565,6 +598,10 @@ def solve_hierarchical(
         The chain DP's memory discretisation.
     block_level : bool
         Only the no-recompute option: block-level ``dp`` on the same graph and costs.
+    scope : {"activations", "step"}
+        ``"step"`` (set by `checkpoint_solver.solve` for a graph with `Graph.states`): the
+        budget covers the whole step, and the DP counts each stage's parameter gradients from
+        its backward on, as `dp` does on a chain (`checkpoint_solver.problem.states`).
 
     Raises
     ------
@@ -582,6 +619,7 @@ def solve_hierarchical(
         option_solver=option_solver,
         time_limit=time_limit,
         mem_slots=mem_slots,
+        scope=scope,
     )
     options_s = time.perf_counter() - start
     found = [(b, c) for c in curves if (b := _best_under(c, budget_bytes)) is not None]
@@ -619,6 +657,7 @@ def solve_hierarchical(
         gap=None,
         lower_bound=graph.store_all_time,
         notes=note,
+        scope=scope,
     )
 
 
@@ -631,8 +670,10 @@ def min_budget_hierarchical(
     time_limit: float = 5.0,
     mem_slots: int = 2000,
     block_level: bool = False,
+    scope: str = "activations",
 ) -> int:
-    """The smallest expanded peak over the DP's plans (sampled over its memory axis)."""
+    """The smallest expanded peak over the DP's plans (sampled over its memory axis), in
+    `scope` (see `solve_hierarchical`)."""
     _check(option_budgets, option_solver, mem_slots, time_limit)
     curves = _curves(
         graph,
@@ -641,6 +682,7 @@ def min_budget_hierarchical(
         option_solver=option_solver,
         time_limit=time_limit,
         mem_slots=mem_slots,
+        scope=scope,
     )
     peak = _min_peak(curves)
     if peak is None:

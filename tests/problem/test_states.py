@@ -14,6 +14,7 @@ from checkpoint_solver.errors import (
 )
 from checkpoint_solver.problem import (
     Chain,
+    Graph,
     ModelStates,
     fingerprint,
     problem_from_dict,
@@ -22,7 +23,7 @@ from checkpoint_solver.problem import (
 )
 from checkpoint_solver.problem.synthetic import transformer_chain
 from checkpoint_solver.schedule import Schedule
-from checkpoint_solver.schedule.ops import Bwd, FwdTape
+from checkpoint_solver.schedule.ops import Bwd, Compute, Free, FwdTape
 from checkpoint_solver.simulation import simulate, simulate_ops
 
 # Two stages, every size distinct so a wrong term shows: a[0]=8, a[1]=4, a[2]=2, tapes 16 and 32.
@@ -185,3 +186,52 @@ def test_tradeoff_and_min_budget_follow_the_scope() -> None:
     assert all(p.feasible for p in curve)
     act = cs.tradeoff(chain, solver="dp", points=4, scope="activations")
     assert act[0].budget_bytes < step_floor(chain)
+
+
+def _tiny_graph(states: ModelStates | None) -> Graph:
+    """x -> f (forward, 10 B) -> loss' -> b (backward, 4 B; makes 100 B of parameter
+    gradients) -> c (backward, 2 B; makes 50 B)."""
+    return Graph(
+        names=("x", "f", "t", "b", "c"),
+        cost=(0.0, 1.0, 0.0, 1.0, 1.0),
+        out_bytes=(8, 10, 1, 4, 2),
+        is_backward=(False, False, True, True, True),
+        role=("input", "op", "op", "op", "op"),
+        edges=((0, 1), (1, 2), (1, 3), (2, 3), (3, 4)),
+        states=states,
+    )
+
+
+def test_graph_whole_step_by_hand() -> None:
+    """Activations: f 10, t 11, b 15, free t 14, free f 4, c 6. The whole step adds the
+    parameters, inputs and optimizer state (1000 + 8 + 2000), b's gradients (100) from b on and
+    c's (50) from c on, a shared gradient's second copy (30) from b through c; the optimizer step
+    holds what is left (6), 3008, every gradient (150) and its temporaries (7)."""
+    states = ModelStates(
+        params=1000,
+        inputs=8,
+        optimizer=2000,
+        grads=(0, 0, 0, 100, 50),
+        step=7,
+        windows=((3, 4, 30),),
+    )
+    graph = _tiny_graph(states)
+    assert problem_from_dict(problem_to_dict(graph)) == graph
+    assert fingerprint(graph) == fingerprint(_tiny_graph(None))
+    ops = [Compute(1), Compute(2), Compute(3), Free(2), Free(1), Compute(4)]
+    assert simulate_ops(graph, ops).op_peaks == (10, 11, 15, 14, 4, 6)
+    step = simulate_ops(graph, ops, scope="step")
+    assert step.op_peaks == (3018, 3019, 3153, 3152, 3142, 3194)
+    assert step.step_peak_bytes == 6 + 3008 + 150 + 7 == step_floor(graph) + 6
+    assert (step.peak_bytes, step.peak_index) == (3194, 5)
+
+
+def test_graph_solvers_fit_a_whole_step_budget() -> None:
+    graph = _tiny_graph(ModelStates(params=1000, optimizer=2000, grads=(0, 0, 0, 100, 50), step=7))
+    for solver in ("store_all", "greedy", "ilp"):
+        low = cs.min_budget(graph, solver)
+        sched = cs.solve(graph, low, solver)
+        report = simulate(graph, sched)
+        assert sched.scope == "step" and report.valid and report.peak_bytes <= low
+    with pytest.raises(InfeasibleBudgetError, match="optimizer step alone"):
+        cs.solve(graph, step_floor(graph) - 1, "greedy")
