@@ -156,17 +156,45 @@ def _stages(graph: Graph) -> _Stages:
     tape = [_tape_nodes(graph, forward[k], backward[k]) for k in range(n)]
     extra = [sum(graph.out_bytes[v] for v in ends[k] - tape[k]) for k in range(n)]
     xbar = [sum(graph.out_bytes[v] for v in tape[k]) + extra[k] for k in range(n)]
+    # Forward transients as the chain rules count them: the stage's forward run alone, each of
+    # its values freed after its last forward reader unless the boundary (and, taped, the
+    # tape) keeps it; above the output (F_n, F_ck) or the tape (F_all).
+    ofn = [_forward_peak(graph, forward[k], ends[k]) - x[k + 1] for k in range(n)]
+    of = [_forward_peak(graph, forward[k], ends[k] | tape[k]) - xbar[k] for k in range(n)]
     chain = Chain(
         uf=tuple(uf),
         ub=tuple(ub),
         x=tuple(x),
         xbar=tuple(xbar),
-        of=(0,) * n,
+        of=tuple(max(v, -xbar[k]) for k, v in enumerate(of)),
+        ofn=tuple(max(v, -x[k + 1]) for k, v in enumerate(ofn)),
         ob=(0,) * n,
         cost_unit=graph.cost_unit,
         name=f"stages of {graph.name}",
     )
     return _Stages(forward, backward, chain, tuple(extra), tangents, sink)
+
+
+def _forward_peak(graph: Graph, forward: Sequence[int], kept: set[int]) -> int:
+    """Peak bytes of the values a stage's forward makes, run alone, each freed after its last
+    reader among those nodes unless it is in `kept`."""
+    fset = set(forward)
+    last: dict[int, int] = {}
+    for i, v in enumerate(forward):
+        for u in graph.preds[v]:
+            if u in fset:
+                last[u] = i
+    mem = peak = 0
+    live: set[int] = set()
+    for i, v in enumerate(forward):
+        mem += graph.out_bytes[v]
+        live.add(v)
+        peak = max(peak, mem)
+        for u in list(live):
+            if u not in kept and last.get(u, -1) <= i:
+                live.discard(u)
+                mem -= graph.out_bytes[u]
+    return peak
 
 
 def _tape_nodes(graph: Graph, forward: Sequence[int], backward: Sequence[int]) -> set[int]:
@@ -285,22 +313,39 @@ def _option_costs(
             recomputed.add(v)
     xbar = sum(graph.out_bytes[v] for v in kept) + boundary_out
     ub = math.fsum(graph.cost[v] for v in part)
-    # Backward transient: live bytes of the part's own values (freed after their last use).
+    # Backward transient, as the chain rule for B counts it (the peak above the tape, the held
+    # gradient and the input's gradient): the part run from its tape and the gradients reaching
+    # it, each value freed after its last use unless something outside the part reads it too
+    # (the tape frees as the backward goes, which the rule's xbar does not see).
+    pset = set(part)
+    incoming = {
+        u
+        for v in part
+        for u in graph.preds[v]
+        if u not in pset and u not in fset and graph.is_backward[u] and graph.role[u] == "op"
+    }
     last: dict[int, int] = {}
     for i, v in enumerate(part):
         for u in graph.preds[v]:
             last[u] = i
-    mem = peak = 0
-    live: set[int] = set()
+    # (The stage's own forward nodes that the part does not rerun have read theirs already.)
+    outside = {
+        u
+        for u in (*kept, *incoming, *part)
+        if any(w not in pset and w not in fset for w in graph.succs[u])
+    }
+    live = set(kept) | incoming
+    mem = base = sum(graph.out_bytes[u] for u in live)
+    peak = mem
     for i, v in enumerate(part):
         mem += graph.out_bytes[v]
         live.add(v)
         peak = max(peak, mem)
         for u in list(live):
-            if last.get(u, -1) <= i:
+            if last.get(u, -1) <= i and u not in outside:
                 live.discard(u)
                 mem -= graph.out_bytes[u]
-    return _Option(tuple(part), xbar, ub, 0, max(0, peak - x_in))
+    return _Option(tuple(part), xbar, ub, 0, max(-x_in, peak - base - x_in))
 
 
 @dataclass(frozen=True)
@@ -335,7 +380,15 @@ def _plan(
                 cache[sig] = (parts, tuple([*f, *b]))
         opts = [_option_costs(graph, f, p, st.out_bytes[k], st.chain.x[k]) for p in parts]
         options.append(opts)
-    return _Plan(st, options, len(cache))
+    # The stage chain's own B costs are the no-recompute option's (each stage's first): what the
+    # DP's minimum-memory plan (`_Curve.least`) is computed with.
+    chain = dataclasses.replace(
+        st.chain,
+        ob=tuple(opts[0].ob for opts in options),
+        ofn=st.chain.ofn,
+        delta=st.chain.delta,
+    )
+    return _Plan(dataclasses.replace(st, chain=chain), options, len(cache))
 
 
 def _raw_options(plan: _Plan) -> list[list[tuple[int, float, int, int]]]:
@@ -484,6 +537,25 @@ class _Curve:
         finite = np.flatnonzero(np.isfinite(row))
         self.first = int(finite[0]) if finite.size else None
 
+    @functools.cached_property
+    def least(self) -> tuple[list[Op], int, float] | None:
+        """The expanded plan of the DP's exact minimum-memory recursion (`dp._min_memory` on the
+        stages' chain, every taped stage without recomputation): the block-level plan that
+        `dp`'s minimum is, which the slot grid can miss."""
+        _, choice = _dp._min_memory(self.chain)
+        picks: dict[int, int] = {}
+
+        def decide(s: int, t: int, state: None) -> Decision:
+            code = int(choice[s, t])
+            if code == CHAIN:
+                picks[s] = 0
+            return (code, None, None)
+
+        chain_ops, _, _ = emit_plan(self.chain, decide, None)
+        ops = _expand(self.graph, self.plan, chain_ops, picks)
+        rep = simulate_ops(self.graph, ops, scope=self.scope)
+        return (ops, rep.peak_bytes, rep.compute_time) if rep.valid else None
+
     def at(self, m: int) -> tuple[list[Op], int, float] | None:
         if m in self.cache:
             return self.cache[m]
@@ -540,7 +612,10 @@ def _best_under(curve: _Curve, budget: int) -> tuple[list[Op], int, float, int] 
             if (r := curve.at(m)) is not None and r[1] <= budget:
                 if best is None or r[2] < best[2]:
                     best = (r[0], r[1], r[2], m)
-    if best is not None and step > 1:
+        least = curve.least
+        if least is not None and least[1] <= budget and (best is None or least[2] < best[2]):
+            best = (least[0], least[1], least[2], -1)
+    if best is not None and step > 1 and best[3] >= 0:
         lo_m, hi_m = best[3], min(hi, best[3] + step)
         while hi_m - lo_m > 1:
             mid = (lo_m + hi_m) // 2
@@ -569,6 +644,8 @@ def _min_peak(curves: list[_Curve]) -> int | None:
             r = curve.at(m)
             if r is not None:
                 peaks.append(r[1])
+        if curve.least is not None:
+            peaks.append(curve.least[1])
     return min(peaks) if peaks else None
 
 
