@@ -123,7 +123,7 @@ def apply(model: Any, schedule: Schedule, profile: Profile | None = None, **kwar
 # Subpackages reachable as attributes before anyone imported them (``cs.runtime.remove(model)``
 # right after ``import checkpoint_solver as cs``); `runtime` itself imports torch only when one of
 # its torch-side names is used.
-_SUBMODULES = ("runtime", "profiling", "models", "zoo", "compare", "report")
+_SUBMODULES = ("runtime", "profiling", "models", "zoo", "compare", "report", "buckets")
 
 
 def __getattr__(name: str) -> Any:
