@@ -4,8 +4,10 @@ predicted vs measured activation peak and step time on two zoo models, on the de
 For each model: profile on the device (no ``blocks=``), `dp` at torch per-block's predicted peak,
 apply, and train 3 steps next to plain autograd and torch per-block; report the predicted peak,
 the live-storage tracker's measured peak, ``torch.cuda.max_memory_allocated`` above the step's
-start, the median step times, and whether loss and gradients equal plain autograd's. Writes the
-RESULTS.md section "gpu_check" with the device name.
+start, the median step times, and whether loss and gradients equal plain autograd's; then the
+whole step with AdamW (profiled with the optimizer, `dp` at the budget plus the model states):
+predicted, the tracker's count of every live tensor, ``max_memory_allocated`` and
+``max_memory_reserved``. Writes the RESULTS.md section "gpu_check" with the device name.
 
     python benchmarks/gpu_check.py [--device cuda] [--only llama unet]
 """
@@ -55,6 +57,22 @@ def run(name: str, device: str) -> list[object]:
         for a, b in zip(plain.parameters(), ours.parameters(), strict=True)
         if a.grad is not None
     )
+    # The whole step with AdamW: profiled with the optimizer, solved at the same budget plus the
+    # model states, measured with every live tensor (and max_memory_allocated / _reserved).
+    opt = torch.optim.AdamW(model.parameters())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        whole = cs.profile(model, inputs, graph=False, optimizer=opt)
+    st = whole.chain.states
+    assert st is not None
+    step_sched = cs.solve(
+        whole.chain, budget + st.params + st.optimizer + st.grad_bytes + st.step, "dp"
+    )
+    stepped = cs.apply(copy.deepcopy(model), step_sched, whole)
+    step_opt = torch.optim.AdamW(stepped.parameters())
+    measure_step(stepped, inputs, optimizer=step_opt)
+    step = measure_step(stepped, inputs, optimizer=step_opt)
+    del stepped, step_opt
     per_block = baselines.checkpoint_per_block(copy.deepcopy(model), names)
     times = {
         k: time_steps(m, inputs, repeats=3)
@@ -68,6 +86,13 @@ def run(name: str, device: str) -> list[object]:
         f"{sched.predicted.peak_bytes / mib:.1f}",
         f"{got.peak_bytes / mib:.1f}",
         "—" if got.cuda_peak_bytes is None else f"{got.cuda_peak_bytes / mib:.1f}",
+        f"{step_sched.predicted.peak_bytes / mib:.1f} / {(step.step_peak_bytes or 0) / mib:.1f}"
+        + (
+            ""
+            if step.cuda_step_peak_bytes is None
+            else f" / {step.cuda_step_peak_bytes / mib:.1f} / "
+            f"{(step.cuda_reserved_bytes or 0) / mib:.1f}"
+        ),
         f"+{100 * sched.predicted.overhead:.1f}%",
         " / ".join(
             f"{1e3 * statistics.median(times[k]):.1f}" for k in ("plain", "per-block", "dp")
@@ -91,6 +116,7 @@ def main() -> None:
         "predicted MiB",
         "measured MiB (tracker)",
         "measured MiB (cuda)",
+        "whole step MiB: predicted / tracker / cuda allocated / cuda reserved",
         "dp overhead",
         "step ms plain / per-block / dp",
         "bitwise",

@@ -42,6 +42,10 @@ def parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
     "gradients, optimizer state; needs a profile made with --optimizer). auto: the step when "
     "the profile has model states.",
 )
+@click.option(
+    "--headroom",
+    help='Keep this much of the budget free (fragmentation): a fraction ("0.1") or bytes ("1GiB").',
+)
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the schedule JSON here.")
 @click.option("--no-timing", is_flag=True, help="Write solve_s as null (byte-stable files).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
@@ -51,6 +55,7 @@ def solve_cmd(
     solver: str,
     options: tuple[str, ...],
     scope: str,
+    headroom: str | None,
     out: str | None,
     no_timing: bool,
     as_json: bool,
@@ -59,7 +64,14 @@ def solve_cmd(
     from checkpoint_solver import format_bytes, load_problem, solve
 
     prob = load_problem(problem)
-    sched = solve(prob, budget, solver, scope=scope, **parse_options(options))
+    room: float | str | None = headroom
+    if headroom is not None:
+        try:
+            value = float(headroom)
+            room = value if 0 <= value < 1 else headroom
+        except ValueError:
+            room = headroom
+    sched = solve(prob, budget, solver, scope=scope, headroom=room, **parse_options(options))
     if out:
         sched.save(out, timing=not no_timing)
     if as_json:

@@ -46,12 +46,20 @@ class StepMeasure:
         With an optimizer: the whole step's peak, every live tensor counted (parameters,
         buffers, optimizer state, gradients, the inputs and what ops make), the optimizer step
         included: what a whole-step schedule's prediction promises.
+    cuda_step_peak_bytes : int | None
+        On CUDA, ``torch.cuda.max_memory_allocated`` during the step: everything allocated on
+        the device, model states included (compare with a whole-step prediction).
+    cuda_reserved_bytes : int | None
+        On CUDA, ``torch.cuda.max_memory_reserved`` during the step: what the caching allocator
+        held, fragmentation included (what `solve`'s ``headroom`` leaves room for).
     """
 
     peak_bytes: int
     loss: torch.Tensor
     cuda_peak_bytes: int | None = None
     step_peak_bytes: int | None = None
+    cuda_step_peak_bytes: int | None = None
+    cuda_reserved_bytes: int | None = None
 
 
 def train_step(
@@ -112,11 +120,13 @@ def measure_step(
     if optimizer is not None:
         step_peak = tracker.curve(exclude=set())[1] + x0 + fixed
     tracker.active = False
-    cuda_peak = None
+    cuda_peak = cuda_step = cuda_reserved = None
     if cuda:
         torch.cuda.synchronize()
-        cuda_peak = int(torch.cuda.max_memory_allocated() - before)
-    return StepMeasure(int(peak) + x0, loss, cuda_peak, step_peak)
+        cuda_step = int(torch.cuda.max_memory_allocated())
+        cuda_peak = cuda_step - int(before)
+        cuda_reserved = int(torch.cuda.max_memory_reserved())
+    return StepMeasure(int(peak) + x0, loss, cuda_peak, step_peak, cuda_step, cuda_reserved)
 
 
 def time_steps(

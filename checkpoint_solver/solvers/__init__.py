@@ -20,7 +20,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from checkpoint_solver.errors import CheckpointSolverError, InfeasibleBudgetError
+from checkpoint_solver.errors import (
+    CheckpointSolverError,
+    InfeasibleBudgetError,
+    InvalidBudgetError,
+)
 from checkpoint_solver.problem import Chain, Graph, Problem, fingerprint
 from checkpoint_solver.problem.states import Scope, resolve_scope, step_floor, whole_step_chain
 from checkpoint_solver.schedule import Schedule
@@ -290,12 +294,34 @@ def _as_step(problem: Chain, schedule: Schedule) -> Schedule:
     )
 
 
+def _headroom(budget_bytes: int, headroom: int | float | str | None) -> int:
+    """The budget left after reserving `headroom`: a fraction of the budget (``0 <= h < 1``) or
+    bytes (an int >= 1 or a string such as ``"1GiB"``)."""
+    if headroom is None or headroom == 0:
+        return budget_bytes
+    if isinstance(headroom, float) and 0 < headroom < 1:
+        room = math.ceil(budget_bytes * headroom)
+    else:
+        if isinstance(headroom, float) and headroom >= 1 and not headroom.is_integer():
+            raise InvalidBudgetError(
+                f"headroom={headroom!r}: give a fraction of the budget in [0, 1) or bytes"
+            )
+        room = parse_bytes(headroom)
+    if room >= budget_bytes:
+        raise InvalidBudgetError(
+            f"headroom {room} bytes leaves nothing of the budget of {budget_bytes} bytes; give a "
+            f"fraction in [0, 1) or fewer bytes"
+        )
+    return budget_bytes - room
+
+
 def solve(
     problem: Problem,
     budget: int | float | str,
     solver: str = "auto",
     *,
     scope: str | None = None,
+    headroom: int | float | str | None = None,
     **options: Any,
 ) -> Schedule:
     """Return a schedule for `problem` whose peak memory is at most `budget`.
@@ -314,6 +340,11 @@ def solve(
         creates them (a chain with `Chain.states`, from ``profile(..., optimizer=opt)``), and the
         optimizer step. By default (None, ``"auto"``) ``"step"`` when the problem has model
         states, else ``"activations"``. The schedule records it.
+    headroom : float | int | str, optional
+        Room kept free for what the predictions do not count, on CUDA the caching allocator's
+        fragmentation (``max_memory_reserved`` above ``max_memory_allocated``): a fraction of
+        the budget (``0.1``) or bytes (``"512MiB"``). The schedule is solved for, and its
+        ``budget_bytes`` is, the budget less it.
     **options
         Solver options; an unknown one raises `UnknownOptionError` listing the valid ones.
 
@@ -326,7 +357,7 @@ def solve(
         whole-step budget below what the optimizer step alone needs says so, with that floor.
     UnknownSolverError, UnknownOptionError, InvalidOptionError
     """
-    budget_bytes = parse_bytes(budget)
+    budget_bytes = _headroom(parse_bytes(budget), headroom)
     spec = _resolve(problem, solver, options)
     target, which = _target(problem, scope)
     step = which == "step"

@@ -1,0 +1,128 @@
+"""CUDA paths: profiling with CUDA events and memory statistics, replay with CUDA RNG states,
+predicted peaks against the tracker and ``torch.cuda.max_memory_allocated``, whole step included.
+
+Marked ``gpu``: run by ``bash benchmarks/gpu_check.sh`` on a lent GPU machine (skipped without
+CUDA). ``CS_TEST_DEVICE=cpu python -m pytest -m gpu tests/test_gpu.py`` runs the same bodies on
+the CPU (the CUDA-only assertions then skip), which checks the tests themselves here.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import warnings
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import checkpoint_solver as cs  # noqa: E402
+from checkpoint_solver import models  # noqa: E402
+from checkpoint_solver.profiling.chain import inputs_to  # noqa: E402
+from checkpoint_solver.runtime.measure import measure_step, train_step  # noqa: E402
+
+DEVICE = os.environ.get("CS_TEST_DEVICE", "cuda")
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(
+        DEVICE == "cuda" and not torch.cuda.is_available(), reason="needs a CUDA device"
+    ),
+]
+CUDA = DEVICE == "cuda"
+
+
+def _gpt(dropout: float = 0.0):  # type: ignore[no-untyped-def]
+    torch.manual_seed(0)
+    model, inputs = models.gpt(
+        layers=4, dim=256, heads=4, context=256, vocab=2048, batch=8, dropout=dropout
+    )
+    return model.to(DEVICE), inputs_to(inputs, DEVICE)
+
+
+def _profile(model, inputs, **kw):  # type: ignore[no-untyped-def]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return cs.profile(model, inputs, warmup=1, repeats=3, graph=False, **kw)
+
+
+def test_profile_on_the_device_times_and_sizes_every_stage() -> None:
+    model, inputs = _gpt()
+    prof = _profile(model, inputs)
+    assert prof.source["device"].startswith(DEVICE)
+    assert all(t > 0 for t in (*prof.chain.uf, *prof.chain.ub))
+    if CUDA:
+        assert "NVIDIA" in prof.source["device_name"] or prof.source["device_name"]
+    high = cs.min_budget(prof.chain, "store_all")
+    measured = prof.measurement["activation_peak_bytes"]
+    assert abs(measured / high - 1) <= 0.03, (measured, high)
+
+
+def test_replay_with_dropout_reproduces_plain_autograd_on_the_device() -> None:
+    """Recomputed stages draw the same dropout masks (CUDA RNG states saved and restored): the
+    loss and gradients match plain autograd's (bitwise on CPU; on CUDA to rounding, since some
+    backward kernels accumulate with atomics)."""
+    model, inputs = _gpt(dropout=0.1)
+    prof = _profile(model, inputs)
+    sched = cs.solve(prof.chain, cs.min_budget(prof.chain, "dp"), "dp")
+    assert any(type(op).__name__ in ("FwdNoTape", "FwdCheckpoint") for op in sched.ops)
+    plain, ours = copy.deepcopy(model), cs.apply(copy.deepcopy(model), sched, prof)
+    torch.manual_seed(3)
+    want = train_step(plain, inputs)
+    torch.manual_seed(3)
+    got = train_step(ours, inputs)
+    pairs = list(zip(plain.parameters(), ours.parameters(), strict=True))
+    if CUDA:
+        assert torch.allclose(got, want, rtol=1e-5, atol=1e-6)
+        for a, b in pairs:
+            assert torch.allclose(a.grad, b.grad, rtol=1e-4, atol=1e-6)
+    else:
+        assert torch.equal(got, want)
+        assert all(torch.equal(a.grad, b.grad) for a, b in pairs)
+
+
+@pytest.mark.parametrize("which", ["store_all", "dp"])
+def test_predicted_peaks_are_the_measured_ones_on_the_device(which: str) -> None:
+    """Activation peak: the tracker within 3 %; on CUDA, ``max_memory_allocated`` above the
+    step's start (which also holds the parameter gradients) within 10 % of the prediction plus
+    the gradients (the allocator rounds blocks; cuBLAS keeps a workspace)."""
+    model, inputs = _gpt()
+    prof = _profile(model, inputs)
+    chain = prof.chain
+    low, high = cs.min_budget(chain, "dp"), cs.min_budget(chain, "store_all")
+    sched = cs.solve(chain, high if which == "store_all" else (low + high) // 2, which)
+    m = cs.apply(copy.deepcopy(model), sched, prof)
+    measure_step(m, inputs)
+    for p in m.parameters():
+        p.grad = None
+    got = measure_step(m, inputs)
+    predicted = sched.predicted.peak_bytes
+    assert abs(got.peak_bytes / predicted - 1) <= 0.03, (got.peak_bytes, predicted)
+    if CUDA:
+        grads = sum(p.numel() * p.element_size() for p in m.parameters())
+        assert got.cuda_peak_bytes is not None and got.cuda_reserved_bytes is not None
+        assert abs(got.cuda_peak_bytes / (predicted + grads) - 1) <= 0.10, (
+            got.cuda_peak_bytes,
+            predicted + grads,
+        )
+        assert got.cuda_reserved_bytes >= got.cuda_step_peak_bytes  # type: ignore[operator]
+
+
+def test_whole_step_prediction_is_the_measured_step_on_the_device() -> None:
+    model, inputs = _gpt()
+    prof = _profile(model, inputs, optimizer=torch.optim.AdamW(model.parameters()))
+    chain = prof.chain
+    low, high = cs.min_budget(chain, "dp"), cs.min_budget(chain, "store_all")
+    sched = cs.solve(chain, (low + high) // 2, "dp", headroom=0.05)
+    m = cs.apply(copy.deepcopy(model), sched, prof)
+    opt = torch.optim.AdamW(m.parameters())
+    measure_step(m, inputs, optimizer=opt)
+    got = measure_step(m, inputs, optimizer=opt)
+    predicted = cs.simulate(chain, sched).peak_bytes
+    assert got.step_peak_bytes is not None
+    assert abs(got.step_peak_bytes / predicted - 1) <= 0.03, (got.step_peak_bytes, predicted)
+    if CUDA:
+        assert got.cuda_step_peak_bytes is not None
+        assert abs(got.cuda_step_peak_bytes / predicted - 1) <= 0.10, (
+            got.cuda_step_peak_bytes,
+            predicted,
+        )
