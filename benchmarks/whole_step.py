@@ -2,8 +2,9 @@
 states buys over subtracting them by hand.
 
 For each zoo family (config 0 by default) the model is profiled with AdamW
-(``cs.profile(..., optimizer=opt)``), so its chain carries the step's model states. Four
-schedules (no checkpointing, torch per-block, `dp` at its minimum and `dp` halfway) are applied
+(``cs.profile(..., optimizer=opt)``), so its chain and op graph carry the step's model states.
+Five schedules (no checkpointing, torch per-block, `dp` at its minimum and `dp` halfway on the
+chain, `hierarchical` halfway on the op graph) are applied
 and a whole step is measured (forward, backward, ``optimizer.step()``; every live tensor
 counted: parameters, optimizer state, gradients) after a first one; each cell is measured /
 predicted. Then, at three whole-step budgets between `dp`'s minimum and store-all, the
@@ -51,12 +52,7 @@ def _measured(model: torch.nn.Module, inputs: object, prof: cs.Profile, sched: c
 def run(name: str, size: int) -> tuple[list[object], list[list[object]]]:
     model, inputs = zoo.build(name, size)
     prof = cs.profile(
-        model,
-        inputs,
-        warmup=1,
-        repeats=1,
-        graph=False,
-        optimizer=torch.optim.AdamW(model.parameters()),
+        model, inputs, warmup=1, repeats=1, optimizer=torch.optim.AdamW(model.parameters())
     )
     chain = prof.chain
     st = chain.states
@@ -69,6 +65,10 @@ def run(name: str, size: int) -> tuple[list[object], list[list[object]]]:
         cs.solve(chain, low, "dp"),
         cs.solve(chain, (low + high) // 2, "dp"),
     ]
+    if prof.graph is not None:
+        g = prof.graph
+        lo, hi = cs.min_budget(g, "hierarchical"), cs.min_budget(g, "store_all")
+        scheds.append(cs.solve(g, (lo + hi) // 2, "hierarchical"))
     row = [
         name,
         cs.format_bytes(st.params + st.optimizer + st.grad_bytes),
@@ -78,6 +78,7 @@ def run(name: str, size: int) -> tuple[list[object], list[list[object]]]:
             for s in scheds
         ),
     ]
+    row += ["-"] * (7 - len(row))
     bare = dataclasses.replace(chain, states=None)
     states = st.params + st.optimizer + st.grad_bytes
     versus = []
@@ -123,6 +124,7 @@ def main() -> None:
         "torch per-block",
         "dp at its minimum",
         "dp halfway",
+        "hierarchical halfway",
     ]
     body = (
         f"Config {args.size} of each family, AdamW; each cell: measured / predicted whole-step "

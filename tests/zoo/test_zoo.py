@@ -310,16 +310,27 @@ def test_backward_groups_belong_to_the_block_they_differentiate() -> None:
     assert low <= 0.5 * cs.min_budget(graph, "store_all")
 
 
+_LARGER = [
+    pytest.param(n, 1, marks=pytest.mark.slow, id=f"{n}-1")
+    for n in ("gpt2", "resnet")  # GPT-2 at 2,048 tokens, ResNet-50's 16 bottlenecks
+]
+
+
 @pytest.mark.parametrize(
-    "name", ["llama", "bert", "vit", "gpt2", "resnet", "convnext", "unet", "rnn"]
+    "name, size",
+    [
+        pytest.param(n, 0, id=n)
+        for n in ["llama", "bert", "vit", "gpt2", "resnet", "convnext", "unet", "rnn"]
+    ]
+    + _LARGER,
 )
-def test_chain_predictions_are_the_measured_peaks(name: str) -> None:
+def test_chain_predictions_are_the_measured_peaks(name: str, size: int) -> None:
     """No checkpointing, torch per-block and dp halfway to store-all: the measured activation
     peak (the step after a first one) is the simulator's prediction within 3 %, both ways."""
     from checkpoint_solver.runtime.measure import measure_step
     from checkpoint_solver.solvers.torch_rules import profile_blocks, torch_per_block
 
-    model, inputs = _build(name, 0)
+    model, inputs = _build(name, size)
     prof = _profile(model, inputs)
     chain = prof.chain
     first, count = profile_blocks([s.name for s in prof.stages])
@@ -339,16 +350,21 @@ def test_chain_predictions_are_the_measured_peaks(name: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["llama", "bert", "vit", "gpt2", "resnet", "convnext", "unet", "rnn"]
+    "name, size",
+    [
+        pytest.param(n, 0, id=n)
+        for n in ["llama", "bert", "vit", "gpt2", "resnet", "convnext", "unet", "rnn"]
+    ]
+    + _LARGER,
 )
-def test_whole_step_predictions_are_the_measured_peaks(name: str) -> None:
+def test_whole_step_predictions_are_the_measured_peaks(name: str, size: int) -> None:
     """With AdamW: the whole step's measured peak (every live tensor: parameters, optimizer
     state, gradients, the optimizer step) is the simulator's whole-step prediction within 3 %,
     both ways, for no checkpointing, torch per-block and dp halfway."""
     from checkpoint_solver.runtime.measure import measure_step
     from checkpoint_solver.solvers.torch_rules import profile_blocks, torch_per_block
 
-    model, inputs = _build(name, 0)
+    model, inputs = _build(name, size)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         prof = cs.profile(
