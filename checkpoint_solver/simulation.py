@@ -67,6 +67,18 @@ executor (`checkpoint_solver.runtime.executor`) holds it:
 Counting values per copy needs the whole op sequence (what a later op reads), so such chains
 are simulated in two passes: the rules and ``M`` first, then each copy over its ops.
 
+Whole step
+----------
+A schedule with ``scope="step"`` is judged on the whole training step of a problem with model
+states (`checkpoint_solver.problem.states`). On a chain, the ops run on `whole_step_chain`, the
+chain whose memory under the rules above is the step's: the parameters and optimizer state held
+throughout, the parameter gradients of the stages already back-propagated held with
+``delta[t]``, those ``B(i)`` makes counted while it runs. On a graph, each op's memory gains the
+states and the gradients of the nodes computed so far (a node's at its first computation; a
+shared gradient's second copy over its window). After the last op the optimizer step runs: what
+the backward left, the inputs, the states, every gradient and the step's own temporaries; over
+the budget, it is a violation at index ``len(ops)``.
+
 Graph memory rules
 ------------------
 Checkmate's accounting (Jain et al., MLSys 2020). Nodes with role ``"input"`` or ``"param"`` are
@@ -222,6 +234,16 @@ def simulate_ops(
     return _GraphSim(problem, budget_bytes).run(ops)
 
 
+def _step_over(index: int, step_peak: int, budget: int) -> Violation:
+    """The optimizer step (after the last op) over the budget."""
+    return Violation(
+        index,
+        None,
+        f"the optimizer step needs {step_peak} bytes (parameters, every gradient, the optimizer "
+        f"state and its temporaries), over the budget of {budget} bytes by {step_peak - budget}",
+    )
+
+
 def _graph_step(
     graph: Graph, ops: tuple[Op, ...] | list[Op], budget: int | None
 ) -> SimulationReport:
@@ -278,13 +300,7 @@ def _graph_step(
         if step_peak > peak:
             peak, peak_index = step_peak, len(ops)
         if budget is not None and step_peak > budget:
-            violation = Violation(
-                len(ops),
-                None,
-                f"the optimizer step needs {step_peak} bytes (parameters, every gradient, the "
-                f"optimizer state and its temporaries), over the budget of {budget} bytes by "
-                f"{step_peak - budget}",
-            )
+            violation = _step_over(len(ops), step_peak, budget)
     return dataclasses.replace(
         rules,
         valid=violation is None,
@@ -317,15 +333,7 @@ def _step(chain: Chain, ops: tuple[Op, ...] | list[Op], budget: int | None) -> S
         report = dataclasses.replace(report, peak_bytes=step_peak, peak_index=len(ops))
     if budget is not None and step_peak > budget:
         return dataclasses.replace(
-            report,
-            valid=False,
-            violation=Violation(
-                len(ops),
-                None,
-                f"the optimizer step needs {step_peak} bytes (parameters, every gradient, the "
-                f"optimizer state and its temporaries), over the budget of {budget} bytes by "
-                f"{step_peak - budget}",
-            ),
+            report, valid=False, violation=_step_over(len(ops), step_peak, budget)
         )
     return report
 
