@@ -151,3 +151,24 @@ def test_op_level_whole_step_predictions_are_the_measured_peaks(name: str) -> No
         predicted = cs.simulate(graph, sched).peak_bytes
         got = _measured_step(model, inputs, prof, sched)
         assert abs(got / predicted - 1) <= 0.03, (solver, got, predicted)
+
+
+def test_the_milp_counts_the_whole_step_and_its_schedule_is_measured() -> None:
+    """ilp with model states: each stage's memory rows carry the states and the gradients made
+    by then; its schedule at a middle whole-step budget is proven optimal, fits, and the
+    measured whole step is its prediction."""
+    model, inputs = models.mlp(depth=3, width=128, hidden=256, batch=32)
+    prof = _profile(model, inputs, optimizer=torch.optim.AdamW(model.parameters()), graph=True)
+    graph = prof.graph
+    assert graph is not None and graph.states is not None
+    low = cs.min_budget(graph, "ilp", time_limit=60)
+    assert low >= step_floor(graph)
+    assert low <= cs.min_budget(graph, "greedy")
+    high = cs.min_budget(graph, "store_all")
+    budget = (low + high) // 2
+    sched = cs.solve(graph, budget, "ilp", time_limit=60)
+    assert sched.scope == "step" and sched.status.value == "optimal"
+    predicted = cs.simulate(graph, sched).peak_bytes
+    assert predicted <= budget
+    got = _measured_step(model, inputs, prof, sched)
+    assert abs(got / predicted - 1) <= 0.03, (got, predicted)

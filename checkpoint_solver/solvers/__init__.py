@@ -202,7 +202,7 @@ def _target(problem: Problem, scope: str | None) -> tuple[Problem, Scope]:
 
 # Graph solvers that count the model states op by op; the others solve at the budget less the
 # most the states add to any op (valid, and exactly what a user subtracting them by hand does).
-_GRAPH_STEP_AWARE = frozenset({"hierarchical"})
+_GRAPH_STEP_AWARE = frozenset({"hierarchical", "ilp"})
 
 
 def _graph_margin(graph: Graph) -> int:

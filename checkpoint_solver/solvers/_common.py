@@ -31,7 +31,7 @@ def make_schedule(
     On a chain whose boundaries' values are known, the solvers' own accounting adds up
     boundaries and over-counts (see `checkpoint_solver.solvers._values`): the peak is then the
     simulator's; so is a whole-step peak (``scope="step"``)."""
-    if problem.kind == "chain" and (problem.values or scope == "step"):
+    if scope == "step" or (problem.kind == "chain" and problem.values):
         from checkpoint_solver.simulation import simulate_ops
 
         peak_bytes = simulate_ops(problem, list(ops), scope=scope).peak_bytes

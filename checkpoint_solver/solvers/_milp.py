@@ -43,6 +43,7 @@ import subprocess
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache, reduce
 from typing import Any
@@ -76,6 +77,7 @@ class MilpModel:
     u_col: dict[tuple[int, int], int] = field(default_factory=dict)
     scale: int = 1
     budget_units: int = 0
+    extra_units: dict[tuple[int, int], int] = field(default_factory=dict)
 
     def add_col(self, lo: float, hi: float, integer: bool, obj: float = 0.0) -> int:
         self.col_lo.append(lo)
@@ -126,9 +128,19 @@ class MilpModel:
 
 
 def build(
-    g: OpGraph, budget_bytes: int, *, lp_budget_factor: float = 1.0, usefulness: bool = True
+    g: OpGraph,
+    budget_bytes: int,
+    *,
+    lp_budget_factor: float = 1.0,
+    usefulness: bool = True,
+    extra: Callable[[int, int], int] | None = None,
 ) -> MilpModel:
-    """Build the MILP for op graph `g` under `budget_bytes` (inputs/params already counted in g)."""
+    """Build the MILP for op graph `g` under `budget_bytes` (inputs/params already counted in g).
+
+    `extra(t, k)`: bytes beside the op nodes' values while node k runs in stage t (a whole
+    step's model states and the parameter gradients made by then: with first computations
+    frontier-advancing, a function of the stage alone but for node t itself); the budget of
+    ``U[t, k]`` is lowered by it (rounded up to the memory unit)."""
     n = g.n
     sizes = [int(s) for s in g.size]
     scale = reduce(math.gcd, [s for s in sizes if s], 0) or 1
@@ -136,6 +148,11 @@ def build(
     avail = (budget_bytes - g.base_bytes) * lp_budget_factor
     budget_units = math.floor(avail / scale) if avail >= 0 else -1
     model = MilpModel(n=n, cost=g.cost, scale=scale, budget_units=budget_units)
+    model.extra_units = (
+        {(t, k): -(-extra(t, k) // scale) for t in range(n) for k in range(t + 1)}
+        if extra is not None
+        else {}
+    )
     model._graph, model._sizes = g, m
     user_sets = [sorted(set(g.users[i]) | {i}) for i in range(n)]
     for t in range(n):
@@ -158,7 +175,10 @@ def build(
                     model.f_col[t, i, k] = c = model.add_col(0.0, 1.0, False)
                     frees_of_stage[t].append((i, k, c))
         for k in range(t + 1):
-            model.u_col[t, k] = model.add_col(0.0, float(max(budget_units, 0)), False)
+            hi = budget_units - model.extra_units.get((t, k), 0)
+            model.u_col[t, k] = model.add_col(0.0, float(max(hi, 0)), False)
+            if hi < 0:
+                model.add_row([model.u_col[t, k]], [1.0], 1.0, np.inf)  # no room at all
     F, U = model.f_col, model.u_col
     for t in range(n):
         # (1) dependencies

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -21,6 +22,7 @@ from checkpoint_solver.errors import (
 )
 from checkpoint_solver.problem import Graph
 from checkpoint_solver.schedule import Schedule, Status
+from checkpoint_solver.simulation import simulate_ops
 from checkpoint_solver.solvers import _milp
 from checkpoint_solver.solvers._common import make_schedule
 from checkpoint_solver.solvers._stages import (
@@ -99,8 +101,10 @@ def schedule_from_plan(
     status: Status,
     lower_bound: float | None,
     notes: str,
+    scope: str = "activations",
 ) -> Schedule:
-    """Wrap a stage plan as a Schedule; peak and time come from the plan's own accounting."""
+    """Wrap a stage plan as a Schedule; peak and time come from the plan's own accounting (the
+    simulator's for a whole-step `scope`)."""
     R, S = plan
     time = plan_time(g, R)
     gap = None
@@ -120,7 +124,38 @@ def schedule_from_plan(
         gap=gap,
         lower_bound=lower_bound,
         notes=notes,
+        scope=scope,
     )
+
+
+def _step_terms(graph: Graph, g: OpGraph) -> tuple[int, int, Callable[[int, int], int]]:
+    """For a whole step in `g`'s order: the bytes held throughout (model states), what the
+    states add to an op at most (to run the greedy by hand), and per (stage t, node k) the
+    gradients made by then: node i's from stage i on (its first computation), accumulating
+    only while node t runs; a shared gradient's second copy over its window's stages."""
+    st = graph.states
+    assert st is not None
+    n = g.n
+    pos = {v: p for p, v in enumerate(g.nodes)}
+    grads = [st.grads[v] for v in g.nodes]
+    before = [0] * (n + 1)
+    for t in range(n):
+        before[t + 1] = before[t] + (0 if st.accumulate else grads[t])
+    window = [0] * (n + 1)
+    for first, last, nbytes in st.windows:
+        if first in pos and last in pos:
+            a, b = sorted((pos[first], pos[last]))
+            window[a] += nbytes
+            window[b + 1] -= nbytes
+    for t in range(n):
+        window[t + 1] += window[t]
+
+    def extra(t: int, k: int) -> int:
+        return before[t] + (grads[t] if k == t else 0) + window[t]
+
+    margin = st.fixed_bytes + (max(grads, default=0) if st.accumulate else sum(grads))
+    margin += sum(w[2] for w in st.windows)
+    return st.fixed_bytes, margin, extra
 
 
 def solve_ilp(
@@ -134,6 +169,7 @@ def solve_ilp(
     threads: int | None = None,
     warm_start: bool = True,
     order: str = "given",
+    scope: str = "activations",
 ) -> Schedule:
     """Solve the Checkmate MILP for `graph` within `budget_bytes`.
 
@@ -159,6 +195,12 @@ def solve_ilp(
         beats the MILP is returned as ``heuristic`` with the trivial bound (the MILP's bound holds
         in its own order only). ``optimal`` means optimal among schedules whose first computations
         follow the MILP's order; a schedule that computes every node once is optimal outright.
+    scope : {"activations", "step"}
+        ``"step"`` (set by `checkpoint_solver.solve` for a graph with `Graph.states`): the
+        budget covers the whole step; each stage's memory rows count the model states and the
+        parameter gradients made by then (with frontier-advancing first computations, node i's
+        gradients exist from stage i on), so the MILP is exact for the whole step too. Its
+        greedy warm start runs at the budget less every state.
 
     Raises
     ------
@@ -177,7 +219,21 @@ def solve_ilp(
     if order != "given":
         options["order"] = order
     trivial = graph.store_all_time
-    floor = require_working_set(g, budget_bytes, "ilp")
+    step = scope == "step"
+    fixed, margin, extra = _step_terms(graph, g) if step else (0, 0, None)
+    floor = require_working_set(g, budget_bytes - fixed, "ilp")
+    greedy_budget = budget_bytes - margin
+
+    def fits(c: _Candidate) -> bool:
+        """A candidate within the budget (a whole step's judged by the simulator)."""
+        R, S = c.plan
+        if not plan_is_valid(c.g, R, S):
+            return False
+        if not step:
+            return plan_peak(c.g, R, S) <= budget_bytes
+        ops = plan_ops(c.g, R, S)
+        return simulate_ops(graph, ops, budget_bytes=budget_bytes, scope="step").valid
+
     if g.n == 0:
         return schedule_from_plan(
             graph,
@@ -189,6 +245,7 @@ def solve_ilp(
             status=Status.OPTIMAL,
             lower_bound=0.0,
             notes="no op nodes",
+            scope=scope,
         )
 
     def wrap(c: _Candidate, status: Status, bound: float, notes: str) -> Schedule:
@@ -202,10 +259,12 @@ def solve_ilp(
             status=status,
             lower_bound=bound,
             notes=notes + (f"; {c.where}" if c.where else ""),
+            scope=scope,
         )
 
     # The greedy in every order: the warm start (in the MILP's order) and candidates.
-    heuristics = _greedy_candidates(orders, budget_bytes)
+    heuristics = _greedy_candidates(orders, greedy_budget) if greedy_budget >= 1 else []
+    heuristics = [c for c in heuristics if fits(c)]
     fastest = min(heuristics, key=lambda c: c.time, default=None)
     if time_limit == 0:
         if fastest is None:
@@ -229,7 +288,7 @@ def solve_ilp(
             "MILP needed",
         )
     heuristic = next((c.plan for c in heuristics if c.g is g), None)
-    model = _milp.build(g, budget_bytes)
+    model = _milp.build(g, budget_bytes - fixed, extra=extra)
     start = (
         model.vector(*heuristic)
         if (heuristic is not None and warm_start and backend == "highs")
@@ -260,9 +319,9 @@ def solve_ilp(
         )
     candidates = list(heuristics)
     if result.x is not None:
-        R, S = result.plan(model)
-        if plan_is_valid(g, R, S) and plan_peak(g, R, S) <= budget_bytes:
-            candidates.insert(0, _Candidate("milp", g, (R, S), where))
+        milp = _Candidate("milp", g, result.plan(model), where)
+        if fits(milp):
+            candidates.insert(0, milp)
     if not candidates:
         raise CheckpointSolverError(
             f"no schedule found within time_limit={time_limit} s ({result.message}); raise the "
@@ -347,11 +406,14 @@ def min_budget_ilp(
     threads: int | None = None,
     warm_start: bool = True,
     order: str = "given",
+    scope: str = "activations",
 ) -> int:
     """The least budget `solve_ilp` meets with these options: the least peak of any schedule with
     first computations in the MILP's order, by the same MILP with "minimise the peak" as
     objective, or, with ``order="search"``, less when the greedy finds a schedule in the graph's
-    own order (which `solve_ilp` then returns).
+    own order (which `solve_ilp` then returns). With ``scope="step"`` the whole step's peak
+    before the optimizer step (which `checkpoint_solver.min_budget` adds as a floor), in the
+    MILP's order only.
 
     Raises
     ------
@@ -365,13 +427,16 @@ def min_budget_ilp(
         return g.base_bytes
     from checkpoint_solver.solvers.graph_greedy import min_budget_over
 
-    elsewhere = min_budget_over(orders[1:]) if len(orders) > 1 else None
-    total = g.base_bytes + int(g.size.sum())
-    model = _milp.build(g, total)
+    step = scope == "step"
+    elsewhere = min_budget_over(orders[1:]) if len(orders) > 1 and not step else None
+    fixed, margin, extra = _step_terms(graph, g) if step else (0, 0, None)
+    total = g.base_bytes + int(g.size.sum()) + margin
+    model = _milp.build(g, total, extra=extra)
     peak = model.add_col(0.0, float(model.budget_units), False, 1.0)
     model.obj = [0.0] * (len(model.obj) - 1) + [1.0]
-    for col in model.u_col.values():
-        model.add_row([col, peak], [1.0, -1.0], -np.inf, 0.0)
+    for (t, k), col in model.u_col.items():
+        # peak >= U[t, k] + what is beside the op nodes' values there.
+        model.add_row([col, peak], [1.0, -1.0], -np.inf, -float(model.extra_units.get((t, k), 0)))
     result = _milp.run(model, backend, time_limit=time_limit, rel_gap=0.0, threads=threads)
     if result.status != "optimal" or result.x is None:
         raise CheckpointSolverError(
@@ -379,5 +444,9 @@ def min_budget_ilp(
             f"raise the time limit"
         )
     R, S = result.plan(model)
+    if step:
+        # The MILP's own count (its units rounded up) is what solve_ilp checks the budget with.
+        counted = g.base_bytes + fixed + round(float(result.objective or 0.0)) * model.scale
+        return max(counted, simulate_ops(graph, plan_ops(g, R, S), scope="step").peak_bytes)
     peak = plan_peak(g, R, S)
     return peak if elsewhere is None else min(peak, elsewhere)
