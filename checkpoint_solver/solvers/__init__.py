@@ -43,6 +43,7 @@ from checkpoint_solver.solvers import (
     store_all,
 )
 from checkpoint_solver.solvers._registry import REGISTRY, SolverSpec, get_spec, register
+from checkpoint_solver.solvers._step import graph_step_min_budget, graph_step_solve
 from checkpoint_solver.units import format_bytes, parse_bytes
 
 __all__ = [
@@ -200,51 +201,6 @@ def _target(problem: Problem, scope: str | None) -> tuple[Problem, Scope]:
     return whole_step_chain(problem), which
 
 
-# Graph solvers that count the model states op by op; the others solve at the budget less the
-# most the states add to any op (valid, and exactly what a user subtracting them by hand does).
-_GRAPH_STEP_AWARE = frozenset({"hierarchical", "ilp"})
-
-
-def _graph_margin(graph: Graph) -> int:
-    st = graph.states
-    assert st is not None
-    return (
-        st.fixed_bytes
-        + (max(st.grads, default=0) if st.accumulate else st.grad_bytes)
-        + sum(w[2] for w in st.windows)
-    )
-
-
-def _graph_step_solve(
-    spec: SolverSpec, graph: Graph, budget_bytes: int, options: dict[str, Any]
-) -> Schedule:
-    from checkpoint_solver.simulation import simulate_ops
-
-    if spec.name in _GRAPH_STEP_AWARE:
-        schedule: Schedule = spec.fn(graph, budget_bytes, scope="step", **options)
-        return schedule
-    margin = _graph_margin(graph)
-    if budget_bytes - margin < 1:
-        raise InfeasibleBudgetError(budget_bytes, None, spec.name)
-    try:
-        schedule = spec.fn(graph, budget_bytes - margin, **options)
-    except InfeasibleBudgetError as exc:
-        low = None if exc.min_budget_bytes is None else exc.min_budget_bytes + margin
-        raise InfeasibleBudgetError(budget_bytes, low, spec.name) from None
-    report = simulate_ops(graph, schedule.ops, scope="step")
-    note = (
-        f"whole-step budget: {spec.name} does not count the model states op by op, so it was "
-        f"solved at the budget less the most they add to any op ({margin} bytes: parameters, "
-        f"optimizer state, every gradient); whole-step peak {report.peak_bytes} bytes"
-    )
-    return schedule.replace(
-        budget_bytes=budget_bytes,
-        scope="step",
-        predicted=dataclasses.replace(schedule.predicted, peak_bytes=report.peak_bytes),
-        notes=(schedule.notes + "; " if schedule.notes else "") + note,
-    )
-
-
 def _floor_error(
     problem: Problem, budget_bytes: int, solver: str, low: int
 ) -> InfeasibleBudgetError:
@@ -367,7 +323,7 @@ def solve(
     start = time.perf_counter()
     try:
         if step and isinstance(problem, Graph):
-            schedule = _graph_step_solve(spec, problem, budget_bytes, options)
+            schedule = graph_step_solve(spec, problem, budget_bytes, options)
         else:
             schedule = _solve_target(spec, target, budget_bytes, options)
     except InfeasibleBudgetError as exc:
@@ -400,11 +356,7 @@ def min_budget(
     target, which = _target(problem, scope)
     floor = step_floor(problem) if which == "step" else 0
     if which == "step" and isinstance(problem, Graph):
-        if spec.name in _GRAPH_STEP_AWARE:
-            low = spec.min_budget(problem, scope="step", **options)
-        else:
-            low = spec.min_budget(problem, **options) + _graph_margin(problem)
-        return max(1, low, floor)
+        return max(1, graph_step_min_budget(spec, problem, options), floor)
     if spec.name != "auto" and _values.has_values(target):
         low = _values.min_budget_exact(spec, target, options)  # type: ignore[arg-type]
     else:

@@ -6,6 +6,7 @@ from checkpoint_solver.errors import CheckpointSolverError, InfeasibleBudgetErro
 from checkpoint_solver.problem import Problem
 from checkpoint_solver.schedule import Schedule
 from checkpoint_solver.solvers._registry import REGISTRY
+from checkpoint_solver.solvers._step import graph_step_min_budget, graph_step_solve
 from checkpoint_solver.solvers._values import has_values, min_budget_exact, solve_exact
 
 __all__ = ["min_budget_auto", "solve_auto"]
@@ -56,7 +57,9 @@ def _candidates(problem: Problem, time_limit: float) -> list[tuple[str, dict[str
     return out
 
 
-def solve_auto(problem: Problem, budget_bytes: int, /, *, time_limit: float = 60.0) -> Schedule:
+def solve_auto(
+    problem: Problem, budget_bytes: int, /, *, time_limit: float = 60.0, scope: str = "activations"
+) -> Schedule:
     """Run the solvers that suit the problem's kind and size within `time_limit` seconds each,
     and return the least compute time that fits.
 
@@ -65,7 +68,9 @@ def solve_auto(problem: Problem, budget_bytes: int, /, *, time_limit: float = 60
     2,000; with a time
     limit under a second only the heuristics. The returned schedule keeps the picked solver's
     name; its ``notes`` say that ``auto`` picked it, why each candidate ran, and each candidate's
-    predicted time or why it failed.
+    predicted time or why it failed. With ``scope="step"`` (a graph with model states, set by
+    `checkpoint_solver.solve`) each candidate solves the whole step
+    (`checkpoint_solver.solvers._step`).
     """
     if not isinstance(time_limit, (int, float)) or isinstance(time_limit, bool) or time_limit < 0:
         from checkpoint_solver.errors import InvalidOptionError
@@ -78,7 +83,9 @@ def solve_auto(problem: Problem, budget_bytes: int, /, *, time_limit: float = 60
     for name, options, why in candidates:
         spec = REGISTRY[name]
         try:
-            if has_values(problem):
+            if scope == "step" and problem.kind == "graph":
+                sched = graph_step_solve(spec, problem, budget_bytes, options)
+            elif has_values(problem):
                 sched = solve_exact(spec, problem, budget_bytes, options)  # type: ignore[arg-type]
             else:
                 sched = spec.fn(problem, budget_bytes, **options)
@@ -105,11 +112,17 @@ def solve_auto(problem: Problem, budget_bytes: int, /, *, time_limit: float = 60
     return best.replace(notes=(best.notes + "; " if best.notes else "") + note)
 
 
-def min_budget_auto(problem: Problem, /, *, time_limit: float = 60.0) -> int:
-    """The smallest minimum budget over the solvers auto runs."""
-    return min(
-        min_budget_exact(REGISTRY[name], problem, options)  # type: ignore[arg-type]
-        if has_values(problem)
-        else REGISTRY[name].min_budget(problem, **options)
-        for name, options, _ in _candidates(problem, float(time_limit))
-    )
+def min_budget_auto(
+    problem: Problem, /, *, time_limit: float = 60.0, scope: str = "activations"
+) -> int:
+    """The smallest minimum budget over the solvers auto runs (in `scope`)."""
+    out = []
+    for name, options, _ in _candidates(problem, float(time_limit)):
+        spec = REGISTRY[name]
+        if scope == "step" and problem.kind == "graph":
+            out.append(graph_step_min_budget(spec, problem, options))
+        elif has_values(problem):
+            out.append(min_budget_exact(spec, problem, options))  # type: ignore[arg-type]
+        else:
+            out.append(spec.min_budget(problem, **options))
+    return min(out)

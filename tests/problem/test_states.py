@@ -235,3 +235,11 @@ def test_graph_solvers_fit_a_whole_step_budget() -> None:
         assert sched.scope == "step" and report.valid and report.peak_bytes <= low
     with pytest.raises(InfeasibleBudgetError, match="optimizer step alone"):
         cs.solve(graph, step_floor(graph) - 1, "greedy")
+
+
+def test_auto_solves_a_graphs_whole_step_with_its_candidates_aware() -> None:
+    graph = _tiny_graph(ModelStates(params=1000, optimizer=2000, grads=(0, 0, 0, 100, 50), step=7))
+    low = cs.min_budget(graph)  # auto
+    assert low == cs.min_budget(graph, "ilp") >= step_floor(graph)
+    sched = cs.solve(graph, low)
+    assert sched.scope == "step" and simulate(graph, sched).peak_bytes <= low
