@@ -260,6 +260,7 @@ class _Stepper:
         # (holding each block's input to the end of the step would change when they are freed).
         self.grad_handles: list[Any] = []
         self.seen: set[int] = set()  # storages earlier blocks read
+        self.tracker: StorageTracker | None = None  # set during the tracked step
         self.hooks = StageHooks(blocks, self._pre, self._post, self._extra)
 
     def step(self, *, hooks: bool = True, backward: bool = True) -> torch.Tensor:
@@ -313,7 +314,11 @@ class _Stepper:
         # gradient only after that block's backward, so it marks nothing here unless it is all
         # the block reads.
         keys = [storage_key(t) for t in inputs]
-        own = [t for t, key in zip(inputs, keys, strict=True) if key not in self.seen]
+        own = [
+            t
+            for t, key in zip(inputs, keys, strict=True)
+            if key not in self.seen and not self._reused_by_maker(t)
+        ]
         self.seen.update(keys)
         self._mark_when_grads(own or inputs, k)
         self.on_phase(("F", k + 1))
@@ -332,6 +337,19 @@ class _Stepper:
             own = [t for t in outputs if storage_key(t) not in self.seen]
             self._mark_when_grads(own or outputs, k + 1)
             self.on_phase(("F", k + 2))
+
+    def _reused_by_maker(self, t: torch.Tensor) -> bool:
+        """Whether the stage that made `t` also read it (T5's first block makes the position bias,
+        uses it, and returns it to the next): its gradient is whole only after that stage's own
+        backward, so it cannot mark the end of the reading block's. Known in the tracked step."""
+        tracker = self.tracker
+        if tracker is None:
+            return False
+        serial = tracker.serial(t)
+        if serial is None:
+            return False
+        rec = tracker.records[serial]
+        return rec.produced[0] == "F" and rec.produced[1] in rec.readers
 
     def _mark_when_grads(self, tensors: list[torch.Tensor], stage: int) -> None:
         if tensors and torch.is_grad_enabled():
@@ -585,10 +603,12 @@ def _profile(
 
     stepper.on_phase = on_tracked_phase
     x0 = distinct_storage_nbytes(inputs.tensors())
+    stepper.tracker = tracker
     with GradBuffers(model.parameters()) as buffers:
         buffers.tracker = tracker
         with counter, tracker, torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
             loss = stepper.step()
+    stepper.tracker = None
 
     grad_keys = buffers.excluded(model.parameters())
     loss_serial = tracker.serial(loss)
