@@ -71,6 +71,10 @@ def test_profile_refuses_an_optimizer_over_other_tensors() -> None:
         _profile(model, inputs, optimizer=torch.optim.SGD(other.parameters(), lr=0.1))
     with pytest.raises(ProfilingError, match=r"torch\.optim\.Optimizer"):
         _profile(model, inputs, optimizer="adamw")
+    before = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(ProfilingError, match="closure"):
+        _profile(model, inputs, optimizer=torch.optim.LBFGS(model.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
 
 
 def _measured_step(model, inputs, prof, sched, accumulate: bool = False) -> int:  # type: ignore[no-untyped-def]

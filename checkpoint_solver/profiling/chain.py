@@ -791,9 +791,20 @@ def _model_states(
             p.grad = torch.zeros_like(p)
     snapshot = [p.detach().clone() for p in params]
     saved = copy.deepcopy(optimizer.state_dict())
+
+    def step() -> None:
+        try:
+            optimizer.step()
+        except Exception as exc:  # the optimizer's own failure, named as such
+            raise ProfilingError(
+                f"{type(optimizer).__name__}.step() failed while measuring its state "
+                f"({type(exc).__name__}: {exc}); an optimizer whose step needs a closure "
+                f"(LBFGS) cannot be measured: profile without optimizer= and budget for it"
+            ) from exc
+
     try:
         if not optimizer.state:
-            optimizer.step()  # the first step makes the state (AdamW's moments)
+            step()  # the first step makes the state (AdamW's moments)
         state = [
             t
             for st in optimizer.state.values()
@@ -805,7 +816,7 @@ def _model_states(
         tracker = StorageTracker(ignore={storage_key(t) for t in held})
         tracker.set_phase(("S", 0))
         with tracker:
-            optimizer.step()
+            step()
         _, step_peak = tracker.curve(exclude=set())
         tracker.active = False
         state_bytes = distinct_storage_nbytes(state)
