@@ -16,6 +16,7 @@ a promise.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -47,7 +48,7 @@ class ShapeProfiles:
     sizes: tuple[int, ...]
     dims: tuple[tuple[int, int], ...]
 
-    @property
+    @functools.cached_property
     def fit(self) -> ChainFit:
         return ChainFit.of([p.chain for p in self.profiles], self.sizes)
 
@@ -99,12 +100,9 @@ class Buckets:
 
 
 def _leaves(example: Any) -> list[Any]:
-    from torch.utils._pytree import tree_flatten
-
     from checkpoint_solver.profiling.chain import _Inputs
 
-    inp = _Inputs.of(example)
-    return [t for t in tree_flatten((inp.args, inp.kwargs))[0] if hasattr(t, "shape")]
+    return _Inputs.of(example).tensors()
 
 
 def _varying(examples: Sequence[Any]) -> tuple[tuple[tuple[int, int], ...], list[int]]:
@@ -145,9 +143,7 @@ def profile_shapes(model: Any, examples: Sequence[Any], **kwargs: Any) -> ShapeP
         raise InvalidProblemError("profile_shapes needs two or three examples of different sizes")
     dims, sizes = _varying(examples)
     kwargs.setdefault("graph", False)
-    optimizer = kwargs.get("optimizer")
     profiles = [profile(model, e, **kwargs) for e in examples]
-    del optimizer
     order = sorted(range(len(sizes)), key=lambda k: sizes[k])
     out = ShapeProfiles(tuple(profiles[k] for k in order), tuple(sizes[k] for k in order), dims)
     names = [[s.name for s in p.stages] for p in out.profiles]

@@ -259,7 +259,7 @@ def _graph_step(
     peaks: list[int] = []
     timeline: list[int] = []
     violation = rules.violation
-    initial = _GraphSim(graph, None).mem + fixed  # the sources, when counted
+    initial = graph.budget_source_bytes + fixed
     peak, peak_index = initial, -1
     opens: dict[int, int] = {}
     closes: dict[int, int] = {}
@@ -317,17 +317,16 @@ def _graph_step(
 
 def _step(chain: Chain, ops: tuple[Op, ...] | list[Op], budget: int | None) -> SimulationReport:
     assert chain.states is not None
-    report = _ChainSim(whole_step_chain(chain), budget).run(ops)
+    whole = whole_step_chain(chain)
+    report = _ChainSim(whole, budget).run(ops)
     report = dataclasses.replace(report, scope="step")
     if not report.valid:
         return report
     # After B(1) the rules have let a[0] go, which here holds the parameters and the optimizer
     # state too; they, and the caller's inputs, are all there for the optimizer step, beside
     # what the backward left (every gradient, in delta[0], and any boundary not freed).
-    st = chain.states
-    whole_x0 = whole_step_chain(chain).x[0]
     final = report.timeline[-1] if report.timeline else 0
-    step_peak = final + whole_x0 + st.step
+    step_peak = final + whole.x[0] + chain.states.step
     report = dataclasses.replace(report, step_peak_bytes=step_peak)
     if step_peak > report.peak_bytes:
         report = dataclasses.replace(report, peak_bytes=step_peak, peak_index=len(ops))
@@ -718,8 +717,7 @@ class _GraphSim(_Sim):
         self.g = graph
         self.live = [r != "op" for r in graph.role]
         self.count = [0] * graph.size
-        if graph.sources_in_budget:
-            self.mem = sum(b for b, r in zip(graph.out_bytes, graph.role, strict=True) if r != "op")
+        self.mem = graph.budget_source_bytes
 
     def _node(self, v: int) -> int:
         if not 0 <= v < self.g.size:

@@ -34,6 +34,11 @@ _SIZES = ("x", "xbar", "of", "ob", "ofn", "delta")
 _TIMES = ("uf", "ub")
 
 
+def _up(v: float) -> int:
+    """A fitted size in whole bytes, rounded up (a profiled size's float error left out)."""
+    return math.ceil(v - 1e-6)
+
+
 def _structure(chain: Chain) -> tuple[Any, ...]:
     values = tuple((v.producer, v.readers, v.saved, v.held) for v in chain.values)
     states = None
@@ -124,7 +129,7 @@ class ChainFit:
             )
         for name in _SIZES:
             fields[name] = tuple(
-                math.ceil(v - 1e-6) for v in self._eval([getattr(c, name) for c in self.chains], n)
+                _up(v) for v in self._eval([getattr(c, name) for c in self.chains], n)
             )
         x = [max(0, v) for v in fields["x"]]
         xbar = [max(v, x[i + 1]) for i, v in enumerate(fields["xbar"])]
@@ -136,7 +141,7 @@ class ChainFit:
         if base.values:
             nbytes = self._eval([[v.nbytes for v in c.values] for c in self.chains], n)
             values = tuple(
-                BoundaryValue(max(0, math.ceil(b - 1e-6)), v.producer, v.readers, v.saved, v.held)
+                BoundaryValue(max(0, _up(b)), v.producer, v.readers, v.saved, v.held)
                 for b, v in zip(nbytes, base.values, strict=True)
             )
             # A boundary holds every value crossing it.
@@ -157,7 +162,7 @@ class ChainFit:
                 ]
                 for c in self.chains
             ]
-            got = [max(0, math.ceil(v - 1e-6)) for v in self._eval(rows, n)]
+            got = [max(0, _up(v)) for v in self._eval(rows, n)]
             states = dataclasses.replace(
                 base.states,
                 params=got[0],

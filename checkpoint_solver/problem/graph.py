@@ -190,6 +190,14 @@ class Graph:
         return tuple(i for i, r in enumerate(self.role) if r == "op")
 
     @property
+    def budget_source_bytes(self) -> int:
+        """Bytes of the inputs and parameters that count against the budget: all of them when
+        `sources_in_budget`, else none."""
+        if not self.sources_in_budget:
+            return 0
+        return sum(b for b, r in zip(self.out_bytes, self.role, strict=True) if r != "op")
+
+    @property
     def store_all_time(self) -> float:
         """Compute time with no recomputation: the sum of the costs of all op nodes."""
         return math.fsum(self.cost[i] for i in self.ops)

@@ -189,7 +189,7 @@ class ModelStates:
     def from_dict(cls, data: Any) -> ModelStates:
         if not isinstance(data, Mapping):
             raise InvalidProblemError(
-                f"Chain.states must be an object with params, optimizer, grads and step, got "
+                f"states must be an object with params, optimizer, grads and step, got "
                 f"{type(data).__name__}"
             )
         unknown = set(data) - {
@@ -205,8 +205,8 @@ class ModelStates:
         }
         if unknown or "params" not in data:
             raise InvalidProblemError(
-                f"Chain.states needs 'params' and may hold optimizer, grads, step and "
-                f"accumulate; got the fields {sorted(data)}"
+                f"states needs 'params' and may hold inputs, optimizer, grads, grad_extra, "
+                f"grads_done, windows, step and accumulate; got the fields {sorted(data)}"
             )
         return cls(
             params=data["params"],
@@ -257,12 +257,14 @@ def step_floor(problem: Chain | Graph) -> int:
         st = problem.states
         if st is None:
             raise InvalidProblemError("this graph has no model states")
-        sources = (
-            sum(b for b, r in zip(problem.out_bytes, problem.role, strict=True) if r != "op")
-            if problem.sources_in_budget
-            else 0
+        return (
+            problem.budget_source_bytes
+            + st.params
+            + st.inputs
+            + st.optimizer
+            + st.grad_bytes
+            + st.step
         )
-        return sources + st.params + st.inputs + st.optimizer + st.grad_bytes + st.step
     st = _states(problem)
     return (
         problem.x[0]
@@ -301,8 +303,6 @@ def whole_step_chain(chain: Chain) -> Chain:
         x=(x0, *chain.x[1:]),
         delta=delta,
         ob=ob,
-        # The stored `ofn` and `delta` are None when they equal `of` and `x`: pass them as set.
-        ofn=chain.ofn,
         states=None,
         name=f"{chain.name} (whole step)" if chain.name else "whole step",
     )

@@ -24,6 +24,7 @@ __all__ = [
     "PhaseStats",
     "StorageTracker",
     "distinct_storage_nbytes",
+    "optimizer_state_tensors",
     "storage_key",
     "storage_nbytes",
 ]
@@ -38,6 +39,18 @@ def storage_key(t: torch.Tensor) -> int:
 
 def storage_nbytes(t: torch.Tensor) -> int:
     return int(t.untyped_storage().nbytes())
+
+
+def optimizer_state_tensors(optimizer: Any) -> list[torch.Tensor]:
+    """The tensors an optimizer keeps between steps (AdamW's moments and step counts), those that
+    are not parameters themselves."""
+    params = {storage_key(p) for g in optimizer.param_groups for p in g["params"]}
+    return [
+        t
+        for st in optimizer.state.values()
+        for t in st.values()
+        if isinstance(t, torch.Tensor) and storage_key(t) not in params
+    ]
 
 
 def distinct_storage_nbytes(tensors: Iterable[torch.Tensor]) -> int:

@@ -61,6 +61,7 @@ from checkpoint_solver.profiling._tracker import (
     PhaseStats,
     StorageTracker,
     distinct_storage_nbytes,
+    optimizer_state_tensors,
     storage_key,
     storage_nbytes,
 )
@@ -659,10 +660,8 @@ def _profile(
     # delta[j]: the gradient bytes the backward holds once chain stage j+1 is back-propagated
     # (storages the backward made that are still live when its phase ends).
     held = _backward_held(tracker.events, records)
-    grads = _grads_by_stage(tracker.events, grad_keys, phases, first)
-    done = [buffers.done.get(("B", k), 0) for k in phases]
-    if first == 1 and done:
-        done[0] += buffers.done.get(("B", 0), 0)
+    grads = [max(0, g) for g in _by_stage(_grad_net(tracker.events, grad_keys), phases, first)]
+    done = _by_stage(buffers.done, phases, first)
     # With the parameter gradients counted too: how far each backward's peak differs from its
     # activation peak plus the gradients it leaves (a buffer summed out of place is briefly
     # there twice; a gradient made after the phase's peak was not there at it).
@@ -748,19 +747,23 @@ def _profile(
     return Profile(chain=chain, stages=tuple(stage_infos), source=source, measurement=measurement)
 
 
-def _grads_by_stage(
-    events: list[tuple[Phase, int, int]], grad_keys: set[int], phases: list[int], first: int
-) -> list[int]:
-    """Per chain stage, the parameter-gradient bytes its backward leaves (the net change of
-    gradient storages over its phase: a buffer summed out of place replaces its old self)."""
+def _grad_net(events: list[tuple[Phase, int, int]], grad_keys: set[int]) -> dict[Phase, int]:
+    """Per phase, the net change of parameter-gradient storages (a buffer summed out of place
+    replaces its old self): the gradient bytes each backward leaves."""
     net: dict[Phase, int] = {}
     for phase, key, nbytes in events:
         if key and key in grad_keys:
             net[phase] = net.get(phase, 0) + nbytes
-    out = [net.get(("B", k), 0) for k in phases]
+    return net
+
+
+def _by_stage(per_phase: Mapping[Phase, int], phases: list[int], first: int) -> list[int]:
+    """Per chain stage, its backward phase's number; a prologue without ops (dropped from the
+    chain) has its backward phase counted in stage 1's."""
+    out = [per_phase.get(("B", k), 0) for k in phases]
     if first == 1 and out:
-        out[0] += net.get(("B", 0), 0)  # a prologue without ops: its phase is stage 1's
-    return [max(0, g) for g in out]
+        out[0] += per_phase.get(("B", 0), 0)
+    return out
 
 
 def _model_states(
@@ -805,12 +808,7 @@ def _model_states(
     try:
         if not optimizer.state:
             step()  # the first step makes the state (AdamW's moments)
-        state = [
-            t
-            for st in optimizer.state.values()
-            for t in st.values()
-            if isinstance(t, torch.Tensor) and storage_key(t) not in model_keys
-        ]
+        state = optimizer_state_tensors(optimizer)
         held = [*model.parameters(), *model.buffers(), *state]
         held += [p.grad for p in model.parameters() if p.grad is not None]
         tracker = StorageTracker(ignore={storage_key(t) for t in held})

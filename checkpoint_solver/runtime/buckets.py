@@ -13,10 +13,10 @@ import dataclasses
 from typing import Any
 
 from torch import nn
-from torch.utils._pytree import tree_flatten
 
 from checkpoint_solver.buckets import Buckets
 from checkpoint_solver.errors import ApplyError
+from checkpoint_solver.profiling.chain import _Inputs
 from checkpoint_solver.runtime import executor
 from checkpoint_solver.runtime.plan import ReplayPlan
 
@@ -32,9 +32,7 @@ class _Switch:
         self.current = 0
 
     def size_of(self, args: Any, kwargs: Any) -> int:
-        leaves = [
-            t for t in tree_flatten((tuple(args), dict(kwargs or {})))[0] if hasattr(t, "shape")
-        ]
+        leaves = _Inputs(tuple(args), dict(kwargs or {})).tensors()
         got = set()
         for pos, axis in self.buckets.dims:
             if pos >= len(leaves) or axis >= leaves[pos].dim():

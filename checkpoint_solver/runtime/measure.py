@@ -21,6 +21,7 @@ from checkpoint_solver.profiling._tracker import (
     GradBuffers,
     StorageTracker,
     distinct_storage_nbytes,
+    optimizer_state_tensors,
     storage_key,
 )
 from checkpoint_solver.profiling.chain import _Inputs, default_loss
@@ -94,9 +95,7 @@ def measure_step(
             p.grad = None
     held = [*model.parameters(), *model.buffers()]
     if optimizer is not None:
-        held += [
-            t for st in optimizer.state.values() for t in st.values() if isinstance(t, torch.Tensor)
-        ]
+        held += optimizer_state_tensors(optimizer)
         held += [p.grad for p in model.parameters() if p.grad is not None]
     fixed = distinct_storage_nbytes(held)
     tracker = StorageTracker(ignore={storage_key(t) for t in (*held, *tensors)})

@@ -48,11 +48,7 @@ class OpGraph:
         for p, ps in enumerate(preds):
             for u in ps:
                 users[u].append(p)
-        base = (
-            sum(b for b, r in zip(graph.out_bytes, graph.role, strict=True) if r != "op")
-            if graph.sources_in_budget
-            else 0
-        )
+        base = graph.budget_source_bytes
         return cls(
             nodes=nodes,
             size=np.array([graph.out_bytes[v] for v in nodes], dtype=np.int64),

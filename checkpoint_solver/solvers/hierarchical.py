@@ -175,18 +175,19 @@ def _stages(graph: Graph) -> _Stages:
     return _Stages(forward, backward, chain, tuple(extra), tangents, sink)
 
 
-def _forward_peak(graph: Graph, forward: Sequence[int], kept: set[int]) -> int:
-    """Peak bytes of the values a stage's forward makes, run alone, each freed after its last
-    reader among those nodes unless it is in `kept`."""
-    fset = set(forward)
+def _run_alone(
+    graph: Graph, nodes: Sequence[int], live: set[int], kept: set[int]
+) -> tuple[int, int]:
+    """`nodes` run in order from the values `live` holds, each value freed after its last reader
+    among them unless it is in `kept`: the bytes live at the start and the peak."""
     last: dict[int, int] = {}
-    for i, v in enumerate(forward):
+    for i, v in enumerate(nodes):
         for u in graph.preds[v]:
-            if u in fset:
-                last[u] = i
-    mem = peak = 0
-    live: set[int] = set()
-    for i, v in enumerate(forward):
+            last[u] = i
+    live = set(live)
+    mem = base = sum(graph.out_bytes[u] for u in live)
+    peak = mem
+    for i, v in enumerate(nodes):
         mem += graph.out_bytes[v]
         live.add(v)
         peak = max(peak, mem)
@@ -194,7 +195,13 @@ def _forward_peak(graph: Graph, forward: Sequence[int], kept: set[int]) -> int:
             if u not in kept and last.get(u, -1) <= i:
                 live.discard(u)
                 mem -= graph.out_bytes[u]
-    return peak
+    return base, peak
+
+
+def _forward_peak(graph: Graph, forward: Sequence[int], kept: set[int]) -> int:
+    """Peak bytes of the values a stage's forward makes, run alone, each freed after its last
+    reader among those nodes unless it is in `kept`."""
+    return _run_alone(graph, forward, set(), kept)[1]
 
 
 def _tape_nodes(graph: Graph, forward: Sequence[int], backward: Sequence[int]) -> set[int]:
@@ -324,27 +331,13 @@ def _option_costs(
         for u in graph.preds[v]
         if u not in pset and u not in fset and graph.is_backward[u] and graph.role[u] == "op"
     }
-    last: dict[int, int] = {}
-    for i, v in enumerate(part):
-        for u in graph.preds[v]:
-            last[u] = i
     # (The stage's own forward nodes that the part does not rerun have read theirs already.)
     outside = {
         u
         for u in (*kept, *incoming, *part)
         if any(w not in pset and w not in fset for w in graph.succs[u])
     }
-    live = set(kept) | incoming
-    mem = base = sum(graph.out_bytes[u] for u in live)
-    peak = mem
-    for i, v in enumerate(part):
-        mem += graph.out_bytes[v]
-        live.add(v)
-        peak = max(peak, mem)
-        for u in list(live):
-            if last.get(u, -1) <= i and u not in outside:
-                live.discard(u)
-                mem -= graph.out_bytes[u]
+    base, peak = _run_alone(graph, part, set(kept) | incoming, outside)
     return _Option(tuple(part), xbar, ub, 0, max(-x_in, peak - base - x_in))
 
 
@@ -382,12 +375,7 @@ def _plan(
         options.append(opts)
     # The stage chain's own B costs are the no-recompute option's (each stage's first): what the
     # DP's minimum-memory plan (`_Curve.least`) is computed with.
-    chain = dataclasses.replace(
-        st.chain,
-        ob=tuple(opts[0].ob for opts in options),
-        ofn=st.chain.ofn,
-        delta=st.chain.delta,
-    )
+    chain = dataclasses.replace(st.chain, ob=tuple(opts[0].ob for opts in options))
     return _Plan(dataclasses.replace(st, chain=chain), options, len(cache))
 
 

@@ -34,6 +34,7 @@ from checkpoint_solver.solvers._stages import (
     plan_peak,
     plan_time,
 )
+from checkpoint_solver.solvers._step import graph_margin
 
 __all__ = ["min_budget_ilp", "require_working_set", "solve_ilp", "working_set_bound"]
 
@@ -153,9 +154,7 @@ def _step_terms(graph: Graph, g: OpGraph) -> tuple[int, int, Callable[[int, int]
     def extra(t: int, k: int) -> int:
         return before[t] + (grads[t] if k == t else 0) + window[t]
 
-    margin = st.fixed_bytes + (max(grads, default=0) if st.accumulate else sum(grads))
-    margin += sum(w[2] for w in st.windows)
-    return st.fixed_bytes, margin, extra
+    return st.fixed_bytes, graph_margin(graph), extra
 
 
 def solve_ilp(

@@ -39,11 +39,7 @@ def _graph_ops(graph: Graph, free_after_last_use: bool) -> tuple[list[Op], int]:
             if not graph.succs[v]:
                 ops.append(Free(v))
     # Peak from live intervals [pos(v), pos(last use of v)] (open-ended when nothing is freed).
-    base = (
-        sum(b for b, r in zip(graph.out_bytes, graph.role, strict=True) if r != "op")
-        if graph.sources_in_budget
-        else 0
-    )
+    base = graph.budget_source_bytes
     delta = [0] * (len(order) + 1)
     for v in order:
         delta[pos[v]] += graph.out_bytes[v]
