@@ -33,7 +33,12 @@ Around the groups the problem has: the sources (parameters and buffers as ``para
 inputs as ``input``, outside the budget); one node per tangent (computed when the backward
 starts, needing every output live: the caller holds the outputs until its loss is
 back-propagated); and a final ``sink`` needing the tangents and the input gradients, which the
-backward hands back only when it returns. Parameter gradients have 0 bytes, as parameters do:
+backward hands back only when it returns. A tangent autograd hands to the backward is held by
+autograd until the backward returns (an edge to the sink); one the loss does not reach is made
+as zeros where the backward first reads it and freed after its last reader (`zero_tangents`:
+when the region returns a scalar loss, the gradients of its other outputs, a language model's
+logits beside its loss, which the caller's ``loss.backward()`` never sends). A scalar output (the
+loss) is held by the caller through its backward: an edge to the sink too. Parameter gradients have 0 bytes, as parameters do:
 they leave the step as ``.grad``, which the chain model and `measure_step` also leave out.
 """
 
@@ -103,6 +108,10 @@ class Region:
         Traced nodes of the region's tensor outputs (flattened), in order.
     differentiable : tuple[bool, ...]
         Per output, whether it gets a tangent (floating point and requiring grad).
+    zero_tangents : tuple[bool, ...]
+        Per tangent, whether the graph assumes the caller sends none (an output beside a scalar
+        loss): the executor makes it as zeros and frees it after its last reader. When a caller
+        does send one, the gradients are still exact; the peak is then up to its bytes higher.
     param_grads : tuple[fx.Node | None, ...]
         Per parameter that requires grad, the traced node of its gradient (None when unused).
     input_grads : tuple[fx.Node | None, ...]
@@ -142,6 +151,7 @@ class Region:
     sink: int
     outputs: tuple[fx.Node, ...]
     differentiable: tuple[bool, ...]
+    zero_tangents: tuple[bool, ...]
     param_grads: tuple[fx.Node | None, ...]
     input_grads: tuple[fx.Node | None, ...]
     param_names: tuple[str, ...]
@@ -296,6 +306,10 @@ def capture_region(
     tangents_in = [
         torch.zeros_like(t) for t, d in zip(out_tensors, differentiable, strict=True) if d
     ]
+    # Beside a scalar loss, the caller back-propagates the loss: the other outputs get no
+    # gradient (autograd passes None), so their tangents are zeros made where they are read.
+    scalar = [t.dim() == 0 for t in tangents_in]
+    zero_tangents = tuple(any(scalar) and not s for s in scalar)
     if not tangents_in:
         raise ProfilingError(
             f"{type(module).__name__} has no floating-point output; there is no gradient to "
@@ -399,6 +413,8 @@ def capture_region(
             outputs=outputs,
             param_grads=param_grads,
             input_grads=tuple(input_grads),
+            zero_tangents=zero_tangents,
+            held=tuple(o for o, t in zip(outputs, out_tensors, strict=True) if t.dim() == 0),
             name=name,
             n_blocks=nb,
         )
@@ -428,6 +444,7 @@ def capture_region(
         grad_windows=coarse.grad_windows,
         outputs=outputs,
         differentiable=differentiable,
+        zero_tangents=zero_tangents,
         param_grads=param_grads,
         input_grads=tuple(input_grads),
         param_names=tuple(params),
@@ -580,6 +597,8 @@ def _coarsen(
     outputs: tuple[fx.Node, ...],
     param_grads: tuple[fx.Node | None, ...],
     input_grads: tuple[fx.Node | None, ...],
+    zero_tangents: tuple[bool, ...],
+    held: tuple[fx.Node, ...],
     name: str | None,
     n_blocks: int,
 ) -> _Coarse:
@@ -768,10 +787,13 @@ def _coarsen(
                     edges.add((tangent_ids[t_nodes.index(u)], i))
                 else:
                     edges.add((of[u], i))
-    for tid in tangent_ids:
+    for t, tid, zero in zip(t_nodes, tangent_ids, zero_tangents, strict=True):
         for og in {of[o] for o in outputs}:
             edges.add((og, tid))
-        edges.add((tid, sink))
+        if not (zero and t.users):
+            edges.add((tid, sink))  # autograd holds it until the backward returns
+    for o in held:
+        edges.add((of[o], sink))  # a scalar loss: the caller holds it through its backward
     for g in input_grads:
         if g is not None and g.op == "call_function":
             edges.add((of[g], sink))

@@ -23,6 +23,7 @@ laid out like their parameters before they are returned, so ``.grad`` takes them
 from __future__ import annotations
 
 import types
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,7 +43,8 @@ __all__ = ["GraphReplay", "apply_graph", "compile_schedule", "graph_trace", "rem
 
 _ATTR = "_checkpoint_solver_graph"
 
-# One step of a program: ("run", group) | ("free", group) | ("tangent", k) | ("sink", -1)
+# One step of a program: ("run", group) | ("free", group) | ("tangent", k) | ("untangent", k)
+# (the schedule frees tangent k) | ("sink", -1)
 _Step = tuple[str, int]
 
 
@@ -58,6 +60,8 @@ class GraphReplay:
     param_grad_of: dict[fx.Node, int]  # gradient node -> parameter index
     forward_keep: frozenset[fx.Node]  # outputs: the forward returns them, whatever it frees
     backward_keep: frozenset[fx.Node]  # gradients: the backward returns them at its end
+    tangent_meta: tuple[tuple[tuple[int, ...], torch.dtype, torch.device], ...] = ()
+    warned: set[str] = field(default_factory=set)  # warnings given once per compiled schedule
 
 
 def compile_schedule(region: Region, schedule: Schedule) -> GraphReplay:
@@ -103,7 +107,9 @@ def compile_schedule(region: Region, schedule: Schedule) -> GraphReplay:
                     random_order.append(v)
                 seen.add(v)
         elif isinstance(op, Free):
-            if op.node not in tangent_index and op.node != region.sink:
+            if op.node in tangent_index:
+                steps.append(("untangent", tangent_index[op.node]))
+            elif op.node != region.sink:
                 steps.append(("free", op.node))
         else:
             raise ApplyError(f"{op} is not a graph op")
@@ -131,7 +137,9 @@ def compile_schedule(region: Region, schedule: Schedule) -> GraphReplay:
                 drops[last.get(n, k)].append(n)
         drop_inside.append(tuple(tuple(d) for d in drops))
     param_grad_of = {n: i for i, n in enumerate(region.param_grads) if n is not None}
+    metas = [t.meta["val"] for t in region.tangent_nodes]
     return GraphReplay(
+        tangent_meta=tuple((tuple(m.shape), m.dtype, m.device) for m in metas),
         region=region,
         schedule=schedule,
         forward=tuple(steps[:split]),
@@ -148,7 +156,7 @@ def _run(
     steps: Sequence[_Step],
     keep: frozenset[fx.Node],
     env: dict[fx.Node, Any],
-    tangents: Sequence[torch.Tensor] = (),
+    tangents: Sequence[torch.Tensor | None] = (),
     params: Sequence[torch.Tensor] = (),
     trace: list[str] | None = None,
     ran: set[int] | None = None,
@@ -180,7 +188,7 @@ def _run_steps(
     steps: Sequence[_Step],
     keep: frozenset[fx.Node],
     env: dict[fx.Node, Any],
-    tangents: Sequence[torch.Tensor],
+    tangents: Sequence[torch.Tensor | None],
     params: Sequence[torch.Tensor],
     trace: list[str] | None,
     ran: set[int],
@@ -228,9 +236,17 @@ def _run_steps(
             if trace is not None:
                 trace.append(f"free({v})")
         elif kind == "tangent":
-            env[region.tangent_nodes[v]] = tangents[v]
+            if tangents[v] is None:  # no gradient reached this output: zeros, as autograd's
+                shape, dtype, device = replay.tangent_meta[v]
+                env[region.tangent_nodes[v]] = torch.zeros(shape, dtype=dtype, device=device)
+            else:
+                env[region.tangent_nodes[v]] = tangents[v]
             if trace is not None:
                 trace.append(f"compute({region.tangents[v]})")
+        elif kind == "untangent":
+            env.pop(region.tangent_nodes[v], None)
+            if trace is not None:
+                trace.append(f"free({region.tangents[v]})")
         elif trace is not None:
             trace.append(f"compute({v})")
 
@@ -273,6 +289,9 @@ class _RegionFunction(torch.autograd.Function):
         ctx.state = state
         ctx.stash = {n: (v.detach() if isinstance(v, torch.Tensor) else v) for n, v in env.items()}
         ctx.n_params = len(params)
+        # An output no gradient reaches gets None, not zeros autograd would hold to the end: the
+        # backward makes its zeros where the schedule computes the tangent.
+        ctx.set_materialize_grads(False)
         for o, d in zip(outs, region.differentiable, strict=True):
             if not d:
                 ctx.mark_non_differentiable(o)
@@ -291,6 +310,20 @@ class _RegionFunction(torch.autograd.Function):
         replay = state.replay
         region = replay.region
         tangents = [g for g, d in zip(grads, region.differentiable, strict=True) if d]
+        zero = region.zero_tangents
+        sent = [
+            k for k, (g, z) in enumerate(zip(tangents, zero, strict=True)) if z and g is not None
+        ]
+        if sent and "tangent" not in replay.warned:
+            replay.warned.add("tangent")
+            warnings.warn(
+                f"a gradient reached output(s) {sent} of {region.graph.name or 'the region'}, "
+                f"which the graph took for outputs beside the loss that get none; the gradients "
+                f"are exact, but autograd holds each such gradient through the backward, above "
+                f"the schedule's predicted peak (return the loss alone, or only what you "
+                f"back-propagate, from the region)",
+                stacklevel=2,
+            )
         params = [env[n] for n in region.source_nodes[: ctx.n_params]]
         _run(
             replay,

@@ -266,8 +266,19 @@ def _decider(table: _Table, n: int, options: list[list[Option]] | None = None, u
     return decide
 
 
-def _min_memory(chain: Chain) -> tuple[int, npt.NDArray[np.int64]]:
-    """Exact minimum peak over plans of this form, and the branch choices that reach it."""
+def _min_memory(
+    chain: Chain, options: list[list[Option]] | None = None
+) -> tuple[int, npt.NDArray[np.int64]]:
+    """Exact minimum peak over plans of this form, and the branch choices that reach it.
+
+    With `options` (per stage, 0-based, as `_build` takes them), the chain branch of each stage
+    picks the option of least memory; `_min_memory_options` also returns which."""
+    return _min_memory_options(chain, options)[:2]
+
+
+def _min_memory_options(
+    chain: Chain, options: list[list[Option]] | None = None
+) -> tuple[int, npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     n = chain.length
     x = np.asarray(chain.x, dtype=np.int64)
     d = np.asarray(chain.delta, dtype=np.int64)
@@ -280,12 +291,19 @@ def _min_memory(chain: Chain) -> tuple[int, npt.NDArray[np.int64]]:
     base[1:] = x[:-1] + x[1:] + ofn[1:]
     mm = np.zeros((n + 2, n + 1), dtype=np.int64)
     choice = np.zeros((n + 2, n + 1), dtype=np.int64)
+    picked = np.zeros((n + 2, n + 1), dtype=np.int64)
     for t in range(1, n + 1):
         g = 0 if t == n else int(d[t])
         for s in range(t, 0, -1):
-            best = max(
-                g + xbar[s] + of[s], xbar[s] + mm[s + 1, t], xbar[s] + d[s] + d[s - 1] + ob[s]
+            stage = (
+                [(int(xbar[s]), 0.0, int(of[s]), int(ob[s]))] if options is None else options[s - 1]
             )
+            branch = [
+                max(g + xb + fo, xb + int(mm[s + 1, t]), xb + int(d[s] + d[s - 1]) + bo)
+                for xb, _, fo, bo in stage
+            ]
+            picked[s, t] = int(np.argmin(branch))
+            best = branch[picked[s, t]]
             pick = CHAIN
             if t > s:
                 fwd_need = np.empty(t - s, dtype=np.int64)
@@ -299,7 +317,7 @@ def _min_memory(chain: Chain) -> tuple[int, npt.NDArray[np.int64]]:
                     best, pick = int(leaf[k]), s + 1 + k
             mm[s, t] = best
             choice[s, t] = pick
-    return int(x[0] + mm[1, n]) if n else int(x[0]), choice
+    return int(x[0] + mm[1, n]) if n else int(x[0]), choice, picked
 
 
 def _always_chain(s: int, t: int, state: None) -> Decision:

@@ -527,16 +527,23 @@ class _Curve:
 
     @functools.cached_property
     def least(self) -> tuple[list[Op], int, float] | None:
-        """The expanded plan of the DP's exact minimum-memory recursion (`dp._min_memory` on the
-        stages' chain, every taped stage without recomputation): the block-level plan that
-        `dp`'s minimum is, which the slot grid can miss."""
-        _, choice = _dp._min_memory(self.chain)
+        """The least-memory expanded plan of the DP's exact minimum-memory recursion
+        (`dp._min_memory` on the stages' chain, which the slot grid can miss): the block-level
+        plan that `dp`'s minimum is (every taped stage without recomputation), and the same
+        recursion choosing, per taped stage, its option of least memory."""
+        found = [r for r in (self._least_with(None), self._least_with(self.raw)) if r is not None]
+        return min(found, key=lambda r: (r[1], r[2])) if found else None
+
+    def _least_with(
+        self, options: list[list[tuple[int, float, int, int]]] | None
+    ) -> tuple[list[Op], int, float] | None:
+        _, choice, picked = _dp._min_memory_options(self.chain, options)
         picks: dict[int, int] = {}
 
         def decide(s: int, t: int, state: None) -> Decision:
             code = int(choice[s, t])
             if code == CHAIN:
-                picks[s] = 0
+                picks[s] = int(picked[s, t])  # 0 without options: no recomputation
             return (code, None, None)
 
         chain_ops, _, _ = emit_plan(self.chain, decide, None)

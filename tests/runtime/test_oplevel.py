@@ -347,3 +347,55 @@ def test_fused_attention_is_one_node_and_replays_bitwise() -> None:
     want, want_grads, _ = _step(model, x, 0)
     assert torch.equal(got.loss, want.loss)
     assert all(torch.equal(a, b) for a, b in zip(got_grads, want_grads, strict=True))
+
+
+class _LossAndLogits(nn.Module):
+    """Returns ``(loss, logits)`` as Hugging Face language models do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(16, 32), nn.Tanh(), nn.Linear(32, 8))
+
+    def forward(self, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.body(x)
+        return nn.functional.cross_entropy(logits, target), logits
+
+
+def test_outputs_beside_a_scalar_loss_get_zero_tangents_freed_after_use() -> None:
+    """The logits' gradient is made as zeros where the backward reads it and freed after its
+    last reader (autograd sends none: the caller back-propagates the loss), so the graph does
+    not hold it to the sink; the replay is bitwise and the measured peak is the predicted one.
+    A caller that does back-propagate the logits still gets exact gradients, with a warning."""
+    torch.manual_seed(0)
+    model = _LossAndLogits()
+    x, target = torch.randn(64, 16), torch.randint(0, 8, (64,))
+    region = capture_region(model, (x, target), repeats=1)
+    g = region.graph
+    assert region.zero_tangents == (False, True)
+    loss_t, logits_t = region.tangents
+    assert region.sink in g.succs[loss_t] and region.sink not in g.succs[logits_t]
+    assert g.out_bytes[logits_t] == 64 * 8 * 4
+    sched = cs.solve(g, 10**12, solver="store_all")
+    frees = [i for i, op in enumerate(sched.ops) if op == Free(logits_t)]
+    assert frees and frees[0] < len(sched.ops) - 2  # freed before the backward ends
+
+    def run(m: nn.Module, both: bool) -> tuple[object, list]:
+        for p in m.parameters():
+            p.grad = None
+        m_out = measure_step(
+            m, (x, target), (lambda o: o[0] + o[1].sum()) if both else (lambda o: o[0])
+        )
+        return m_out, [p.grad for p in m.parameters()]
+
+    mine = apply_graph(copy.deepcopy(model), sched)
+    ref = copy.deepcopy(model)
+    run(mine, False)
+    got, got_grads = run(mine, False)
+    want, want_grads = run(ref, False)
+    assert torch.equal(got.loss, want.loss)
+    assert all(torch.equal(a, b) for a, b in zip(got_grads, want_grads, strict=True))
+    assert got.peak_bytes <= sched.predicted.peak_bytes + region.input_bytes
+    with pytest.warns(UserWarning, match="gradient reached output"):
+        got, got_grads = run(mine, True)
+    want, want_grads = run(ref, True)
+    assert all(torch.equal(a, b) for a, b in zip(got_grads, want_grads, strict=True))
