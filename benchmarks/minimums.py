@@ -33,7 +33,13 @@ def run(name: str, size: int) -> list[object]:
     if prof.graph is None:
         return [name, cs.format_bytes(dp), cs.format_bytes(pb), "-", "-", "-"]
     hier = cs.min_budget(prof.graph, "hierarchical") + prof.measurement["input_bytes"]
-    holds = "yes" if hier <= dp <= pb else ("hier > dp" if hier > dp else "dp > per-block")
+    # (0.1 %: the graph counts the scalar loss the caller holds through its backward, which the
+    # chain leaves out; the same tolerance as the zoo test.)
+    holds = (
+        "yes"
+        if hier <= dp * 1.001 and dp <= pb
+        else ("hier > dp" if hier > dp else "dp > per-block")
+    )
     return [
         name,
         cs.format_bytes(dp),
@@ -61,8 +67,9 @@ def main() -> None:
     ]
     body = (
         f"Config {args.size} of each family; activation budgets as the simulator counts them "
-        f"(the DP minimises measured time, so these move a few % between runs).\n\n"
-        + table(headers, rows)
+        f"(the DP minimises measured time, so these move a few % between runs). Within 0.1 % "
+        f"counts as <=: the graph counts the scalar loss the caller holds through its backward "
+        f"(8 bytes here), which the chain leaves out.\n\n" + table(headers, rows)
     )
     print(body)
     write_section("minimums", body)
