@@ -12,7 +12,14 @@ from typing import Any
 
 from checkpoint_solver.errors import ScheduleFormatError
 
-__all__ = ["canonical_json", "check_header", "load_json", "validate", "write_atomic"]
+__all__ = [
+    "canonical_json",
+    "check_header",
+    "load_json",
+    "parse_json",
+    "validate",
+    "write_atomic",
+]
 
 
 def canonical_json(obj: Any) -> str:
@@ -66,19 +73,63 @@ def _existing_mode(target: Path) -> int:
 
 
 def load_json(path: str | os.PathLike[str], what: str) -> Any:
-    """Read JSON from `path`, turning a missing file or bad JSON into a clear error."""
+    """Read JSON from `path`: the one reading path of every file we load.
+
+    A missing file is a `FileNotFoundError` naming it; a folder, an unreadable file, bytes that
+    are not UTF-8, text that is not JSON, ``NaN``/``Infinity`` (not JSON; our files never hold
+    them) and nesting too deep to parse are a `ScheduleFormatError` naming the file and what is
+    wrong with it.
+    """
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        raw = p.read_bytes()
     except FileNotFoundError:
         raise FileNotFoundError(f"{what} file {p} does not exist; check the path") from None
+    except IsADirectoryError:
+        raise ScheduleFormatError(
+            f"{what} file {p} is a folder; give the path of a JSON file in it"
+        ) from None
+    except OSError as exc:
+        raise ScheduleFormatError(
+            f"{what} file {p} cannot be read ({exc.strerror or exc}); check its permissions"
+        ) from None
+    return parse_json(raw, f"{what} file {p}")
+
+
+def parse_json(raw: bytes | str, source: str) -> Any:
+    """Parse JSON text or UTF-8 bytes; every failure is a `ScheduleFormatError` naming `source`."""
     try:
-        return json.loads(text)
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+    except UnicodeDecodeError as exc:
+        raise ScheduleFormatError(
+            f"{source} is not UTF-8 text (byte {exc.start} is {raw[exc.start : exc.start + 1]!r}); "
+            f"it is not a file checkpoint_solver wrote: regenerate it"
+        ) from None
+    try:
+        return json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise ScheduleFormatError(
-            f"{what} file {p} is not valid JSON ({exc.msg} at line {exc.lineno}, column "
+            f"{source} is not valid JSON ({exc.msg} at line {exc.lineno}, column "
             f"{exc.colno}); regenerate it or fix the file"
         ) from None
+    except _Constant as exc:
+        raise ScheduleFormatError(
+            f"{source} holds {exc.args[0]}, which is not JSON (numbers must be finite); "
+            f"regenerate it or fix the file"
+        ) from None
+    except RecursionError:
+        raise ScheduleFormatError(
+            f"{source} nests arrays or objects too deeply to read; it is not a file "
+            f"checkpoint_solver wrote"
+        ) from None
+
+
+class _Constant(Exception):
+    pass
+
+
+def _no_constant(name: str) -> Any:
+    raise _Constant(name)
 
 
 @cache
@@ -100,7 +151,14 @@ def validate(data: Any, package: str, schema_name: str, what: str) -> None:
 
     schema = _schema(package, schema_name)
     validator = jsonschema.Draft202012Validator(schema)
-    errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+    try:
+        errors = sorted(
+            validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path]
+        )
+    except RecursionError:
+        raise ScheduleFormatError(
+            f"{what} nests arrays or objects too deeply to check against {schema_name}"
+        ) from None
     if errors:
         err = errors[0]
         where = "/".join(str(p) for p in err.absolute_path) or "(top level)"

@@ -12,6 +12,7 @@ __all__ = [
     "CheckpointSolverError",
     "FingerprintMismatchError",
     "InfeasibleBudgetError",
+    "InvalidArgumentError",
     "InvalidBudgetError",
     "InvalidOptionError",
     "InvalidProblemError",
@@ -119,6 +120,12 @@ class UnknownSolverError(CheckpointSolverError, LookupError):
 
 class UnknownOptionError(CheckpointSolverError, TypeError):
     """A solver was given an option it does not take."""
+
+
+class InvalidArgumentError(CheckpointSolverError, TypeError):
+    """A public function was given an argument of the wrong kind (a file path where a loaded
+    schedule is expected, a string for a model); the message says what was given, what is
+    expected, and how to get it."""
 
 
 class InvalidOptionError(CheckpointSolverError, ValueError):

@@ -95,6 +95,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from checkpoint_solver._args import expect_problem, expect_schedule
 from checkpoint_solver.errors import (
     FingerprintMismatchError,
     InvalidProblemError,
@@ -191,6 +192,8 @@ def simulate(problem: Problem, schedule: Schedule) -> SimulationReport:
     >>> report.valid, report.peak_bytes, report.overhead
     (True, 70, 0.0)
     """
+    expect_problem(problem, "cs.simulate")
+    expect_schedule(schedule, "cs.simulate")
     _check_match(problem, schedule)
     return simulate_ops(
         problem, schedule.ops, budget_bytes=schedule.budget_bytes, scope=schedule.scope

@@ -17,11 +17,17 @@ Examples
 from __future__ import annotations
 
 import math
+import numbers
 import re
 
 from checkpoint_solver.errors import InvalidBudgetError
 
-__all__ = ["format_bytes", "format_seconds", "parse_bytes"]
+__all__ = ["MAX_BYTES", "format_bytes", "format_seconds", "parse_bytes"]
+
+#: The largest budget, and the largest sum of a problem's sizes, the solvers take: 2**60 bytes
+#: (1 EiB). Their tables and models are machine integers (int64); sums of sizes and budgets stay
+#: far from 2**63 below it, and no device holds more.
+MAX_BYTES = 2**60
 
 _UNITS: dict[str, int] = {
     "": 1,
@@ -39,7 +45,7 @@ _UNITS: dict[str, int] = {
     "g": 2**30,
     "t": 2**40,
 }
-_PATTERN = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]*)\s*$")
+_PATTERN = re.compile(r"^\s*([+-]?)\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]*)\s*$")
 _HINT = 'give a positive number of bytes, or a string such as "6GiB", "512MiB", "1.5GB" or "1e9"'
 
 
@@ -72,28 +78,46 @@ def parse_bytes(value: int | float | str) -> int:
     >>> parse_bytes("0.5G")
     536870912
     """
-    if isinstance(value, bool):
+    if isinstance(value, (bool, _np_bool())):
         raise InvalidBudgetError(f"budget {value!r} is a bool, not a number of bytes; {_HINT}")
-    if isinstance(value, int):
-        number: float | int = value
-    elif isinstance(value, float):
-        if not math.isfinite(value):
+    if isinstance(value, numbers.Integral):  # int, numpy integers
+        number: float | int = int(value)
+    elif isinstance(value, numbers.Real):  # float, numpy floats
+        number = float(value)
+        if not math.isfinite(number):
             raise InvalidBudgetError(f"budget {value!r} is not finite; {_HINT}")
-        number = value
     elif isinstance(value, str):
         match = _PATTERN.match(value)
-        if match is None or match.group(2).lower() not in _UNITS:
+        if match is None or match.group(3).lower() not in _UNITS:
             raise InvalidBudgetError(f"cannot parse budget {value!r}; {_HINT}")
-        mantissa = float(match.group(1))
+        mantissa = float(match.group(2))
         if not math.isfinite(mantissa):
             raise InvalidBudgetError(f"budget {value!r} is not finite; {_HINT}")
-        number = mantissa * _UNITS[match.group(2).lower()]
+        number = mantissa * _UNITS[match.group(3).lower()]
+        if match.group(1) == "-" and number > 0:
+            raise InvalidBudgetError(f"budget {value!r} is negative; {_HINT}")
     else:
         raise InvalidBudgetError(f"budget of type {type(value).__name__} is not supported; {_HINT}")
+    if number > MAX_BYTES:
+        raise InvalidBudgetError(
+            f"budget {value!r} is more than {MAX_BYTES} bytes (1 EiB), the most the solvers "
+            f"represent; any budget at or above the store-all peak (cs.min_budget(problem, "
+            f"'store_all')) gives the store-all schedule"
+        )
     result = math.floor(number)
     if result <= 0:
-        raise InvalidBudgetError(f"budget {value!r} is not positive; {_HINT}")
+        raise InvalidBudgetError(
+            f"budget {value!r} is {'negative' if number < 0 else 'not positive'}; {_HINT}"
+        )
     return result
+
+
+def _np_bool() -> type:
+    try:
+        import numpy as np
+    except ImportError:  # pragma: no cover - numpy is a dependency
+        return bool
+    return np.bool_
 
 
 def format_bytes(n: int | float) -> str:

@@ -47,11 +47,24 @@ def build_model(spec: str) -> tuple[Any, Any, Any]:
             + (f"; it defines {', '.join(found[:12])}" if found else "")
             + f"; give {where}:FUNCTION"
         )
-    built = factory()
+    try:
+        built = factory()
+    except Exception as exc:
+        raise ProfilingError(
+            f"the factory {spec} raised {type(exc).__name__}: {exc} (the error is in the "
+            f"factory, before checkpoint_solver ran anything)"
+        ) from exc
     if not isinstance(built, tuple) or len(built) not in (2, 3):
         raise ProfilingError(
             f"{spec} returned {type(built).__name__}; it must return (model, example_inputs) or "
             f"(model, example_inputs, blocks)"
+        )
+    from torch import nn
+
+    if not isinstance(built[0], nn.Module):
+        raise ProfilingError(
+            f"{spec} returned {type(built[0]).__name__} {built[0]!r:.40} as the model; the first "
+            f"item must be the torch.nn.Module to profile"
         )
     return built[0], built[1], built[2] if len(built) == 3 else None
 

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from checkpoint_solver.errors import InvalidProblemError
 from checkpoint_solver.problem.states import ModelStates
+from checkpoint_solver.units import MAX_BYTES
 
 __all__ = ["COST_UNITS", "BoundaryValue", "Chain", "CostUnit"]
 
@@ -157,6 +158,18 @@ class Chain:
                     )
                 ints.append(int(v))
             object.__setattr__(self, fname, tuple(ints))
+        total = sum(
+            abs(v) for f in ("x", "xbar", "of", "ob", "ofn", "delta") for v in getattr(self, f)
+        )
+        if total > MAX_BYTES:
+            raise InvalidProblemError(
+                f"Chain sizes add up to {total} bytes, more than {MAX_BYTES} (2**60, 1 EiB), the "
+                f"most the solvers represent in machine integers; give sizes in bytes"
+            )
+        if not math.isfinite(math.fsum(self.uf) + math.fsum(self.ub)):
+            raise InvalidProblemError(
+                "Chain times add up to infinity; give times in seconds (or smaller units)"
+            )
         for i in range(length):
             if self.xbar[i] < self.x[i + 1]:
                 raise InvalidProblemError(

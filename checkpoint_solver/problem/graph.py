@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -12,6 +12,7 @@ import networkx as nx
 from checkpoint_solver.errors import InvalidProblemError
 from checkpoint_solver.problem.chain import COST_UNITS, CostUnit
 from checkpoint_solver.problem.states import ModelStates
+from checkpoint_solver.units import MAX_BYTES
 
 __all__ = ["RNG_POLICIES", "ROLES", "Graph"]
 
@@ -87,7 +88,12 @@ class Graph:
             object.__setattr__(self, "rng", ("none",) * n)
         if not self.role:
             object.__setattr__(self, "role", ("op",) * n)
-        object.__setattr__(self, "block", tuple(int(b) for b in self.block))
+        for blk in self.block:
+            if isinstance(blk, bool) or not isinstance(blk, int):
+                raise InvalidProblemError(
+                    f"Graph.block holds {blk!r}; blocks are integers (-1 for sources)"
+                )
+        object.__setattr__(self, "block", tuple(self.block))
         if self.block and len(self.block) != n:
             raise InvalidProblemError(
                 f"Graph.block has {len(self.block)} entries but the graph has {n} nodes; give one "
@@ -124,6 +130,13 @@ class Graph:
                 )
             sizes.append(b)
         object.__setattr__(self, "out_bytes", tuple(sizes))
+        if sum(sizes) > MAX_BYTES:
+            raise InvalidProblemError(
+                f"Graph.out_bytes add up to {sum(sizes)} bytes, more than {MAX_BYTES} (2**60, "
+                f"1 EiB), the most the solvers represent in machine integers; give sizes in bytes"
+            )
+        if not math.isfinite(math.fsum(costs)):
+            raise InvalidProblemError("Graph.cost adds up to infinity; give costs in smaller units")
         object.__setattr__(self, "is_backward", tuple(bool(b) for b in self.is_backward))
         for i, p in enumerate(self.rng):
             if p not in RNG_POLICIES:
@@ -137,8 +150,15 @@ class Graph:
                 )
         edges = set()
         for e in self.edges:
-            if len(e) != 2:
-                raise InvalidProblemError(f"Graph edge {e!r} is not a (producer, consumer) pair")
+            if (
+                isinstance(e, (str, bytes))
+                or not hasattr(e, "__len__")
+                or len(e) != 2
+                or any(isinstance(w, bool) or not isinstance(w, int) for w in e)
+            ):
+                raise InvalidProblemError(
+                    f"Graph edge {e!r} is not a (producer, consumer) pair of node numbers"
+                )
             u, v = int(e[0]), int(e[1])
             if not (0 <= u < n and 0 <= v < n):
                 raise InvalidProblemError(
@@ -284,6 +304,9 @@ class Graph:
             edges=tuple((index[u], index[v]) for u, v in g.edges),
             cost_unit=cost_unit,
             name=str(g.graph.get("name", "")) if name is None else name,
+            block=tuple(g.nodes[v]["block"] for v in order)
+            if order and all("block" in g.nodes[v] for v in order)
+            else (),
         )
 
     @classmethod
@@ -291,46 +314,108 @@ class Graph:
         """Load networkx node-link JSON, including both schemas of the Checkmate/Moccasin graphs.
 
         Recognised node fields: ``cost``/``cost_cpu``/``duration`` (compute cost),
-        ``out_bytes``/``cost_ram``/``out_cost`` (output size), ``is_backward``/``backward``. Links may
-        be ``{"source", "target"}`` or ``{"0", "1"}`` objects. Node ids come from ``id`` or ``name``.
-        """
-        nodes: Sequence[Mapping[str, Any]] = data.get("nodes", ())
-        links: Iterable[Mapping[str, Any]] = data.get("links", data.get("edges", ()))
-        if not nodes:
-            raise InvalidProblemError(
-                "node-link data has no 'nodes'; expected networkx node-link JSON"
-            )
-        g = nx.DiGraph(name=str(data.get("graph", {}).get("name", "")))
+        ``out_bytes``/``cost_ram``/``out_cost`` (output size), ``is_backward``/``backward``,
+        ``rng``, ``role``, ``block`` (on every node or on none). Links may be ``{"source",
+        "target"}`` or ``{"0", "1"}`` objects. Node ids come from ``id`` or ``name`` and must be
+        unique strings or integers. ``graph.order``, when given, lists every node id once in a
+        topological order.
 
-        def pick(d: Mapping[str, Any], keys: tuple[str, ...], what: str) -> Any:
+        Raises
+        ------
+        InvalidProblemError
+            Naming the node, link or field that is not of the shape above.
+        """
+        if not isinstance(data, Mapping):
+            raise InvalidProblemError(
+                f"node-link data must be a JSON object, got {type(data).__name__}"
+            )
+        nodes = data.get("nodes")
+        links = data.get("links", data.get("edges", []))
+        meta = data.get("graph", {})
+        if not isinstance(nodes, list) or not nodes:
+            raise InvalidProblemError(
+                f"node-link 'nodes' must be a non-empty list of node objects, got "
+                f"{_shown(nodes)}; expected networkx node-link JSON"
+            )
+        if not isinstance(links, list):
+            raise InvalidProblemError(
+                f"node-link 'links' must be a list of link objects, got {_shown(links)}"
+            )
+        if not isinstance(meta, Mapping):
+            raise InvalidProblemError(
+                f"node-link 'graph' must be an object (name, order), got {_shown(meta)}"
+            )
+        g = nx.DiGraph(name=str(meta.get("name", "")))
+
+        def pick(d: Mapping[str, Any], keys: tuple[str, ...], what: str, where: str) -> Any:
             for k in keys:
                 if k in d:
                     return d[k]
             raise InvalidProblemError(
-                f"node {dict(d)!r} has no {what} field; expected one of {', '.join(keys)}"
+                f"{where} has no {what} field; expected one of {', '.join(keys)}"
             )
 
-        for d in nodes:
-            node_id = pick(d, ("id", "name"), "id")
+        blocks = []
+        for k, d in enumerate(nodes):
+            where = f"node-link nodes[{k}]"
+            if not isinstance(d, Mapping):
+                raise InvalidProblemError(f"{where} must be an object, got {_shown(d)}")
+            node_id = _node_id(pick(d, ("id", "name"), "id", where), where)
+            if node_id in g:
+                raise InvalidProblemError(
+                    f"{where} repeats node id {node_id!r}; every node needs its own id"
+                )
+            flag = d.get("is_backward", d.get("backward", False))
+            if not isinstance(flag, bool):
+                raise InvalidProblemError(
+                    f"{where} ({node_id!r}) has is_backward {_shown(flag)}; use true or false"
+                )
+            for key in ("rng", "role"):
+                if key in d and not isinstance(d[key], str):
+                    raise InvalidProblemError(
+                        f"{where} ({node_id!r}) has {key} {_shown(d[key])}; it must be a string"
+                    )
+            if "block" in d:
+                b = d["block"]
+                if isinstance(b, bool) or not isinstance(b, int):
+                    raise InvalidProblemError(
+                        f"{where} ({node_id!r}) has block {_shown(b)}; it must be an integer"
+                    )
+                blocks.append(b)
             g.add_node(
                 node_id,
+                **({"block": d["block"]} if "block" in d else {}),
                 name=str(d.get("name", node_id)),
-                cost=pick(d, ("cost", "cost_cpu", "duration"), "compute cost"),
-                out_bytes=pick(d, ("out_bytes", "cost_ram", "out_cost"), "output size"),
-                is_backward=bool(d.get("is_backward", d.get("backward", False))),
+                cost=pick(d, ("cost", "cost_cpu", "duration"), "compute cost", where),
+                out_bytes=pick(d, ("out_bytes", "cost_ram", "out_cost"), "output size", where),
+                is_backward=flag,
                 rng=d.get("rng", "none"),
                 role=d.get("role", "op"),
             )
-        order = data.get("graph", {}).get("order")
+        if blocks and len(blocks) != len(nodes):
+            raise InvalidProblemError(
+                f"node-link 'block' is on {len(blocks)} of the {len(nodes)} nodes; give it on "
+                f"every node or on none"
+            )
+        order = meta.get("order")
         if order is not None:
-            g.graph["order"] = list(order)
-        for link in links:
-            u = pick(link, ("source", "0"), "source")
-            v = pick(link, ("target", "1"), "target")
+            if not isinstance(order, list):
+                raise InvalidProblemError(
+                    f"node-link graph.order must be a list of node ids, got {_shown(order)}"
+                )
+            g.graph["order"] = [_node_id(v, "node-link graph.order") for v in order]
+        for k, link in enumerate(links):
+            where = f"node-link links[{k}]"
+            if not isinstance(link, Mapping):
+                raise InvalidProblemError(
+                    f"{where} must be an object with 'source' and 'target', got {_shown(link)}"
+                )
+            u = _node_id(pick(link, ("source", "0"), "source", where), where)
+            v = _node_id(pick(link, ("target", "1"), "target", where), where)
             for end in (u, v):
                 if end not in g:
                     raise InvalidProblemError(
-                        f"edge ({u!r}, {v!r}) names node {end!r}, which is not in 'nodes'"
+                        f"{where} ({u!r}, {v!r}) names node {end!r}, which is not in 'nodes'"
                     )
             g.add_edge(u, v)
         return cls.from_networkx(g, cost_unit=cost_unit)
@@ -378,6 +463,24 @@ class Graph:
                 ModelStates.from_dict(data["states"]) if data.get("states") is not None else None
             ),
         )
+
+
+def _shown(value: Any) -> str:
+    """`value` for a message: its JSON type and a short repr."""
+    kind = {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}.get(
+        type(value), "null" if value is None else f"a {type(value).__name__}"
+    )
+    text = repr(value)
+    return f"{kind} ({text[:40]}{'...' if len(text) > 40 else ''})"
+
+
+def _node_id(value: Any, where: str) -> str | int:
+    """A node-link id: a string or an integer (not a boolean, list, object or null)."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise InvalidProblemError(
+            f"{where}: node ids must be strings or integers, got {_shown(value)}"
+        )
+    return value
 
 
 def _check_order(g: nx.DiGraph, order: Sequence[Any]) -> list[Any]:

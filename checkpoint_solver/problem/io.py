@@ -49,6 +49,11 @@ def problem_from_dict(data: Mapping[str, Any], *, source: str = "problem") -> Ch
     """
     if not isinstance(data, Mapping):
         raise ScheduleFormatError(f"{source} must be a JSON object, got {type(data).__name__}")
+    if "format" not in data and "kind" in data:
+        raise ScheduleFormatError(
+            f"{source} has no 'format' field but looks like a checkpoint-problem file (it has "
+            f'\'kind\'); regenerate it, or add "format": "{PROBLEM_FORMAT}", "version": 1'
+        )
     if "format" not in data and "nodes" in data:
         return Graph.from_node_link(data)
     if data.get("format") == "checkpoint_solver.profile":

@@ -442,8 +442,12 @@ def profile(
         Inputs on another device than the model, blocks that are not part of the model, nest or
         never run, a model that calls no submodules, or an output that gives no scalar loss.
     """
-    if warmup < 0 or repeats < 1:
-        raise ProfilingError(f"need warmup >= 0 and repeats >= 1, got {warmup} and {repeats}")
+    from checkpoint_solver._args import expect_module
+
+    expect_module(model, "cs.profile")
+    for what, value, low in (("warmup", warmup, 0), ("repeats", repeats, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ProfilingError(f"{what}={value!r}: give an integer >= {low}")
     inputs = _Inputs.of(example_inputs)
     dev = _check_devices(model, inputs, device)
     params = list(model.parameters())

@@ -14,6 +14,7 @@ True
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -175,6 +176,23 @@ class Profile:
             other_format_hint="(a file written by Profile.save or `checkpoint-solver profile`)",
             upgrade_hint="; upgrade checkpoint_solver to read it",
         )
+        for key, kinds, what in (
+            ("chain", (Mapping,), "an object (the chain problem)"),
+            ("stages", (list,), "a list of stage records"),
+            ("graph", (Mapping, type(None)), "an object (the op graph) or null"),
+            ("graph_stages", (list, type(None)), "a list of stage numbers or null"),
+            ("source", (Mapping, type(None)), "an object or null"),
+            ("measurement", (Mapping, type(None)), "an object or null"),
+        ):
+            if key == "chain" and key not in data:
+                raise ScheduleFormatError(
+                    f"{source} has no 'chain'; a profile file holds the chain it measured: "
+                    f"profile the model again"
+                )
+            if not isinstance(data.get(key), kinds):
+                raise ScheduleFormatError(
+                    f"{source}: '{key}' must be {what}, got {type(data.get(key)).__name__}"
+                )
         chain = problem_from_dict(data["chain"], source=f"{source}: chain")
         if not isinstance(chain, Chain):
             raise ScheduleFormatError(f"{source}: 'chain' holds a {chain.kind}, not a chain")
@@ -186,15 +204,18 @@ class Profile:
             graph = g
         try:
             stages = tuple(StageInfo.from_dict(s) for s in data["stages"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ScheduleFormatError(f"{source}: bad stage record ({exc})") from None
+        except (KeyError, TypeError, ValueError, OverflowError, AttributeError) as exc:
+            raise ScheduleFormatError(f"{source}: bad stage record ({exc!r})") from None
+        graph_stages = list(data.get("graph_stages") or ())
+        if any(isinstance(k, bool) or not isinstance(k, int) for k in graph_stages):
+            raise ScheduleFormatError(f"{source}: 'graph_stages' must hold integers")
         return cls(
             chain=chain,
             stages=stages,
             graph=graph,
             source=dict(data.get("source") or {}),
             measurement=dict(data.get("measurement") or {}),
-            graph_stages=tuple(data.get("graph_stages") or ()),
+            graph_stages=tuple(graph_stages),
         )
 
     def save(self, path: str | os.PathLike[str]) -> Path:

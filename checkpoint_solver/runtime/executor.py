@@ -49,7 +49,12 @@ import torch
 from torch import nn
 from torch.utils._pytree import tree_flatten
 
-from checkpoint_solver.errors import ApplyError, FingerprintMismatchError, ReplayError
+from checkpoint_solver.errors import (
+    ApplyError,
+    FingerprintMismatchError,
+    InvalidArgumentError,
+    ReplayError,
+)
 from checkpoint_solver.problem import Chain, Graph, fingerprint
 from checkpoint_solver.profiling._tracker import distinct_storage_nbytes
 from checkpoint_solver.profiling.chain import resolve_blocks
@@ -654,6 +659,15 @@ def apply(
     InvalidScheduleError
         A schedule the executor cannot replay (see `ReplayPlan.from_ops`).
     """
+    from checkpoint_solver._args import expect_module, expect_schedule
+
+    expect_module(model, "cs.apply")
+    expect_schedule(schedule, "cs.apply")
+    if profile is not None and not isinstance(profile, Profile):
+        raise InvalidArgumentError(
+            f"cs.apply's profile must be a Profile (cs.profile(model, inputs) or "
+            f"cs.Profile.load(path)), got {type(profile).__name__}"
+        )
     if getattr(model, _ATTR, None) is not None:
         raise ApplyError(
             f"{type(model).__name__} already has a schedule applied; call "

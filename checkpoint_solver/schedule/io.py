@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from checkpoint_solver._io import canonical_json, check_header, load_json, validate, write_atomic
+from checkpoint_solver.errors import ScheduleFormatError
 from checkpoint_solver.schedule.ops import parse_op
 from checkpoint_solver.schedule.schedule import Prediction, Schedule, Status
+from checkpoint_solver.units import MAX_BYTES
 
 __all__ = [
     "SCHEDULE_FORMAT",
@@ -91,6 +93,21 @@ def schedule_from_dict(data: Any, *, source: str = "schedule") -> Schedule:
     validate(dict(data), "checkpoint_solver.schedule", "schedule.v1.schema.json", source)
     solver = data["solver"]
     predicted = data["predicted"]
+    _check_numbers(
+        source,
+        {
+            "budget_bytes": data["budget_bytes"],
+            "predicted/peak_bytes": predicted["peak_bytes"],
+            "problem/size": data["problem"]["size"],
+        },
+        {
+            "predicted/compute_time": predicted["compute_time"],
+            "predicted/overhead": predicted["overhead"],
+            "solver/gap": solver["gap"],
+            "solver/lower_bound": solver.get("lower_bound"),
+            "solver/solve_s": solver["solve_s"],
+        },
+    )
     return Schedule(
         kind=data["problem"]["kind"],
         fingerprint=data["problem"]["fingerprint"],
@@ -111,6 +128,21 @@ def schedule_from_dict(data: Any, *, source: str = "schedule") -> Schedule:
         ),
         notes=solver.get("notes", ""),
     )
+
+
+def _check_numbers(source: str, sizes: dict[str, Any], reals: dict[str, Any]) -> None:
+    """Sizes within what the solvers represent, reals finite (null where allowed)."""
+    for where, v in sizes.items():
+        if isinstance(v, int) and not isinstance(v, bool) and v > MAX_BYTES:
+            raise ScheduleFormatError(
+                f"{source} has {where} = {v}, more than {MAX_BYTES} (2**60), the most the solvers "
+                f"represent; the file was edited or corrupted: regenerate it"
+            )
+    for where, v in reals.items():
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ScheduleFormatError(
+                f"{source} has {where} = {v}; it must be a finite number: regenerate it"
+            )
 
 
 def save_schedule(schedule: Schedule, path: str | os.PathLike[str], *, timing: bool = True) -> Path:

@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from checkpoint_solver._args import expect_problem
 from checkpoint_solver.errors import (
     CheckpointSolverError,
     InfeasibleBudgetError,
@@ -313,6 +314,7 @@ def solve(
         whole-step budget below what the optimizer step alone needs says so, with that floor.
     UnknownSolverError, UnknownOptionError, InvalidOptionError
     """
+    expect_problem(problem, "cs.solve")
     budget_bytes = _headroom(parse_bytes(budget), headroom)
     spec = _resolve(problem, solver, options)
     target, which = _target(problem, scope)
@@ -352,6 +354,7 @@ def min_budget(
 
     Budgets are positive, so this is at least 1 even for a problem whose values are all empty.
     """
+    expect_problem(problem, "cs.min_budget")
     spec = _resolve(problem, solver, options)
     target, which = _target(problem, scope)
     floor = step_floor(problem) if which == "step" else 0
@@ -397,6 +400,7 @@ def tradeoff(
     >>> [round(p.overhead, 3) for p in curve]
     [0.52, 0.101, 0.057, 0.038, 0.0]
     """
+    expect_problem(problem, "cs.tradeoff")
     spec = _resolve(problem, solver, options)
     target, which = _target(problem, scope)
     if budgets is None:

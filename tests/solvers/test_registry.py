@@ -52,8 +52,8 @@ def test_bad_option_value() -> None:
 
 
 def test_not_a_problem() -> None:
-    """Passing something other than a Chain or Graph raises TypeError."""
-    with pytest.raises(TypeError, match="must be a Chain or a Graph"):
+    """Passing something other than a Chain or Graph raises a typed TypeError saying what."""
+    with pytest.raises(TypeError, match=r"takes a problem \(Chain or Graph\), got list"):
         solve([1, 2, 3], 10**6)  # type: ignore[arg-type]
 
 
