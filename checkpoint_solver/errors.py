@@ -64,6 +64,7 @@ class InfeasibleBudgetError(CheckpointSolverError, ValueError):
         self.budget_bytes = budget_bytes
         self.min_budget_bytes = min_budget_bytes
         self.solver = solver
+        self.hint = hint
         msg = f"budget {budget_bytes} bytes ({format_bytes(budget_bytes)}) is infeasible for solver {solver!r}"
         if min_budget_bytes is not None:
             msg += (
@@ -76,9 +77,15 @@ class InfeasibleBudgetError(CheckpointSolverError, ValueError):
 
     def __reduce__(self):  # type: ignore[no-untyped-def]
         return (
-            type(self),
-            (self.budget_bytes, self.min_budget_bytes, self.solver),
+            _infeasible,
+            (type(self), self.budget_bytes, self.min_budget_bytes, self.solver, self.hint),
         )
+
+
+def _infeasible(
+    cls: type[InfeasibleBudgetError], budget: int, low: int | None, solver: str, hint: str
+) -> InfeasibleBudgetError:
+    return cls(budget, low, solver, hint=hint)
 
 
 class InvalidScheduleError(CheckpointSolverError, ValueError):

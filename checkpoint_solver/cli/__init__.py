@@ -1,30 +1,54 @@
 """The ``checkpoint-solver`` command line: a thin shell over the library.
 
 Heavy imports happen inside commands, so ``--help``, ``solve``, ``simulate`` and ``inspect`` on JSON
-never import torch. Errors print one line with a hint and exit 1; ``-v`` shows the traceback.
+never import torch. Every error, usage errors included, prints one line with a hint on stderr
+(under ``--json``: a JSON object ``{"error": {"type", "message", "hint"}}`` on stdout) and exits
+1; ``-v`` shows the traceback; an interrupt exits 130.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import click
 
-from checkpoint_solver.cli._output import fail
+from checkpoint_solver.cli._output import EXIT_ERROR, EXIT_INTERRUPTED, fail
 
 __all__ = ["main"]
 
 
 class _Group(click.Group):
-    """A click group that turns library errors into one-line messages."""
+    """A click group that turns every error, usage errors included, into one line on stderr (or,
+    under ``--json``, a JSON object on stdout) and exit status 1."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def main(self, args: Any = None, *rest: Any, **kwargs: Any) -> Any:
+        argv = list(sys.argv[1:] if args is None else args)
+        as_json = "--json" in argv
+        verbose = "-v" in argv or "--verbose" in argv
+        kwargs["standalone_mode"] = False
         try:
-            return super().invoke(ctx)
-        except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit):
+            return super().main(argv, *rest, **kwargs)
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        except click.ClickException as exc:
+            if as_json:
+                fail(UsageError(exc.format_message()), False, as_json=True)
+            exc.show()
+            sys.exit(EXIT_ERROR)
+        except (SystemExit, KeyboardInterrupt):
             raise
         except Exception as exc:
-            fail(exc, bool(ctx.obj and ctx.obj.get("verbose")))
+            fail(exc, verbose, as_json=as_json)
+
+
+class UsageError(Exception):
+    """A command line click could not parse (its message says what it expected)."""
+
+    hint = "run checkpoint-solver COMMAND --help for the arguments and options it takes"
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

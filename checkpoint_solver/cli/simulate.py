@@ -33,9 +33,10 @@ def simulate_cmd(problem: str, schedule: str, as_json: bool) -> None:
                 "peak_bytes": r.peak_bytes,
                 "peak_index": r.peak_index,
                 "budget_bytes": r.budget_bytes,
+                # An invalid schedule's times stop at its violation: no overhead to report.
                 "compute_time": r.compute_time,
-                "recompute_time": r.recompute_time,
-                "overhead": r.overhead,
+                "recompute_time": r.recompute_time if r.valid else None,
+                "overhead": r.overhead if r.valid else None,
                 "timeline": list(r.timeline),
             }
         )
@@ -44,9 +45,13 @@ def simulate_cmd(problem: str, schedule: str, as_json: bool) -> None:
             ("valid", "yes" if r.valid else "NO"),
             ("peak", f"{format_bytes(r.peak_bytes)} ({r.peak_bytes} B) at op {r.peak_index}"),
             ("budget", f"{format_bytes(sched.budget_bytes)} ({sched.budget_bytes} B)"),
-            ("compute time", f"{r.compute_time:.6g} {prob.cost_unit}"),
-            ("recompute time", f"{r.recompute_time:.6g} {prob.cost_unit}"),
-            ("overhead", f"{r.overhead:+.2%}"),
+            (
+                "compute time",
+                f"{r.compute_time:.6g} {prob.cost_unit}"
+                + ("" if r.valid else " (up to the violation)"),
+            ),
+            ("recompute time", f"{r.recompute_time:.6g} {prob.cost_unit}" if r.valid else "-"),
+            ("overhead", f"{r.overhead:+.2%}" if r.valid else "-"),
         ]
         if v is not None:
             rows.append(("violation", f"op {v.index} ({v.op}): {v.reason}"))

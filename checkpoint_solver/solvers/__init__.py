@@ -330,7 +330,15 @@ def solve(
             schedule = _solve_target(spec, target, budget_bytes, options)
     except InfeasibleBudgetError as exc:
         if not step:
-            raise
+            if exc.min_budget_bytes is not None:
+                raise
+            # Every refusal names the least budget that works: the solver's own minimum.
+            raise InfeasibleBudgetError(
+                budget_bytes,
+                _min_or_none(problem, solver, which, options),
+                exc.solver,
+                hint=exc.hint,
+            ) from None
         raise _floor_error(problem, budget_bytes, spec.name, exc.min_budget_bytes or 0) from None
     elapsed = time.perf_counter() - start
     if schedule.solve_s is None:
@@ -344,6 +352,14 @@ def solve(
             f"({report.violation}); please report this with the problem file"
         )
     return schedule
+
+
+def _min_or_none(problem: Problem, solver: str, scope: str, options: dict[str, Any]) -> int | None:
+    """`min_budget`, or None when the solver cannot give it (a time limit, a backend)."""
+    try:
+        return min_budget(problem, solver, scope=scope, **options)
+    except CheckpointSolverError:
+        return None
 
 
 def min_budget(

@@ -17,6 +17,14 @@ def _event(t: int, i: int) -> int:
     return t * (t + 1) // 2 + i
 
 
+def _left(job: dict[str, Any], limit: float) -> float:
+    """Seconds CP-SAT may take: `limit`, and no more than the solve's deadline leaves."""
+    deadline = job.get("deadline")
+    if deadline is not None:
+        limit = min(limit, deadline - time.time())
+    return max(0.05, limit)
+
+
 def solve(job: dict[str, Any]) -> dict[str, Any]:
     from ortools.sat.python import cp_model
 
@@ -93,8 +101,16 @@ def solve(job: dict[str, Any]) -> dict[str, Any]:
     # lower bound is the budget; phase 2 minimises compute from it.
     m.minimize(peak)
     if limit is not None:
-        solver.parameters.max_time_in_seconds = float(limit)
+        solver.parameters.max_time_in_seconds = _left(job, float(limit))
     status = solver.solve(m)
+    if job.get("mode") == "min_peak":  # the least peak of the model (capacity 0): no phase 2
+        found = status in (cp_model.OPTIMAL, cp_model.FEASIBLE)
+        return {
+            "status": solver.status_name(status),
+            "chosen": [],
+            "phase": 1,
+            "best_peak": solver.value(peak) if found else None,
+        }
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE) or solver.value(peak) > capacity:
         name = "INFEASIBLE" if status == cp_model.INFEASIBLE else "UNKNOWN"
         best = solver.value(peak) if status in (cp_model.OPTIMAL, cp_model.FEASIBLE) else None
@@ -118,8 +134,8 @@ def solve(job: dict[str, Any]) -> dict[str, Any]:
         )
     )
     if limit is not None:
-        solver.parameters.max_time_in_seconds = max(
-            1.0, float(limit) - (time.perf_counter() - start)
+        solver.parameters.max_time_in_seconds = _left(
+            job, float(limit) - (time.perf_counter() - start)
         )
     status = solver.solve(m)
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):  # phase 2 ran out of time

@@ -34,6 +34,8 @@ Objective: ``min sum C_i R[t, i]``. Memory is divided by the gcd of the sizes (C
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import math
 import os
 import re
@@ -53,6 +55,7 @@ import numpy.typing as npt
 from scipy import sparse
 
 from checkpoint_solver.errors import SolverUnavailableError
+from checkpoint_solver.solvers._deadline import Deadline
 from checkpoint_solver.solvers._stages import BoolMatrix, OpGraph
 
 __all__ = ["BACKENDS", "MilpModel", "MilpResult", "available_backends", "build", "run"]
@@ -90,12 +93,31 @@ class MilpModel:
         self.rows.append((cols, vals, lo, hi))
 
     def matrix(self) -> sparse.csc_matrix:
-        data, ri, ci = [], [], []
-        for r, (cols, vals, _, _) in enumerate(self.rows):
-            ri.extend([r] * len(cols))
-            ci.extend(cols)
-            data.extend(vals)
+        lengths = np.fromiter((len(r[0]) for r in self.rows), dtype=np.int64, count=len(self.rows))
+        ri = np.repeat(np.arange(len(self.rows), dtype=np.int64), lengths)
+        ci = np.fromiter(
+            itertools.chain.from_iterable(r[0] for r in self.rows),
+            dtype=np.int64,
+            count=int(lengths.sum()),
+        )
+        data = np.fromiter(
+            itertools.chain.from_iterable(r[1] for r in self.rows),
+            dtype=np.float64,
+            count=int(lengths.sum()),
+        )
         return sparse.csc_matrix((data, (ri, ci)), shape=(len(self.rows), len(self.col_lo)))
+
+    def with_budget_factor(self, factor: float, budget_bytes: int, base_bytes: int) -> MilpModel:
+        """The same model with the budget of `build(..., lp_budget_factor=factor)` (which moves
+        only the bounds of the memory columns U), sharing the rows."""
+        if self.extra_units:
+            raise ValueError("with_budget_factor needs a model built without extra")
+        avail = (budget_bytes - base_bytes) * factor
+        units = math.floor(avail / self.scale) if avail >= 0 else -1
+        col_hi = list(self.col_hi)
+        for c in self.u_col.values():
+            col_hi[c] = float(max(units, 0))
+        return dataclasses.replace(self, col_hi=col_hi, budget_units=units)
 
     def vector(self, R: BoolMatrix, S: BoolMatrix) -> npt.NDArray[np.float64]:
         """A full solution vector for a stage plan (for warm starts)."""
@@ -134,6 +156,7 @@ def build(
     lp_budget_factor: float = 1.0,
     usefulness: bool = True,
     extra: Callable[[int, int], int] | None = None,
+    deadline: Deadline | None = None,
 ) -> MilpModel:
     """Build the MILP for op graph `g` under `budget_bytes` (inputs/params already counted in g).
 
@@ -181,6 +204,8 @@ def build(
                 model.add_row([model.u_col[t, k]], [1.0], 1.0, np.inf)  # no room at all
     F, U = model.f_col, model.u_col
     for t in range(n):
+        if deadline is not None:
+            deadline.check()  # OutOfTime: the caller falls back to its heuristic
         # (1) dependencies
         for j in range(t + 1):
             for i in g.preds[j]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from checkpoint_solver.errors import CheckpointSolverError, InfeasibleBudgetError
 from checkpoint_solver.problem import Problem
 from checkpoint_solver.schedule import Schedule
+from checkpoint_solver.solvers._deadline import Deadline, check_time_limit
 from checkpoint_solver.solvers._registry import REGISTRY
 from checkpoint_solver.solvers._step import graph_step_min_budget, graph_step_solve
 from checkpoint_solver.solvers._values import has_values, min_budget_exact, solve_exact
@@ -60,8 +61,11 @@ def _candidates(problem: Problem, time_limit: float) -> list[tuple[str, dict[str
 def solve_auto(
     problem: Problem, budget_bytes: int, /, *, time_limit: float = 60.0, scope: str = "activations"
 ) -> Schedule:
-    """Run the solvers that suit the problem's kind and size within `time_limit` seconds each,
-    and return the least compute time that fits.
+    """Run the solvers that suit the problem's kind and size within `time_limit` seconds for the
+    whole solve, and return the least compute time that fits.
+
+    The heuristics run first; the exact solver (``ilp`` or ``ilp-rounding``) gets the time they
+    leave, and a candidate is skipped once the limit has passed.
 
     Chains: every chain solver (all are fast). Graphs: ``greedy`` always, ``hierarchical`` on
     training graphs (on their blocks, or segments cut from them), the ``ilp`` (``order="search"``) up to 200 op nodes, ``ilp-rounding`` up to
@@ -72,16 +76,19 @@ def solve_auto(
     `checkpoint_solver.solve`) each candidate solves the whole step
     (`checkpoint_solver.solvers._step`).
     """
-    if not isinstance(time_limit, (int, float)) or isinstance(time_limit, bool) or time_limit < 0:
-        from checkpoint_solver.errors import InvalidOptionError
-
-        raise InvalidOptionError(f"time_limit={time_limit!r} must be a number of seconds >= 0")
+    check_time_limit(time_limit, allow_none=False)
+    deadline = Deadline(time_limit)
     best: Schedule | None = None
     report = []
     lowest: int | None = None
     candidates = _candidates(problem, float(time_limit))
     for name, options, why in candidates:
         spec = REGISTRY[name]
+        if "time_limit" in options:
+            if deadline.expired() and best is not None:
+                report.append(f"{name} ({why}): skipped, the time limit had passed")
+                continue
+            options = {**options, "time_limit": deadline.left(floor=0.5)}
         try:
             if scope == "step" and problem.kind == "graph":
                 sched = graph_step_solve(spec, problem, budget_bytes, options)
@@ -107,7 +114,7 @@ def solve_auto(
         raise InfeasibleBudgetError(budget_bytes, lowest, "auto")
     note = (
         f"auto picked {best.solver} (least predicted compute time; time limit {time_limit:g} s "
-        f"per solver); candidates: " + "; ".join(report)
+        f"for the whole solve); candidates: " + "; ".join(report)
     )
     return best.replace(notes=(best.notes + "; " if best.notes else "") + note)
 

@@ -21,10 +21,10 @@ the trivial bound (every node once) as the global lower bound, and the notes say
 from __future__ import annotations
 
 import json
-import math
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,9 @@ from checkpoint_solver.errors import (
 from checkpoint_solver.problem import Graph
 from checkpoint_solver.schedule import Compute, Free, Op, Schedule, Status
 from checkpoint_solver.solvers._common import make_schedule
+from checkpoint_solver.solvers._deadline import Deadline, check_time_limit
 from checkpoint_solver.solvers._stages import OpGraph
+from checkpoint_solver.solvers.graph_greedy import greedy_fallback
 
 # OR-Tools bundles its own HiGHS, whose symbols clash with highspy's in one process (either import
 # order fails), so CP-SAT runs in a child process (`_cpsat_worker.py`, which imports only OR-Tools).
@@ -79,16 +81,16 @@ def solve_cpsat(
     """
     if not isinstance(intervals, int) or isinstance(intervals, bool) or intervals < 1:
         raise InvalidOptionError(f"intervals must be an integer >= 1, got {intervals!r}")
-    if time_limit is not None and (not math.isfinite(time_limit) or time_limit <= 0):
-        raise InvalidOptionError(
-            f"time_limit must be a positive number of seconds or None, got {time_limit!r}"
-        )
+    check_time_limit(time_limit)
+    if time_limit == 0:
+        raise InvalidOptionError("time_limit=0 leaves CP-SAT no time; give seconds > 0 or None")
+    deadline = Deadline(time_limit)
     if threads is not None and (not isinstance(threads, int) or threads < 1):
         raise InvalidOptionError(f"threads must be a positive integer or None, got {threads!r}")
     from checkpoint_solver.solvers.ilp import require_working_set
 
     g = OpGraph.of(graph)
-    options = {"intervals": intervals, "time_limit": time_limit, "seed": seed}
+    options: dict[str, object] = {"intervals": intervals, "time_limit": time_limit, "seed": seed}
     require_working_set(g, budget_bytes, "cpsat")
     job = {
         "size": [int(b) for b in g.size],
@@ -98,6 +100,8 @@ def solve_cpsat(
         "capacity": max(0, budget_bytes - g.base_bytes),
         "intervals": intervals,
         "time_limit": time_limit,
+        # The whole solve's clock: the worker's start and model build come out of it.
+        "deadline": None if (left := deadline.left()) is None else time.time() + left,
         "threads": threads or os.cpu_count() or 1,
         "seed": seed,
     }
@@ -114,6 +118,16 @@ def solve_cpsat(
     if status not in ("OPTIMAL", "FEASIBLE"):
         best = result.get("best_peak")
         closest = f"; the lowest peak it reached was {best + g.base_bytes} bytes" if best else ""
+        fallback = greedy_fallback(
+            graph,
+            budget_bytes,
+            "cpsat",
+            options,
+            f"CP-SAT found no schedule within time_limit={time_limit} s ({status}{closest}): "
+            f"the greedy's schedule",
+        )
+        if fallback is not None:
+            return fallback
         raise CheckpointSolverError(
             f"cpsat found no schedule within time_limit={time_limit} s ({status}{closest}); "
             f"raise the time limit or the budget"
@@ -151,7 +165,7 @@ def _run_worker(job: dict[str, Any], time_limit: float | None) -> dict[str, Any]
         raise SolverUnavailableError(
             "solver 'cpsat' needs OR-Tools: pip install ortools (or use ilp, ilp-rounding, greedy)"
         ) from None
-    grace = None if time_limit is None else time_limit + 120.0
+    grace = None if time_limit is None else time_limit + 30.0
     try:
         out = subprocess.run(
             [sys.executable, str(Path(__file__).with_name("_cpsat_worker.py"))],
@@ -208,21 +222,42 @@ def min_budget_cpsat(
     threads: int | None = None,
     seed: int = 0,
 ) -> int:
-    """The least budget at which `cpsat` finds a schedule (bisection between the working-set
-    bound and the store-all peak; exact when each probe is solved to a proof)."""
-    from checkpoint_solver.solvers.ilp import working_set_bound
-    from checkpoint_solver.solvers.store_all import min_budget_store_all
+    """The least budget at which `cpsat` returns a schedule: the least peak of its model (one
+    CP-SAT search that minimises the peak, proven within `time_limit`), or the greedy's least
+    budget when that is lower (below CP-SAT's reach, `cpsat` returns the greedy's schedule when
+    it fits).
 
+    Raises
+    ------
+    CheckpointSolverError
+        When CP-SAT does not prove the least peak within `time_limit`.
+    """
+    from checkpoint_solver.solvers.graph_greedy import min_budget_greedy
+
+    check_time_limit(time_limit)
     g = OpGraph.of(graph)
-    lo, hi = working_set_bound(g), min_budget_store_all(graph)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        try:
-            solve_cpsat(
-                graph, mid, intervals=intervals, time_limit=time_limit, threads=threads, seed=seed
-            )
-        except (InfeasibleBudgetError, CheckpointSolverError):
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
+    greedy = min_budget_greedy(graph)
+    if g.n == 0:
+        return g.base_bytes
+    job = {
+        "size": [int(b) for b in g.size],
+        "cost": [float(c) for c in g.cost],
+        "preds": [list(p) for p in g.preds],
+        "no_recompute": [bool(b) for b in g.no_recompute],
+        "capacity": 0,
+        "intervals": intervals,
+        "time_limit": time_limit,
+        "deadline": None if time_limit is None else time.time() + float(time_limit),
+        "threads": threads or os.cpu_count() or 1,
+        "seed": seed,
+        "mode": "min_peak",
+    }
+    result = _run_worker(job, time_limit)
+    if result["status"] != "OPTIMAL" or result.get("best_peak") is None:
+        if result.get("best_peak") is not None and result["best_peak"] + g.base_bytes >= greedy:
+            return greedy  # whatever CP-SAT's least peak is, the greedy's is at or below it
+        raise CheckpointSolverError(
+            f"cpsat did not prove its least peak within time_limit={time_limit} s "
+            f"({result['status']}); raise the time limit"
+        )
+    return min(int(result["best_peak"]) + g.base_bytes, greedy)

@@ -55,6 +55,7 @@ hal-02352969; ACM TOMS 2024).
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -133,6 +134,8 @@ def _build(
     base[1:] = x[:-1] + x[1:] + ofn[1:]
     size = mmax + 1
     shape = (n + 2, n + 1, size)
+    if reuse is None or reuse.opt.shape != shape:
+        _check_table_memory(n, size)
     # Only entries with t >= s - 1 are ever read, and each is set before it is read: the arrays
     # need no initialisation, and the other half of them is never touched.
     fresh = reuse is None or reuse.opt.shape != shape
@@ -331,6 +334,37 @@ def _min_memory_plan(chain: Chain) -> tuple[list[Op], int, float]:
         return (int(choice[s, t]), None, None)
 
     return emit_plan(chain, decide, None)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to allocate now (Linux ``MemAvailable``, else physical
+    memory), or None when the platform does not say."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def _check_table_memory(n: int, size: int) -> None:
+    """Refuse, before allocating, a DP table larger than the memory there is to hold it."""
+    need = 2 * 8 * (n + 2) * (n + 1) * size  # two float64 arrays
+    have = available_memory()
+    if have is not None and need > have * 0.8:
+        fits = max(1, int(have * 0.8 // (2 * 8 * (n + 2) * (n + 1))) - 1)
+        from checkpoint_solver.units import format_bytes
+
+        raise InvalidOptionError(
+            f"the DP table for {size - 1} memory slots on a chain of {n} stages needs "
+            f"{format_bytes(need)}, more than the {format_bytes(have)} available here; use "
+            f"mem_slots <= {fits} (the default is 500)"
+        )
 
 
 def _check_slots(mem_slots: int) -> None:

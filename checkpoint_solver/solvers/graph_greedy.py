@@ -23,6 +23,7 @@ from checkpoint_solver.solvers._order import low_peak_order, reorder, store_all_
 from checkpoint_solver.solvers._stages import OpGraph, greedy_plan, keep_all_plan, plan_peak
 
 __all__ = [
+    "greedy_fallback",
     "min_budget_greedy",
     "min_budget_in_order",
     "min_budget_over",
@@ -107,6 +108,18 @@ def solve_greedy(graph: Graph, budget_bytes: int, /) -> Schedule:
             budget_bytes, min_budget_over(orders), "greedy", hint="or try ilp"
         )
     return min(candidates, key=lambda s: (s.predicted.compute_time, s.predicted.peak_bytes))
+
+
+def greedy_fallback(
+    graph: Graph, budget_bytes: int, solver: str, options: dict[str, object], why: str
+) -> Schedule | None:
+    """The greedy's schedule under another solver's name, for a solver whose own search ran out
+    of time (status ``heuristic``, `why` in its notes), or None when the greedy does not fit."""
+    try:
+        sched = solve_greedy(graph, budget_bytes)
+    except InfeasibleBudgetError:
+        return None
+    return sched.replace(solver=solver, options=dict(options), notes=f"{why}; {sched.notes}")
 
 
 @functools.lru_cache(maxsize=16)

@@ -69,6 +69,7 @@ from checkpoint_solver.simulation import simulate_ops
 from checkpoint_solver.solvers import dp as _dp
 from checkpoint_solver.solvers._chain import CHAIN, Decision, emit_plan
 from checkpoint_solver.solvers._common import make_schedule
+from checkpoint_solver.solvers._deadline import Deadline, check_time_limit
 from checkpoint_solver.solvers._segments import find_segments
 
 __all__ = ["min_budget_hierarchical", "solve_hierarchical"]
@@ -252,10 +253,10 @@ def _options(
     *,
     budgets: int,
     solver: str,
-    time_limit: float,
+    deadline: Deadline,
 ) -> list[tuple[int, ...]]:
-    """Backward parts (global ids) of the stage solved at `budgets` budgets; the first recomputes
-    nothing."""
+    """Backward parts (global ids) of the stage solved at `budgets` budgets (while `deadline`
+    leaves time: the options' solves share it); the first recomputes nothing."""
     from checkpoint_solver.solvers import min_budget, solve
 
     store_all = (tuple(backward),)
@@ -271,8 +272,12 @@ def _options(
     out = list(store_all)
     bset = set(backward)
     for k in range(budgets - 1):
+        if deadline.expired():
+            break
         b = low + (high - low) * k // max(budgets - 1, 1)
-        options: dict[str, Any] = {"time_limit": time_limit} if solver == "ilp" else {}
+        options: dict[str, Any] = (
+            {"time_limit": deadline.left()} if solver in ("ilp", "ilp-rounding") else {}
+        )
         try:
             sched = solve(local, max(b, 1), solver=solver, **options)
         except InfeasibleBudgetError:
@@ -353,6 +358,7 @@ def _plan(
 ) -> _Plan:
     st = _stages(graph)
     n = st.chain.length
+    deadline = Deadline(time_limit)
     cache: dict[tuple[object, ...], tuple[list[tuple[int, ...]], tuple[int, ...]]] = {}
     options: list[list[_Option]] = []
     for k in range(n):
@@ -368,7 +374,7 @@ def _plan(
                 parts = [tuple(mine[index[v]] for v in p) for p in base_parts]
             else:
                 parts = _options(
-                    graph, f, b, budgets=option_budgets, solver=option_solver, time_limit=time_limit
+                    graph, f, b, budgets=option_budgets, solver=option_solver, deadline=deadline
                 )
                 cache[sig] = (parts, tuple([*f, *b]))
         opts = [_option_costs(graph, f, p, st.out_bytes[k], st.chain.x[k]) for p in parts]
@@ -439,8 +445,9 @@ def _check(option_budgets: int, option_solver: str, mem_slots: int, time_limit: 
         )
     if isinstance(mem_slots, bool) or not isinstance(mem_slots, int) or mem_slots < 1:
         raise InvalidOptionError(f"mem_slots={mem_slots!r} must be an integer >= 1")
-    if not (isinstance(time_limit, (int, float)) and time_limit > 0):
-        raise InvalidOptionError(f"time_limit={time_limit!r} must be a number of seconds > 0")
+    check_time_limit(time_limit, allow_none=False)
+    if time_limit == 0:
+        raise InvalidOptionError("time_limit=0 leaves the options no time; give seconds > 0")
 
 
 @functools.lru_cache(maxsize=4)
@@ -665,7 +672,8 @@ def solve_hierarchical(
     option_solver : {"greedy", "ilp", "ilp-rounding"}
         The op-level solver for the options.
     time_limit : float
-        Seconds per option solve (``ilp`` and ``ilp-rounding``).
+        Seconds the options' solves share (``ilp`` and ``ilp-rounding`` get what is left; no
+        option is solved after it), so the whole solve takes about this plus the DP.
     mem_slots : int
         The chain DP's memory discretisation.
     block_level : bool

@@ -9,8 +9,6 @@ computed once). The status is ``optimal`` only when the backend proved it with a
 from __future__ import annotations
 
 import dataclasses
-import math
-import time
 from collections.abc import Callable
 
 import numpy as np
@@ -25,6 +23,7 @@ from checkpoint_solver.schedule import Schedule, Status
 from checkpoint_solver.simulation import simulate_ops
 from checkpoint_solver.solvers import _milp
 from checkpoint_solver.solvers._common import make_schedule
+from checkpoint_solver.solvers._deadline import Deadline, OutOfTime, check_time_limit
 from checkpoint_solver.solvers._stages import (
     BoolMatrix,
     OpGraph,
@@ -35,6 +34,7 @@ from checkpoint_solver.solvers._stages import (
     plan_time,
 )
 from checkpoint_solver.solvers._step import graph_margin
+from checkpoint_solver.solvers.graph_greedy import greedy_fallback
 
 __all__ = ["min_budget_ilp", "require_working_set", "solve_ilp", "working_set_bound"]
 
@@ -78,12 +78,7 @@ def _check_options(
             f"backend={backend!r} is not one of {', '.join(_milp.BACKENDS)}; available here: "
             f"{', '.join(_milp.available_backends()) or 'none'}"
         )
-    if time_limit is not None and (
-        not isinstance(time_limit, (int, float)) or math.isnan(time_limit) or time_limit < 0
-    ):
-        raise InvalidOptionError(
-            f"time_limit={time_limit!r} must be seconds >= 0 (or None for no limit)"
-        )
+    check_time_limit(time_limit)
     if not isinstance(rel_gap, (int, float)) or not 0 <= rel_gap < 1:
         raise InvalidOptionError(f"rel_gap={rel_gap!r} must be in [0, 1); 0 proves optimality")
     if threads is not None and (not isinstance(threads, int) or threads < 1):
@@ -209,7 +204,7 @@ def solve_ilp(
         When the backend is not installed; the message names the available ones.
     """
     _check_options(backend, time_limit, rel_gap, threads)
-    began = time.perf_counter()
+    deadline = Deadline(time_limit)
     orders = _orders(graph, order)
     g, where = orders[0]
     options: dict[str, object] = {"backend": backend, "rel_gap": rel_gap}
@@ -287,17 +282,37 @@ def solve_ilp(
             "MILP needed",
         )
     heuristic = next((c.plan for c in heuristics if c.g is g), None)
-    model = _milp.build(g, budget_bytes - fixed, extra=extra)
-    start = (
-        model.vector(*heuristic)
-        if (heuristic is not None and warm_start and backend == "highs")
-        else None
-    )
-    # The limit covers the whole solve: the order search, the heuristics and the model build
-    # come out of it.
-    left = None if time_limit is None else max(time_limit - (time.perf_counter() - began), 0.01)
+    # The limit covers the whole solve: the order search, the heuristics, the model build and
+    # the matrix come out of it; when they use it up, the heuristic's schedule is the answer.
+    try:
+        model = _milp.build(g, budget_bytes - fixed, extra=extra, deadline=deadline)
+        start = (
+            model.vector(*heuristic)
+            if (heuristic is not None and warm_start and backend == "highs")
+            else None
+        )
+        deadline.check()
+    except OutOfTime:
+        why = (
+            f"time_limit={time_limit} s ran out while building the MILP ({g.n} op nodes, "
+            f"{sum(len(p) for p in g.preds)} edges): the greedy's schedule, with the trivial bound"
+        )
+        fallback = None if step else greedy_fallback(graph, budget_bytes, "ilp", options, why)
+        if fallback is not None:
+            return fallback
+        if fastest is None:
+            raise CheckpointSolverError(
+                f"{why.split(':')[0]}, and the greedy found no schedule within the budget; raise "
+                f"the time limit or the budget"
+            ) from None
+        return wrap(fastest, Status.HEURISTIC, trivial, why)
     result = _milp.run(
-        model, backend, time_limit=left, rel_gap=rel_gap, threads=threads, warm_start=start
+        model,
+        backend,
+        time_limit=deadline.left(),
+        rel_gap=rel_gap,
+        threads=threads,
+        warm_start=start,
     )
     bound = None if result.bound is None else max(result.bound, trivial)
     if result.status == "infeasible" and heuristics:

@@ -18,6 +18,7 @@ from checkpoint_solver.errors import InfeasibleBudgetError, InvalidOptionError
 from checkpoint_solver.problem import Graph
 from checkpoint_solver.schedule import Schedule, Status
 from checkpoint_solver.solvers import _milp
+from checkpoint_solver.solvers._deadline import Deadline, OutOfTime
 from checkpoint_solver.solvers._stages import (
     BoolMatrix,
     OpGraph,
@@ -26,6 +27,7 @@ from checkpoint_solver.solvers._stages import (
     plan_peak,
     prune_plan,
 )
+from checkpoint_solver.solvers.graph_greedy import greedy_fallback, min_budget_over
 from checkpoint_solver.solvers.ilp import (
     _Candidate,
     _check_options,
@@ -41,14 +43,18 @@ _THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
 def _rounded_plans(
-    g: OpGraph, model: _milp.MilpModel, x: np.ndarray
+    g: OpGraph, model: _milp.MilpModel, x: np.ndarray, deadline: Deadline
 ) -> list[tuple[BoolMatrix, BoolMatrix]]:
+    """The plans rounded at each threshold, as many as the deadline leaves time for (one at
+    least, from the middle threshold out)."""
     n = g.n
     frac = np.zeros((n, n))
     for (t, i), c in model.s_col.items():
         frac[t, i] = x[c]
-    plans = []
-    for tau in _THRESHOLDS:
+    plans: list[tuple[BoolMatrix, BoolMatrix]] = []
+    for tau in sorted(_THRESHOLDS, key=lambda v: abs(v - 0.5)):
+        if plans and deadline.expired():
+            break
         S = frac >= tau
         R, S = fix_no_recompute(g, optimal_r(g, S), S)
         plans.append(prune_plan(g, R, S))
@@ -79,6 +85,7 @@ def solve_ilp_rounding(
         When the LP proves no schedule fits, or no rounded plan (nor the greedy) fits.
     """
     _check_options(backend, time_limit, 0.0, threads)
+    deadline = Deadline(time_limit)
     if not budget_factors or any(not 0 < f <= 1 for f in budget_factors):
         raise InvalidOptionError(f"budget_factors={budget_factors!r} must be numbers in (0, 1]")
     orders = _orders(graph, order)
@@ -116,17 +123,32 @@ def solve_ilp_rounding(
             notes="every node computed once (the greedy's schedule): optimal for any schedule, no "
             "LP needed" + (f"; {once.where}" if once.where else ""),
         )
+    # One clock for the whole solve: the model is built once (the budget factors move only the
+    # memory columns' bounds), each LP gets what is left, and the rounding stops when it is up.
     bound = trivial
+    stopped = ""
+    base: _milp.MilpModel | None = None
+    try:
+        base = _milp.build(g, budget_bytes, deadline=deadline)
+    except OutOfTime:
+        stopped = f"time_limit={time_limit} s ran out while building the LP ({g.n} op nodes)"
     for factor in budget_factors:
-        model = _milp.build(g, budget_bytes, lp_budget_factor=factor)
+        if base is None:
+            break
+        if deadline.expired():
+            stopped = f"time_limit={time_limit} s ran out before the LP at factor {factor}"
+            break
+        model = (
+            base if factor == 1.0 else base.with_budget_factor(factor, budget_bytes, g.base_bytes)
+        )
         lp = _milp.run(
-            model, backend, time_limit=time_limit, rel_gap=0.0, threads=threads, relax=True
+            model, backend, time_limit=deadline.left(), rel_gap=0.0, threads=threads, relax=True
         )
         if factor == 1.0:
             if lp.status == "infeasible" and len(orders) == 1:
                 raise InfeasibleBudgetError(
                     budget_bytes,
-                    None,
+                    min_budget_over(orders),
                     "ilp-rounding",
                     hint="the LP relaxation proves no schedule with first computations in this "
                     "order fits",
@@ -135,19 +157,23 @@ def solve_ilp_rounding(
                 bound = max(bound, lp.objective)
         if lp.x is not None:
             candidates += [
-                _Candidate("rounded", g, plan, where) for plan in _rounded_plans(g, model, lp.x)
+                _Candidate("rounded", g, plan, where)
+                for plan in _rounded_plans(g, model, lp.x, deadline)
             ]
     fitting = [c for c in candidates if plan_peak(c.g, *c.plan) <= budget_bytes]
     if not fitting:
         raise InfeasibleBudgetError(
             budget_bytes,
-            None,
+            min_budget_over(orders),
             "ilp-rounding",
-            hint="no rounded plan fits; try ilp, which searches exactly, or raise the budget",
+            hint="no rounded plan fits (the greedy's least budget always does); try ilp, which "
+            "searches exactly" + (f"; {stopped}" if stopped else ""),
         )
     best = min(fitting, key=lambda c: c.time)
     in_lp_order = best.g is g
-    return schedule_from_plan(
+    solved_lp = bound > trivial or any(c.source == "rounded" for c in candidates)
+    lp_note = f"LP bound {bound:.6g}" if solved_lp else "no LP solved, the trivial bound"
+    sched = schedule_from_plan(
         graph,
         best.g,
         budget_bytes,
@@ -156,11 +182,29 @@ def solve_ilp_rounding(
         options=options,
         status=Status.HEURISTIC,
         lower_bound=bound if in_lp_order else trivial,
-        notes=f"LP relaxation + rounding over {len(candidates)} candidate plans; LP bound "
-        f"{bound:.6g}"
+        notes=f"LP relaxation + rounding over {len(candidates)} candidate plans; {lp_note}"
+        + (f"; {stopped}" if stopped else "")
         + ("" if in_lp_order else " (in the LP's order; this plan is from the other order)")
         + (f"; {best.where}" if best.where else ""),
     )
+    # The greedy's own schedule (its eviction simulation too) when it is faster: never worse.
+    greedy = greedy_fallback(
+        graph,
+        budget_bytes,
+        "ilp-rounding",
+        options,
+        f"the greedy's schedule beat every rounded plan ({lp_note}"
+        + (f"; {stopped}" if stopped else "")
+        + ")",
+    )
+    if greedy is not None and greedy.predicted.compute_time < sched.predicted.compute_time:
+        return greedy.replace(lower_bound=sched.lower_bound, gap=_gap(greedy, sched.lower_bound))
+    return sched
+
+
+def _gap(sched: Schedule, bound: float | None) -> float:
+    t = sched.predicted.compute_time
+    return (t - bound) / t if bound is not None and t > 0 else 0.0
 
 
 def min_budget_rounding(
@@ -175,6 +219,4 @@ def min_budget_rounding(
 ) -> int:
     """Rounding always has the greedy plan (in each order it runs) to fall back on: the least of
     the greedy's minima."""
-    from checkpoint_solver.solvers.graph_greedy import min_budget_over
-
     return min_budget_over(_orders(graph, order))

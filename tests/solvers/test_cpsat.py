@@ -85,6 +85,11 @@ def test_cpsat_bad_input(monkeypatch) -> None:
         "_run_worker",
         lambda job, limit: {"status": "UNKNOWN", "chosen": [], "best_peak": 40},
     )
+    # No schedule within the limit: the greedy's, saying so (a heuristic, never a claim).
+    fallback = solve(graph, min_budget_store_all(graph), "cpsat", time_limit=1)
+    assert fallback.solver == "cpsat" and fallback.status.value == "heuristic"
+    assert "lowest peak it reached was 40" in fallback.notes and "greedy" in fallback.notes
+    monkeypatch.setattr(cpsat, "greedy_fallback", lambda *a, **k: None)
     with pytest.raises(CheckpointSolverError, match="lowest peak it reached was 40"):
         solve(graph, min_budget_store_all(graph), "cpsat", time_limit=1)
 
