@@ -298,3 +298,19 @@ def test_copies_do_not_share_state() -> None:
     data = _node_link()
     a, b = cs.problem_from_dict(copy.deepcopy(data)), cs.problem_from_dict(data)
     assert a == b
+
+
+def test_loaders_and_savers_check_what_they_are_given(tmp_path: Path) -> None:
+    sched = cs.solve(CHAIN, "64GiB", "store_all")
+    with pytest.raises(cs.InvalidArgumentError, match=r"takes a file path .*got int 123"):
+        cs.load_schedule(123)  # type: ignore[arg-type]
+    with pytest.raises(cs.InvalidArgumentError, match="takes a file path"):
+        cs.load_problem(None)  # type: ignore[arg-type]
+    with pytest.raises(cs.InvalidArgumentError, match="save_schedule takes a Schedule"):
+        cs.save_schedule("not a schedule", tmp_path / "s.json")  # type: ignore[arg-type]
+    with pytest.raises(cs.InvalidArgumentError, match="save_problem takes a problem"):
+        cs.save_problem(sched, tmp_path / "p.json")  # type: ignore[arg-type]
+    with pytest.raises(cs.ScheduleFormatError, match=r"predicted.compute_time is nan"):
+        sched.replace(predicted=cs.Prediction(peak_bytes=1, compute_time=math.nan, overhead=0.0))
+    with pytest.raises(cs.InvalidOptionError, match=r"points=0 must be an integer in 1..10000"):
+        cs.tradeoff(CHAIN, solver="dp", points=0)

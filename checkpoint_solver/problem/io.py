@@ -8,6 +8,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from checkpoint_solver._args import expect_path, expect_problem
 from checkpoint_solver._io import canonical_json, check_header, load_json, validate, write_atomic
 from checkpoint_solver.errors import ScheduleFormatError
 from checkpoint_solver.problem.chain import Chain
@@ -84,6 +85,8 @@ def problem_from_dict(data: Mapping[str, Any], *, source: str = "problem") -> Ch
 
 def save_problem(problem: Chain | Graph, path: str | os.PathLike[str]) -> Path:
     """Write `problem` as versioned JSON, atomically."""
+    expect_problem(problem, "save_problem")
+    expect_path(path, "save_problem")
     return write_atomic(path, canonical_json(problem_to_dict(problem)))
 
 
@@ -102,6 +105,7 @@ def load_problem(path: str | os.PathLike[str]) -> Chain | Graph:
     >>> chain.kind, chain.length
     ('chain', 14)
     """
+    expect_path(path, "load_problem")
     text = str(path)
     if text.startswith("example:"):
         name = text[len("example:") :]

@@ -225,6 +225,9 @@ class Profile:
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Profile:
         """Read a profile written by `save`, from any torch version or device."""
+        from checkpoint_solver._args import expect_path
+
+        expect_path(path, "Profile.load")
         return cls.from_dict(load_json(path, "profile"), source=str(path))
 
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from checkpoint_solver._args import expect_path, expect_schedule
 from checkpoint_solver._io import canonical_json, check_header, load_json, validate, write_atomic
 from checkpoint_solver.errors import ScheduleFormatError
 from checkpoint_solver.schedule.ops import parse_op
@@ -147,9 +148,12 @@ def _check_numbers(source: str, sizes: dict[str, Any], reals: dict[str, Any]) ->
 
 def save_schedule(schedule: Schedule, path: str | os.PathLike[str], *, timing: bool = True) -> Path:
     """Write `schedule` to `path` atomically as canonical JSON."""
+    expect_schedule(schedule, "save_schedule")
+    expect_path(path, "save_schedule")
     return write_atomic(path, canonical_json(schedule_to_dict(schedule, timing=timing)))
 
 
 def load_schedule(path: str | os.PathLike[str]) -> Schedule:
     """Read and validate a schedule file."""
+    expect_path(path, "load_schedule")
     return schedule_from_dict(load_json(path, "schedule"), source=f"schedule file {path}")

@@ -96,7 +96,23 @@ class Schedule:
     scope: Literal["activations", "step"] = "activations"
 
     def __post_init__(self) -> None:
+        import math
+
         object.__setattr__(self, "ops", tuple(self.ops))
+        p = self.predicted
+        for where, v in (
+            ("predicted.compute_time", p.compute_time),
+            ("predicted.overhead", p.overhead),
+            ("gap", self.gap),
+            ("lower_bound", self.lower_bound),
+            ("solve_s", self.solve_s),
+        ):
+            if isinstance(v, float) and not math.isfinite(v):
+                from checkpoint_solver.errors import ScheduleFormatError
+
+                raise ScheduleFormatError(
+                    f"Schedule {where} is {v}; it must be a finite number (JSON has no NaN)"
+                )
         object.__setattr__(self, "status", Status(self.status))
         if self.scope not in ("activations", "step"):
             from checkpoint_solver.errors import ScheduleFormatError

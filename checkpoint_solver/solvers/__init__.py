@@ -417,6 +417,13 @@ def tradeoff(
     [0.52, 0.101, 0.057, 0.038, 0.0]
     """
     expect_problem(problem, "cs.tradeoff")
+    if isinstance(points, bool) or not isinstance(points, int) or not 1 <= points <= 10_000:
+        from checkpoint_solver.errors import InvalidOptionError
+
+        raise InvalidOptionError(
+            f"points={points!r} must be an integer in 1..10000 (one solve per point for most "
+            f"solvers)"
+        )
     spec = _resolve(problem, solver, options)
     target, which = _target(problem, scope)
     if budgets is None:
