@@ -30,9 +30,11 @@ schedule instead of by nesting):
   the stage mutates (BatchNorm running statistics are updated once per step), and runs with grad
   enabled on detached inputs whose ``requires_grad`` matches the original (the same kernels and
   the same saved tensors as the forward).
-- **First step.** The first step does not yet know which values later reruns read, so its kept
-  boundaries hold every live value made so far; from its end on (and in every later step) they
-  hold exactly what the reruns read.
+- **First step.** Before it, one forward without grad (recorded, keeping nothing; the RNG
+  streams and buffers are put back) learns which values later reruns read, so from the first
+  step on the kept boundaries hold exactly those. With ``apply(..., probe=False)`` the first step
+  does not know them yet: its kept boundaries hold every live value made so far, until its
+  forward ends.
 """
 
 from __future__ import annotations
@@ -140,8 +142,9 @@ class _Run:
     """The state of one forward/backward: values, holders, kept boundaries and the schedule
     cursor."""
 
-    def __init__(self, ex: _Executor, args: Any, kwargs: Any) -> None:
+    def __init__(self, ex: _Executor, args: Any, kwargs: Any, *, probe: bool = False) -> None:
         self.ex = ex
+        self.probe = probe  # a no-grad forward that only learns what the reruns read
         self.plan = ex.plan
         self.pos = 0  # next op of the schedule
         self.stage = 0  # the stage being forwarded (forward phase)
@@ -216,7 +219,7 @@ class _Run:
                 self.plain[s - 1] = self._boundary(s - 1)
             elif s - 1 in plan.keep_taped:
                 self.taped[s - 1] = self._boundary(s - 1)
-            if grad_leaves:
+            if grad_leaves and not self.probe:
                 self._hook_b_start(s - 1, grad_leaves)
         while isinstance(plan.ops[self.pos], FreeActivation):
             self.plain.pop(plan.ops[self.pos].index, None)  # type: ignore[union-attr]
@@ -416,6 +419,7 @@ class _Executor:
         prologue: bool,
         input_bytes: int | None,
         record: bool,
+        probe: bool = True,
     ) -> None:
         self.model = model
         self.model_name = type(model).__name__
@@ -427,6 +431,7 @@ class _Executor:
         self.warned_inputs = False
         self.probed = False  # a step has found which buffers each region's forward writes
         self.needed: dict[int, frozenset[int]] | None = None  # learnt by the first step
+        self.probe_first = probe  # learn `needed` by a no-grad forward before the first step
         self.last_trace: list[str] | None = None
         self.device_type = next(
             (t.device.type for t in (*model.parameters(), *model.buffers())), "cpu"
@@ -462,10 +467,48 @@ class _Executor:
         if self.plan.trivial and not self.record:
             return
         self._check_inputs(args, kwargs)
+        if self.needed is None and self.probe_first and not self.plan.trivial:
+            self._probe(model, args, kwargs)
         self.stage_hooks.reset()
         run = _Run(self, args, kwargs)
         _tls.state = run
         self.last_trace = run.trace
+
+    def _probe(self, model: nn.Module, args: Any, kwargs: Any) -> None:
+        """Before the first step: the forward once without grad, recorded but keeping nothing,
+        to learn what each kept boundary must hold (`needed`), so that the first step holds no
+        more than the later ones (without it, the first step keeps every live value at its
+        boundaries until its forward ends). The RNG streams and the buffers are put back: the
+        step then runs exactly as without the probe."""
+        saved = [(b, b.detach().clone()) for b in model.buffers()]
+        devices = sorted(
+            {t.device.index or 0 for t in (*model.parameters(), *model.buffers()) if t.is_cuda}
+        )
+        with torch.random.fork_rng(devices=devices), torch.no_grad():
+            self.stage_hooks.reset()
+            run = _Run(self, args, kwargs, probe=True)
+            _tls.state = run
+            try:
+                model.forward(*args, **kwargs)
+                _tls.state = None
+                run.finish_forward()
+            except ReplayError as exc:
+                _tls.state = None
+                run.abort()
+                self.needed = None
+                warnings.warn(
+                    f"the first step's probe of {self.model_name} failed ({exc}); the first step "
+                    f"keeps every live value at its boundaries and may peak above the prediction",
+                    stacklevel=4,
+                )
+            except BaseException:
+                _tls.state = None
+                run.abort()
+                raise
+            finally:
+                _tls.state = None
+                for b, v in saved:
+                    b.copy_(v)
 
     def _model_post(self, model: nn.Module, args: Any, output: Any) -> None:
         run = _state()
@@ -625,6 +668,7 @@ def apply(
     *,
     blocks: Sequence[nn.Module | str] | str | None = None,
     record: bool = False,
+    probe: bool = True,
 ) -> nn.Module:
     """Make `model` train under `schedule`; returns `model` itself, hooked in place.
 
@@ -648,6 +692,12 @@ def apply(
         The blocks, as for `checkpoint_solver.profiling.profile`, when no profile is given.
     record : bool
         Keep the ops each step actually ran (see `last_trace`).
+    probe : bool
+        Chain schedules: before the first training step, run the forward once without grad
+        (RNG streams and buffers put back) to learn what each kept boundary must hold, so the
+        first step peaks no higher than the later ones. Costs one no-grad forward, once.
+        ``False``: the first step keeps every live value at its boundaries until its forward
+        ends (and may peak above the prediction).
 
     Raises
     ------
@@ -722,7 +772,7 @@ def apply(
     if not calls:
         raise ApplyError("the profile names no blocks; profile the model with its blocks")
     plan = ReplayPlan.from_ops(schedule.ops, schedule.size)
-    ex = _Executor(model, plan, calls, prologue, input_bytes, record)
+    ex = _Executor(model, plan, calls, prologue, input_bytes, record, probe)
     object.__setattr__(model, _ATTR, ex)
     return model
 
