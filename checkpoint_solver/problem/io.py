@@ -10,7 +10,7 @@ from typing import Any
 
 from checkpoint_solver._args import expect_path, expect_problem
 from checkpoint_solver._io import canonical_json, check_header, load_json, validate, write_atomic
-from checkpoint_solver.errors import ScheduleFormatError
+from checkpoint_solver.errors import InvalidProblemError, ScheduleFormatError
 from checkpoint_solver.problem.chain import Chain
 from checkpoint_solver.problem.fingerprint import fingerprint
 from checkpoint_solver.problem.graph import Graph
@@ -56,7 +56,10 @@ def problem_from_dict(data: Mapping[str, Any], *, source: str = "problem") -> Ch
             f'\'kind\'); regenerate it, or add "format": "{PROBLEM_FORMAT}", "version": 1'
         )
     if "format" not in data and "nodes" in data:
-        return Graph.from_node_link(data)
+        try:
+            return Graph.from_node_link(data)
+        except InvalidProblemError as exc:
+            raise InvalidProblemError(f"{source}: {exc}") from None
     if data.get("format") == "checkpoint_solver.profile":
         from checkpoint_solver.profiling.record import Profile  # torch-free
 
@@ -70,9 +73,12 @@ def problem_from_dict(data: Mapping[str, Any], *, source: str = "problem") -> Ch
         upgrade_hint="",
     )
     validate(dict(data), "checkpoint_solver.problem", "problem.v1.schema.json", source)
-    problem: Chain | Graph = (
-        Chain.from_dict(data) if data["kind"] == "chain" else Graph.from_dict(data)
-    )
+    try:
+        problem: Chain | Graph = (
+            Chain.from_dict(data) if data["kind"] == "chain" else Graph.from_dict(data)
+        )
+    except InvalidProblemError as exc:
+        raise InvalidProblemError(f"{source}: {exc}") from None
     stored = data.get("fingerprint")
     if stored is not None and stored != fingerprint(problem):
         raise ScheduleFormatError(
