@@ -197,6 +197,14 @@ class _Run:
         while that is not known yet, in a first step)."""
         if self.needed is None:
             return self.values.live(j)
+        if self.ex.needed_from_probe:
+            # The first step after the probe: should the forward with grad make other calls than
+            # the probe did, fall back to what a first step without it keeps.
+            try:
+                return self.values.env(self.needed[j], missing="")
+            except ReplayError:
+                self.needed = None
+                return self.values.live(j)
         return self.values.env(
             self.needed[j],
             missing=f"a value of a[{j}] that a later rerun reads was freed before stage {j + 1} "
@@ -211,6 +219,13 @@ class _Run:
                 f"stage {s} started after stage {self.stage}: the stages of {ex.model_name} must "
                 f"run once each, in order"
             )
+        made = len(self.values.producer)
+        if self.probe:
+            ex.probe_counts[s] = made
+        elif ex.needed_from_probe and self.needed is not None and ex.probe_counts.get(s) != made:
+            # The forward with grad made other calls than the probe: from here on, keep what a
+            # first step without the probe keeps (every live value, trimmed when it ends).
+            self.needed = None
         if s > 1:
             self._end_region(s - 1)
             # a[s-1] is now known: what stage s-1's op does with it, then the frees before op s.
@@ -296,7 +311,16 @@ class _Run:
                 f"{ex.model_name}; the schedule needs every stage once per forward"
             )
         ex.probed = True
+        from_probe, ex.needed_from_probe = ex.needed_from_probe, self.probe
         needed = needed_sets(self.programs, self.values.producer, plan.replayed, plan.n)
+        if from_probe and not self.probe:
+            for j, env in (*self.plain.items(), *self.taped.items()):
+                if needed[j] - env.keys():
+                    raise ReplayError(
+                        f"{ex.model_name}'s forward makes other torch calls with grad than "
+                        f"without, so the probe before the first step learnt the wrong values "
+                        f"for a[{j}]; apply the schedule with probe=False"
+                    )
         if self.needed is None:
             # A first step: drop what its boundaries held beyond what the reruns read.
             for j, env in (*self.plain.items(), *self.taped.items()):
@@ -432,6 +456,8 @@ class _Executor:
         self.probed = False  # a step has found which buffers each region's forward writes
         self.needed: dict[int, frozenset[int]] | None = None  # learnt by the first step
         self.probe_first = probe  # learn `needed` by a no-grad forward before the first step
+        self.needed_from_probe = False  # `needed` was learnt by the probe, not by a step
+        self.probe_counts: dict[int, int] = {}  # values made before each stage, in the probe
         self.last_trace: list[str] | None = None
         self.device_type = next(
             (t.device.type for t in (*model.parameters(), *model.buffers())), "cpu"
