@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from checkpoint_solver import runtime
 from checkpoint_solver.errors import (
     ApplyError,
     CheckpointSolverError,
@@ -44,7 +45,7 @@ from checkpoint_solver.problem import (
     problem_to_dict,
     save_problem,
 )
-from checkpoint_solver.profiling.record import Profile
+from checkpoint_solver.problem.profile import Profile
 from checkpoint_solver.schedule import Prediction, Schedule, Status, load_schedule, save_schedule
 from checkpoint_solver.simulation import SimulationReport, Violation, check, simulate
 from checkpoint_solver.solvers import (
@@ -106,35 +107,62 @@ __all__ = [
 ]
 
 
-def profile(model: Any, example_inputs: Any, **kwargs: Any) -> Profile:
-    """Profile a torch model into a chain (and op graph); see
-    `checkpoint_solver.profiling.chain.profile`. Imports torch when called."""
-    from checkpoint_solver.profiling import profile as _profile
+def profile(
+    model: Any,
+    example_inputs: Any,
+    *,
+    device: Any = None,
+    loss_fn: Any = None,
+    blocks: Any = None,
+    warmup: int = 2,
+    repeats: int = 5,
+    graph: bool = True,
+    optimizer: Any = None,
+    accumulate: bool = False,
+) -> Profile:
+    """Profile a torch model into a chain (and its op graph): `Profile`.
 
-    return _profile(model, example_inputs, **kwargs)
+    Imports torch when called. The parameters are those of
+    `checkpoint_solver.profiling.chain.profile`, which documents them: `model` (a
+    ``torch.nn.Module``), `example_inputs` (a tensor, a tuple of arguments or a dict of keyword
+    arguments: one real batch), `device`, `loss_fn` (output -> scalar loss; default: the output
+    itself, ``output.loss`` or the first element), `blocks` (the repeated modules that become
+    stages; default: found), `warmup`/`repeats` (timed steps), `graph` (also capture the op
+    graph), `optimizer` and `accumulate` (record the model states for whole-step budgets).
+    """
+    from checkpoint_solver.profiling.chain import profile as _profile
+
+    return _profile(
+        model,
+        example_inputs,
+        device=device,
+        loss_fn=loss_fn,
+        blocks=blocks,
+        warmup=warmup,
+        repeats=repeats,
+        graph=graph,
+        optimizer=optimizer,
+        accumulate=accumulate,
+    )
 
 
-def apply(model: Any, schedule: Schedule, profile: Profile | None = None, **kwargs: Any) -> Any:
-    """Make a torch model train under a chain schedule; see
-    `checkpoint_solver.runtime.executor.apply`. Imports torch when called."""
+def apply(
+    model: Any,
+    schedule: Schedule,
+    profile: Profile | None = None,
+    *,
+    blocks: Any = None,
+    record: bool = False,
+    probe: bool = True,
+) -> Any:
+    """Make a torch model train under `schedule` (a chain or a graph schedule); returns `model`,
+    hooked in place (`checkpoint_solver.runtime.remove` undoes it).
+
+    Imports torch when called. The parameters are those of
+    `checkpoint_solver.runtime.executor.apply`, which documents them: `profile` (the profile the
+    schedule was solved from), `blocks` (without a profile), `record` (keep each step's ops),
+    `probe` (learn what the first step's boundaries hold before it).
+    """
     from checkpoint_solver.runtime.executor import apply as _apply
 
-    return _apply(model, schedule, profile, **kwargs)
-
-
-# Subpackages reachable as attributes before anyone imported them (``cs.runtime.remove(model)``
-# right after ``import checkpoint_solver as cs``); `runtime` itself imports torch only when one of
-# its torch-side names is used.
-_SUBMODULES = ("runtime", "profiling", "models", "zoo", "compare", "report", "buckets")
-
-
-def __getattr__(name: str) -> Any:
-    if name in _SUBMODULES:
-        import importlib
-
-        return importlib.import_module(f"checkpoint_solver.{name}")
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return list(__all__)
+    return _apply(model, schedule, profile, blocks=blocks, record=record, probe=probe)

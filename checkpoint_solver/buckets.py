@@ -24,7 +24,7 @@ from typing import Any
 from checkpoint_solver.errors import ApplyError, InvalidProblemError
 from checkpoint_solver.problem import Chain
 from checkpoint_solver.problem.buckets import ChainFit
-from checkpoint_solver.profiling.record import Profile
+from checkpoint_solver.problem.profile import Profile
 from checkpoint_solver.schedule import Schedule
 
 __all__ = ["Buckets", "ShapeProfiles", "apply_buckets", "profile_shapes", "solve_buckets"]
@@ -100,9 +100,9 @@ class Buckets:
 
 
 def _leaves(example: Any) -> list[Any]:
-    from checkpoint_solver.profiling.chain import _Inputs
+    from checkpoint_solver.profiling.inputs import Inputs
 
-    return _Inputs.of(example).tensors()
+    return Inputs.of(example).tensors()
 
 
 def _varying(examples: Sequence[Any]) -> tuple[tuple[tuple[int, int], ...], list[int]]:

@@ -42,11 +42,8 @@ from torch import nn
 
 import checkpoint_solver as cs
 from checkpoint_solver.errors import InfeasibleBudgetError
-from checkpoint_solver.profiling.chain import (
-    _model_device,
-    inputs_to,
-    resolve_blocks,
-)
+from checkpoint_solver.profiling.chain import inputs_to, resolve_blocks
+from checkpoint_solver.profiling.inputs import model_device
 from checkpoint_solver.runtime import baselines
 from checkpoint_solver.runtime.measure import measure_step, train_step
 from checkpoint_solver.solvers.torch_rules import (
@@ -108,7 +105,7 @@ class Comparison:
         raise KeyError((method, budget))
 
     def table(self) -> str:
-        from checkpoint_solver.cli._output import table
+        from checkpoint_solver._text import table
 
         cuda = any(r.cuda_peak_bytes is not None for r in self.rows)
         headers = ["method", "budget", "predicted peak", "measured peak"]
@@ -224,7 +221,7 @@ def compare(
     bad = [f for f in fractions if not 0 < f <= 1]
     if bad:
         raise cs.InvalidOptionError(f"fractions {bad} are not in (0, 1]; e.g. 0.5 = half")
-    dev = torch.device(device) if device is not None else _model_device(model)
+    dev = torch.device(device) if device is not None else model_device(model)
     model = model.to(dev)
     inputs = inputs_to(inputs, dev)
     # By name from here on: every method works on its own copy of the model.

@@ -61,7 +61,7 @@ def problem_from_dict(data: Mapping[str, Any], *, source: str = "problem") -> Ch
         except InvalidProblemError as exc:
             raise InvalidProblemError(f"{source}: {exc}") from None
     if data.get("format") == "checkpoint_solver.profile":
-        from checkpoint_solver.profiling.record import Profile  # torch-free
+        from checkpoint_solver.problem.profile import Profile
 
         return Profile.from_dict(data, source=source).chain
     check_header(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from checkpoint_solver.profiling.record import Profile, StageInfo, load_profile
+from checkpoint_solver.problem.profile import Profile, StageInfo, load_profile
 
 __all__ = ["Profile", "StageInfo", "load_profile", "profile"]
 

@@ -45,7 +45,6 @@ import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -56,7 +55,16 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from checkpoint_solver.errors import ProfilingError
 from checkpoint_solver.problem import BoundaryValue, Chain, ModelStates
-from checkpoint_solver.profiling._tracker import (
+from checkpoint_solver.problem.profile import Profile, StageInfo
+from checkpoint_solver.profiling.inputs import Inputs, model_device
+from checkpoint_solver.profiling.stages import (
+    StageCall,
+    StageHooks,
+    call_tree,
+    find_stages,
+    stage_calls,
+)
+from checkpoint_solver.profiling.tracker import (
     GradBuffers,
     PhaseStats,
     StorageTracker,
@@ -64,14 +72,6 @@ from checkpoint_solver.profiling._tracker import (
     optimizer_state_tensors,
     storage_key,
     storage_nbytes,
-)
-from checkpoint_solver.profiling.record import Profile, StageInfo
-from checkpoint_solver.profiling.stages import (
-    StageCall,
-    StageHooks,
-    call_tree,
-    find_stages,
-    stage_calls,
 )
 
 __all__ = ["default_loss", "inputs_to", "profile", "resolve_blocks"]
@@ -179,33 +179,8 @@ def resolve_blocks(
     return out
 
 
-@dataclass
-class _Inputs:
-    args: tuple[Any, ...]
-    kwargs: dict[str, Any]
-
-    @classmethod
-    def of(cls, example_inputs: Any) -> _Inputs:
-        if isinstance(example_inputs, Mapping):
-            return cls((), dict(example_inputs))
-        if isinstance(example_inputs, tuple):
-            return cls(example_inputs, {})
-        if isinstance(example_inputs, list):
-            return cls(tuple(example_inputs), {})
-        return cls((example_inputs,), {})
-
-    def tensors(self) -> list[torch.Tensor]:
-        return [t for t in tree_flatten((self.args, self.kwargs))[0] if isinstance(t, torch.Tensor)]
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    for t in (*model.parameters(), *model.buffers()):
-        return t.device
-    return torch.device("cpu")
-
-
-def _check_devices(model: nn.Module, inputs: _Inputs, device: Any) -> torch.device:
-    dev = _model_device(model)
+def _check_devices(model: nn.Module, inputs: Inputs, device: Any) -> torch.device:
+    dev = model_device(model)
     if device is not None and torch.device(device).type != dev.type:
         raise ProfilingError(
             f"the model is on {dev} but device={device!r} was asked; move it first with "
@@ -250,7 +225,7 @@ class _Stepper:
     def __init__(
         self,
         model: nn.Module,
-        inputs: _Inputs,
+        inputs: Inputs,
         blocks: list[StageCall],
         loss_fn: Callable[[Any], torch.Tensor],
     ) -> None:
@@ -448,7 +423,7 @@ def profile(
     for what, value, low in (("warmup", warmup, 0), ("repeats", repeats, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ProfilingError(f"{what}={value!r}: give an integer >= {low}")
-    inputs = _Inputs.of(example_inputs)
+    inputs = Inputs.of(example_inputs)
     dev = _check_devices(model, inputs, device)
     params = list(model.parameters())
     saved_grads = [p.grad for p in params]
@@ -495,7 +470,7 @@ def profile(
 
 
 def _no_tape_forward(
-    model: nn.Module, inputs: _Inputs, stepper: _Stepper
+    model: nn.Module, inputs: Inputs, stepper: _Stepper
 ) -> tuple[dict[Phase, PhaseStats], dict[int, tuple[int, Phase, Phase]]]:
     """Per-stage live storages of a forward that keeps no tape (what ``F_n``/``F_ck`` run: grad
     enabled, saved tensors dropped as the runtime's holders drop them), and per storage, in the
@@ -547,7 +522,7 @@ def _sync(dev: torch.device) -> None:
 
 def _profile(
     model: nn.Module,
-    inputs: _Inputs,
+    inputs: Inputs,
     dev: torch.device,
     named: list[StageCall],
     stepper: _Stepper,
@@ -913,7 +888,7 @@ def _stage_name(c: StageCall) -> str:
 def _with_graph(
     prof: Profile,
     model: nn.Module,
-    inputs: _Inputs,
+    inputs: Inputs,
     named: list[StageCall],
     repeats: int,
 ) -> Profile:

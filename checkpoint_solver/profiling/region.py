@@ -58,12 +58,7 @@ from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
 
 from checkpoint_solver.errors import ProfilingError
 from checkpoint_solver.problem import Graph
-from checkpoint_solver.profiling._tracker import (
-    distinct_storage_nbytes,
-    gradient_sums,
-    storage_key,
-    storage_nbytes,
-)
+from checkpoint_solver.problem.blocks import backward_blocks
 from checkpoint_solver.profiling.graph import (
     RANDOM_OPS,
     PhaseMarks,
@@ -73,7 +68,12 @@ from checkpoint_solver.profiling.graph import (
     _user_frame,
 )
 from checkpoint_solver.profiling.stages import StageCall, call_tree, stage_calls
-from checkpoint_solver.solvers._segments import backward_blocks
+from checkpoint_solver.profiling.tracker import (
+    distinct_storage_nbytes,
+    gradient_sums,
+    storage_key,
+    storage_nbytes,
+)
 
 __all__ = ["Region", "capture_region"]
 
@@ -505,7 +505,7 @@ def _gradient_sums(
     """The parameter gradients and the backward sums that make them, with their terms (each use's
     contribution to a shared weight's gradient): parameter-gradient memory, left out of the
     activation bytes as the live-storage tracker leaves them out of a plain step's
-    (`checkpoint_solver.profiling._tracker.GradBuffers`)."""
+    (`checkpoint_solver.profiling.tracker.GradBuffers`)."""
     sums = _sum_terms(ops, position, loss_at)
     return gradient_sums((g for g in param_grads if g is not None), sums)
 

@@ -16,7 +16,7 @@ from torch import nn
 
 from checkpoint_solver.buckets import Buckets
 from checkpoint_solver.errors import ApplyError
-from checkpoint_solver.profiling.chain import _Inputs
+from checkpoint_solver.profiling.inputs import Inputs
 from checkpoint_solver.runtime import executor
 from checkpoint_solver.runtime.plan import ReplayPlan
 
@@ -32,7 +32,7 @@ class _Switch:
         self.current = 0
 
     def size_of(self, args: Any, kwargs: Any) -> int:
-        leaves = _Inputs(tuple(args), dict(kwargs or {})).tensors()
+        leaves = Inputs(tuple(args), dict(kwargs or {})).tensors()
         got = set()
         for pos, axis in self.buckets.dims:
             if pos >= len(leaves) or axis >= leaves[pos].dim():

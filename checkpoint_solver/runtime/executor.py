@@ -58,10 +58,10 @@ from checkpoint_solver.errors import (
     ReplayError,
 )
 from checkpoint_solver.problem import Chain, Graph, fingerprint
-from checkpoint_solver.profiling._tracker import distinct_storage_nbytes
+from checkpoint_solver.problem.profile import Profile
 from checkpoint_solver.profiling.chain import resolve_blocks
-from checkpoint_solver.profiling.record import Profile
 from checkpoint_solver.profiling.stages import StageCall, StageHooks
+from checkpoint_solver.profiling.tracker import distinct_storage_nbytes
 from checkpoint_solver.runtime.plan import ReplayPlan, forward_kind
 from checkpoint_solver.runtime.program import (
     Boundary,

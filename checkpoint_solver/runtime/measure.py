@@ -1,7 +1,7 @@
 """Measure one training step as the profiler counts it: activation peak and time.
 
 `measure_step` runs ``loss_fn(model(*inputs)).backward()`` once under the live-storage tracker
-(`checkpoint_solver.profiling._tracker`) and reports the peak of storages created by ops during the
+(`checkpoint_solver.profiling.tracker`) and reports the peak of storages created by ops during the
 step plus the inputs, leaving out parameters, buffers and parameter gradients: the quantity the
 simulator predicts for a chain schedule (``x[0]`` included). On CUDA it also reports
 ``torch.cuda.max_memory_allocated`` above what was allocated before the step.
@@ -17,14 +17,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from checkpoint_solver.profiling._tracker import (
+from checkpoint_solver.profiling.chain import default_loss
+from checkpoint_solver.profiling.inputs import Inputs
+from checkpoint_solver.profiling.tracker import (
     GradBuffers,
     StorageTracker,
     distinct_storage_nbytes,
     optimizer_state_tensors,
     storage_key,
 )
-from checkpoint_solver.profiling.chain import _Inputs, default_loss
 
 __all__ = ["StepMeasure", "measure_step", "time_steps", "train_step"]
 
@@ -68,7 +69,7 @@ def train_step(
 ) -> torch.Tensor:
     """``loss_fn(model(*inputs)).backward()``; returns the loss, detached. Inputs as for
     `checkpoint_solver.profiling.profile` (a tensor, a tuple of arguments, or a dict)."""
-    inp = _Inputs.of(inputs)
+    inp = Inputs.of(inputs)
     loss = (loss_fn or default_loss)(model(*inp.args, **inp.kwargs))
     loss.backward()
     return loss.detach()
@@ -87,7 +88,7 @@ def measure_step(
     With `optimizer`, the step is the whole one: the gradients are cleared first (unless
     `accumulate`), ``optimizer.step()`` runs after the backward, and `step_peak_bytes` counts
     every live tensor. Measure a step after the first, so the optimizer's state exists."""
-    inp = _Inputs.of(inputs)
+    inp = Inputs.of(inputs)
     tensors = inp.tensors()
     x0 = distinct_storage_nbytes(tensors)
     if optimizer is not None and not accumulate:

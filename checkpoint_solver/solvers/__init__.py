@@ -118,6 +118,7 @@ register(
         fn=ilp_rounding.solve_ilp_rounding,
         min_budget=ilp_rounding.min_budget_rounding,
         guarantee="LP relaxation + Checkmate's rounding for large graphs; reports the LP lower bound",
+        exact_min_budget=False,
     )
 )
 register(
@@ -127,6 +128,7 @@ register(
         fn=graph_greedy.solve_greedy,
         min_budget=graph_greedy.min_budget_greedy,
         guarantee="fast heuristic (keep all, then evict the least compute per byte); trivial lower bound",
+        exact_min_budget=False,
     )
 )
 register(
@@ -142,6 +144,7 @@ register(
         requires=lambda g: (
             hierarchical.not_a_training_graph(g) if isinstance(g, Graph) else "it solves graphs"
         ),
+        exact_min_budget=False,
     )
 )
 register(
@@ -154,6 +157,7 @@ register(
             "retention intervals on CP-SAT (after Moccasin): optimal among schedules computing "
             "each node at most `intervals` times when it finishes; needs ortools"
         ),
+        exact_min_budget=False,
     )
 )
 register(
@@ -365,8 +369,10 @@ def _min_or_none(problem: Problem, solver: str, scope: str, options: dict[str, A
 def min_budget(
     problem: Problem, solver: str = "auto", *, scope: str | None = None, **options: Any
 ) -> int:
-    """The exact smallest budget (bytes) at which `solver` returns a schedule for `problem`
-    (for `scope`, as in `solve`: a whole-step minimum is at least what the optimizer step needs).
+    """The smallest budget (bytes) at which `solver` returns a schedule for `problem` (for
+    `scope`, as in `solve`: a whole-step minimum is at least what the optimizer step needs):
+    exact (one byte less raises) for the solvers whose `SolverSpec.exact_min_budget` says so;
+    the heuristics' is the least budget one of their candidates meets.
 
     Budgets are positive, so this is at least 1 even for a problem whose values are all empty.
     """

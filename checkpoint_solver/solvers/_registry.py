@@ -32,7 +32,12 @@ class SolverSpec:
     fn : SolverFn
         Keyword-only parameters of `fn` are the solver's options.
     min_budget : MinBudgetFn
-        Exact minimum feasible budget for the same options.
+        The least budget at which `fn` returns a schedule, for the same options.
+    exact_min_budget : bool
+        Whether `min_budget` is exact: at one byte less `fn` raises. Heuristics whose minimum
+        is that of one of their candidates (``greedy``: the stage eviction's; ``hierarchical``:
+        the least of its sampled DP points; ``ilp-rounding``: the greedy's; ``cpsat``: the least
+        of its model's and the greedy's) may still find a schedule a little below it.
     guarantee : str
         One line: what the solver promises.
     requires : Callable[[Problem], str | None]
@@ -50,6 +55,7 @@ class SolverSpec:
     guarantee: str
     requires: Callable[[Problem], str | None] = field(default=lambda problem: None)
     tradeoff: Callable[..., list[Schedule | None]] | None = None
+    exact_min_budget: bool = True
 
     @property
     def options(self) -> dict[str, Any]:

@@ -411,7 +411,14 @@ def _schedule_at(
             value = float(lower[m]) if lower is not None else math.inf
             bound = value if math.isfinite(value) else None
             exact = bound is not None and predicted <= bound * (1 + 1e-12)
-            status = Status.OPTIMAL if exact else Status.FEASIBLE
+            # FEASIBLE promises a gap: without a bound (bound=False) the DP claims nothing.
+            status = (
+                Status.OPTIMAL
+                if exact
+                else Status.FEASIBLE
+                if bound is not None
+                else Status.HEURISTIC
+            )
     gap = 0.0 if status is Status.OPTIMAL else (None if not bound else (predicted - bound) / bound)
     return make_schedule(
         chain,

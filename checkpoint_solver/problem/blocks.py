@@ -1,0 +1,68 @@
+"""Which block of a chain of blocks each backward node of a training graph belongs to, from the
+data flow: shared by the op-level capture (`checkpoint_solver.profiling.region`) and the
+segments `hierarchical` cuts from a graph without blocks (`checkpoint_solver.solvers._segments`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = ["backward_blocks"]
+
+
+def backward_blocks(
+    blocks: list[int],
+    preds: Sequence[Sequence[int]],
+    is_op: Sequence[bool],
+    backward: Sequence[bool],
+    roots: Sequence[int],
+    sink: int | None,
+    n_blocks: int,
+) -> list[int]:
+    """Fill in the blocks of the backward nodes of `blocks` (forward nodes already labelled,
+    1-based; sources -1), in place, and return it.
+
+    A backward node on the gradient path (a root, i.e. a tangent, or a node reading one) runs no
+    later than the block of the gradients it reads (``g``, the smallest of their blocks: the
+    backward reaches blocks in decreasing order) and belongs to the block whose own forward values
+    it reads (``f``: the ops it differentiates), so it is in block ``min(g, f)``, or ``g`` when it
+    reads only values that other blocks read too (a rotary table, a mask, the previous block's
+    output). A node off the gradient path (a constant, a mask's expansion) goes with its first
+    reader. Hooks on the blocks' inputs cannot say this: a tensor read by many blocks (a U-Net's
+    skip, a time embedding) gets its full gradient only at the end, which would put many blocks'
+    backward nodes in one late block.
+    """
+    size = len(blocks)
+    succs: list[list[int]] = [[] for _ in range(size)]
+    for v in range(size):
+        for u in preds[v]:
+            succs[u].append(v)
+    # Forward values no other block's forward reads: what a block's backward alone needs.
+    local = [
+        is_op[u]
+        and not backward[u]
+        and all(backward[w] or blocks[w] == blocks[u] for w in succs[u] if is_op[w])
+        for u in range(size)
+    ]
+    on_path = [False] * size
+    for r in roots:
+        on_path[r] = True
+        own = [blocks[u] for u in preds[r] if local[u]]
+        blocks[r] = min(n_blocks + 1, max(own)) if own else n_blocks + 1
+    free = []
+    for v in range(size):  # the numbering is topological
+        if not (is_op[v] and backward[v]) or on_path[v] or v == sink:
+            continue
+        grads = [blocks[u] for u in preds[v] if on_path[u]]
+        if not grads:
+            free.append(v)
+            continue
+        on_path[v] = True
+        own = [blocks[u] for u in preds[v] if local[u]]
+        blocks[v] = min(min(grads), max(own)) if own else min(grads)
+    for v in reversed(free):
+        readers = [blocks[w] for w in succs[v] if w != sink]
+        blocks[v] = max(readers) if readers else n_blocks + 1
+    if sink is not None:
+        blocks[sink] = 0
+    return blocks

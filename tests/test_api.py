@@ -1,0 +1,39 @@
+"""The public front door: `cs.profile` and `cs.apply` show their real parameters (not
+``**kwargs``) and stay in step with the functions they call; `cs.runtime` is there from import."""
+
+from __future__ import annotations
+
+import inspect
+import sys
+
+import pytest
+
+import checkpoint_solver as cs
+
+
+@pytest.mark.parametrize(
+    ("facade", "module", "name"),
+    [
+        ("profile", "checkpoint_solver.profiling.chain", "profile"),
+        ("apply", "checkpoint_solver.runtime.executor", "apply"),
+    ],
+)
+def test_the_facade_has_the_real_signature(facade: str, module: str, name: str) -> None:
+    pytest.importorskip("torch")
+    import importlib
+
+    real = inspect.signature(getattr(importlib.import_module(module), name))
+    front = inspect.signature(getattr(cs, facade))
+    got = [(p.name, p.kind, p.default) for p in front.parameters.values()]
+    want = [(p.name, p.kind, p.default) for p in real.parameters.values()]
+    assert got == want
+
+
+def test_runtime_is_an_attribute_from_import_without_torch() -> None:
+    assert cs.runtime.__name__ == "checkpoint_solver.runtime"
+    assert callable(cs.runtime.remove)
+    code = "import sys, checkpoint_solver as cs; cs.runtime; print('torch' in sys.modules)"
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
