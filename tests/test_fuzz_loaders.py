@@ -22,8 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import checkpoint_solver as cs
+from checkpoint_solver.problem.profile import Profile, StageInfo
 from checkpoint_solver.problem.synthetic import transformer_chain
-from checkpoint_solver.profiling.record import Profile, StageInfo
 
 REPLACEMENTS: list[Any] = [
     None,

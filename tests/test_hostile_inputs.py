@@ -118,7 +118,7 @@ def test_a_versioned_problem_without_its_format_says_so(tmp_path: Path) -> None:
 
 
 def test_a_profile_without_its_chain_says_so(tmp_path: Path) -> None:
-    from checkpoint_solver.profiling.record import Profile, StageInfo
+    from checkpoint_solver.problem.profile import Profile, StageInfo
 
     prof = Profile(
         chain=CHAIN, stages=tuple(StageInfo(name=f"s{k}", modules=()) for k in range(CHAIN.length))

@@ -57,6 +57,7 @@ from checkpoint_solver.errors import ProfilingError
 from checkpoint_solver.problem import BoundaryValue, Chain, ModelStates
 from checkpoint_solver.problem.profile import Profile, StageInfo
 from checkpoint_solver.profiling.inputs import Inputs, model_device
+from checkpoint_solver.profiling.snapshot import Snapshot
 from checkpoint_solver.profiling.stages import (
     StageCall,
     StageHooks,
@@ -427,9 +428,7 @@ def profile(
     dev = _check_devices(model, inputs, device)
     params = list(model.parameters())
     saved_grads = [p.grad for p in params]
-    saved_buffers = [b.detach().clone() for b in model.buffers()]
-    rng = torch.get_rng_state()
-    cuda_rng = torch.cuda.get_rng_state_all() if dev.type == "cuda" else None
+    snapshot = Snapshot.take(model)
     try:
         # The call tree runs a forward without grad: after the snapshot, restored below.
         tree = call_tree(model, inputs.args, inputs.kwargs)
@@ -461,12 +460,7 @@ def profile(
     finally:
         for p, g in zip(params, saved_grads, strict=True):
             p.grad = g
-        with torch.no_grad():
-            for b, v in zip(model.buffers(), saved_buffers, strict=True):
-                b.copy_(v)
-        torch.set_rng_state(rng)
-        if cuda_rng is not None:
-            torch.cuda.set_rng_state_all(cuda_rng)
+        snapshot.restore()
 
 
 def _no_tape_forward(

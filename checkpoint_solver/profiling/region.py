@@ -67,6 +67,7 @@ from checkpoint_solver.profiling.graph import (
     _time_nodes,
     _user_frame,
 )
+from checkpoint_solver.profiling.snapshot import Snapshot
 from checkpoint_solver.profiling.stages import StageCall, call_tree, stage_calls
 from checkpoint_solver.profiling.tracker import (
     distinct_storage_nbytes,
@@ -259,9 +260,7 @@ def capture_region(
     buffers = dict(module.named_buffers())
     diff_inputs = [k for k, t in enumerate(inputs) if t.requires_grad and t.is_floating_point()]
 
-    rng = torch.get_rng_state()
-    cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
-    saved_buffers = [t.detach().clone() for t in buffers.values()]
+    snapshot = Snapshot.take(module)
 
     # functional_call does not always put back a parameter that several modules share (tied
     # weights, one cell in many step modules): after tracing it may be left a fake tensor.
@@ -276,12 +275,7 @@ def capture_region(
         for owner, kind, key, value in slots:
             if getattr(owner, kind).get(key) is not value:
                 getattr(owner, kind)[key] = value
-        with torch.no_grad():
-            for t, v in zip(buffers.values(), saved_buffers, strict=True):
-                t.copy_(v)
-        torch.set_rng_state(rng)
-        if cuda_rng is not None:
-            torch.cuda.set_rng_state_all(cuda_rng)
+        snapshot.restore()
 
     def call(p: dict[str, Any], b: dict[str, Any], xs: list[Any]) -> Any:
         flat = list(leaves)

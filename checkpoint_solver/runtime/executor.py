@@ -60,6 +60,7 @@ from checkpoint_solver.errors import (
 from checkpoint_solver.problem import Chain, Graph, fingerprint
 from checkpoint_solver.problem.profile import Profile
 from checkpoint_solver.profiling.chain import resolve_blocks
+from checkpoint_solver.profiling.snapshot import Snapshot
 from checkpoint_solver.profiling.stages import StageCall, StageHooks
 from checkpoint_solver.profiling.tracker import distinct_storage_nbytes
 from checkpoint_solver.runtime.plan import ReplayPlan, forward_kind
@@ -506,11 +507,8 @@ class _Executor:
         more than the later ones (without it, the first step keeps every live value at its
         boundaries until its forward ends). The RNG streams and the buffers are put back: the
         step then runs exactly as without the probe."""
-        saved = [(b, b.detach().clone()) for b in model.buffers()]
-        devices = sorted(
-            {t.device.index or 0 for t in (*model.parameters(), *model.buffers()) if t.is_cuda}
-        )
-        with torch.random.fork_rng(devices=devices), torch.no_grad():
+        snapshot = Snapshot.take(model)
+        with torch.no_grad():
             self.stage_hooks.reset()
             run = _Run(self, args, kwargs, probe=True)
             _tls.state = run
@@ -533,8 +531,7 @@ class _Executor:
                 raise
             finally:
                 _tls.state = None
-                for b, v in saved:
-                    b.copy_(v)
+                snapshot.restore()
 
     def _model_post(self, model: nn.Module, args: Any, output: Any) -> None:
         run = _state()
