@@ -13,6 +13,7 @@ True
 
 from __future__ import annotations
 
+import enum
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,9 +24,28 @@ from checkpoint_solver._io import canonical_json, check_header, load_json, write
 from checkpoint_solver.errors import ScheduleFormatError
 from checkpoint_solver.problem import Chain, Graph, problem_from_dict, problem_to_dict
 
-__all__ = ["PROFILE_FORMAT", "Profile", "StageInfo", "load_profile"]
+__all__ = ["PROFILE_FORMAT", "Profile", "StageInfo", "StageKind", "load_profile"]
 
 PROFILE_FORMAT = "checkpoint_solver.profile"
+
+
+class StageKind(str, enum.Enum):
+    """What a chain stage of a profile is: the code before the first block, a block, or the
+    code after the last block with the loss. The values are the stage names the profiler gives
+    the first and the last (a block's stage is named after its module)."""
+
+    PROLOGUE = "prologue"
+    BLOCK = "block"
+    EPILOGUE = "epilogue+loss"
+
+    @classmethod
+    def of(cls, name: str) -> StageKind:
+        """The kind of the stage named `name`."""
+        if name == cls.PROLOGUE.value:
+            return cls.PROLOGUE
+        if name == cls.EPILOGUE.value:
+            return cls.EPILOGUE
+        return cls.BLOCK
 
 
 @dataclass(frozen=True)
@@ -46,6 +66,10 @@ class StageInfo:
     flops_forward: int = 0
     flops_backward: int = 0
     call: int = 0
+
+    @property
+    def kind(self) -> StageKind:
+        return StageKind.of(self.name)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {

@@ -55,7 +55,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from checkpoint_solver.errors import ProfilingError
 from checkpoint_solver.problem import BoundaryValue, Chain, ModelStates
-from checkpoint_solver.problem.profile import Profile, StageInfo
+from checkpoint_solver.problem.profile import Profile, StageInfo, StageKind
 from checkpoint_solver.profiling.inputs import Inputs, model_device
 from checkpoint_solver.profiling.snapshot import Snapshot
 from checkpoint_solver.profiling.stages import (
@@ -669,9 +669,9 @@ def _profile(
         mods: tuple[str, ...] = ()
         call = 0
         if k == 0:
-            name = "prologue"
+            name = StageKind.PROLOGUE.value
         elif k == nb + 1:
-            name = "epilogue+loss"
+            name = StageKind.EPILOGUE.value
         else:
             c = named[k - 1]
             name, mods, call = _stage_name(c), (c.name,), c.call
@@ -904,7 +904,7 @@ def _with_graph(
     # Block k (0 prologue, 1.. the stages, len + 1 after them) -> chain stage: the chain drops an
     # empty prologue; the tangents and the sink are the epilogue's (the loss is back-propagated
     # there).
-    offset = 0 if prof.stages[0].name == "prologue" else 1
+    offset = 0 if prof.stages[0].kind is StageKind.PROLOGUE else 1
     last = prof.chain.length - 1
     epilogue = {*region.tangents, region.sink}
     stages = tuple(

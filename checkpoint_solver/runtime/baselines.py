@@ -28,10 +28,9 @@ from torch.utils.checkpoint import checkpoint_sequential as _torch_sequential
 
 from checkpoint_solver.errors import ApplyError, ReplayError
 from checkpoint_solver.profiling.chain import resolve_blocks
+from checkpoint_solver.runtime import applied
 
 __all__ = ["checkpoint_per_block", "checkpoint_sequential", "no_checkpoint", "remove"]
-
-_ATTR = "_checkpoint_solver_baseline"
 
 
 def _first(output: Any) -> Any:
@@ -39,15 +38,17 @@ def _first(output: Any) -> Any:
 
 
 def _patch(model: nn.Module, patches: list[tuple[nn.Module, Callable[..., Any]]]) -> nn.Module:
-    if getattr(model, _ATTR, None) is not None or getattr(
-        model, "_checkpoint_solver_executor", None
-    ):
-        raise ApplyError(
-            f"{type(model).__name__} already has a schedule or baseline applied; remove it first"
-        )
+    if (old := applied.get(model)) is not None:
+        applied.attach(model, old)  # refused, naming what is applied
     for module, forward in patches:
         module.forward = forward
-    object.__setattr__(model, _ATTR, [m for m, _ in patches])
+    patched = [m for m, _ in patches]
+
+    def undo() -> None:
+        for m in patched:
+            del m.forward
+
+    applied.attach(model, applied.Applied("baseline", patched, undo=undo))
     return model
 
 
@@ -140,11 +141,7 @@ def _pass_through(state: dict[str, Any], name: str, last: bool, *args: Any, **kw
 
 
 def remove(model: nn.Module) -> nn.Module:
-    """Undo a baseline: the blocks' forwards are their own again. Returns `model`."""
-    patched = getattr(model, _ATTR, None)
-    if patched is None:
-        raise ApplyError(f"{type(model).__name__} has no baseline applied")
-    for m in patched:
-        del m.forward
-    object.__delattr__(model, _ATTR)
+    """Undo a baseline: the blocks' forwards are their own again. Returns `model`
+    (`checkpoint_solver.runtime.remove` undoes a baseline too)."""
+    applied.detach(model, "baseline")
     return model

@@ -17,7 +17,7 @@ from torch import nn
 from checkpoint_solver.buckets import Buckets
 from checkpoint_solver.errors import ApplyError
 from checkpoint_solver.profiling.inputs import Inputs
-from checkpoint_solver.runtime import executor
+from checkpoint_solver.runtime import applied, executor
 from checkpoint_solver.runtime.plan import ReplayPlan
 
 __all__ = ["apply_buckets", "bucket_in_use"]
@@ -70,7 +70,9 @@ def apply_buckets(model: nn.Module, buckets: Buckets) -> nn.Module:
     last bucket raises `ApplyError`."""
     profile = dataclasses.replace(buckets.profile, chain=buckets.chains[0])
     executor.apply(model, buckets.schedules[0], profile)
-    ex = getattr(model, executor._ATTR)
+    record = applied.get(model)
+    assert record is not None and record.kind == "chain"
+    ex = record.state
     switch = _Switch(ex, buckets)
     ex.handles.append(model.register_forward_pre_hook(switch.pre, with_kwargs=True, prepend=True))
     ex.bucket_switch = switch
@@ -79,8 +81,8 @@ def apply_buckets(model: nn.Module, buckets: Buckets) -> nn.Module:
 
 def bucket_in_use(model: nn.Module) -> int:
     """The bucket the last training call of `model` ran in (index into ``buckets.edges``)."""
-    ex = getattr(model, executor._ATTR, None)
-    switch = getattr(ex, "bucket_switch", None)
+    record = applied.get(model)
+    switch = getattr(None if record is None else record.state, "bucket_switch", None)
     if switch is None:
         raise ApplyError(f"{type(model).__name__} has no buckets applied (apply_buckets)")
     return int(switch.current)

@@ -58,12 +58,13 @@ from checkpoint_solver.errors import (
     ReplayError,
 )
 from checkpoint_solver.problem import Chain, Graph, fingerprint
-from checkpoint_solver.problem.profile import Profile
+from checkpoint_solver.problem.profile import Profile, StageKind
 from checkpoint_solver.profiling.chain import resolve_blocks
 from checkpoint_solver.profiling.snapshot import Snapshot
 from checkpoint_solver.profiling.stages import StageCall, StageHooks
 from checkpoint_solver.profiling.tracker import distinct_storage_nbytes
-from checkpoint_solver.runtime.plan import ReplayPlan, forward_kind
+from checkpoint_solver.runtime import applied
+from checkpoint_solver.runtime.plan import Forward, ReplayPlan, forward_kind
 from checkpoint_solver.runtime.program import (
     Boundary,
     Program,
@@ -77,7 +78,6 @@ from checkpoint_solver.schedule.ops import Bwd, FreeActivation, Op
 
 __all__ = ["apply", "is_applied", "last_trace", "remove"]
 
-_ATTR = "_checkpoint_solver_executor"
 # .state: the _Run being forwarded, or _REPLAYING while the executor reruns
 _tls = threading.local()
 
@@ -231,7 +231,7 @@ class _Run:
             self._end_region(s - 1)
             # a[s-1] is now known: what stage s-1's op does with it, then the frees before op s.
             prev = plan.forward_kinds[s - 2]
-            if prev in ("n", "ck"):
+            if prev in (Forward.NO_TAPE, Forward.CHECKPOINT):
                 self.plain[s - 1] = self._boundary(s - 1)
             elif s - 1 in plan.keep_taped:
                 self.taped[s - 1] = self._boundary(s - 1)
@@ -243,7 +243,7 @@ class _Run:
         op = plan.ops[self.pos]
         kind = forward_kind(op)
         self.pos += 1
-        if kind == "n" and s > 1:
+        if kind is Forward.NO_TAPE and s > 1:
             self.plain.pop(s - 1, None)
         self.stage = s
         if self.trace is not None:
@@ -255,7 +255,7 @@ class _Run:
         # Some kernels (batch norm's running statistics) write buffers without bumping their
         # version: the first step compares values too.
         self.before = [b.clone() for b in region.buffers] if not ex.probed else None
-        self.packing = s if kind != "all" else None
+        self.packing = s if kind is not Forward.TAPE else None
         if self.packing is not None:
             self.holders[s] = []
             self.meta[s] = []
@@ -422,16 +422,16 @@ class _Run:
     def _forward(self, op: Op) -> None:
         kind = forward_kind(op)
         s: int = op.stage  # type: ignore[union-attr]
-        out = self.ex.rerun(self, s, self._source(s - 1), tape=kind == "all")
+        out = self.ex.rerun(self, s, self._source(s - 1), tape=kind is Forward.TAPE)
         if self.trace is not None:
             self.trace.append(str(op))
-        if kind == "all":
+        if kind is Forward.TAPE:
             if out is not None:  # s in keep_taped
                 self.taped[s] = out
         else:
             assert out is not None
             self.plain[s] = out
-            if kind == "n" and s > 1:
+            if kind is Forward.NO_TAPE and s > 1:
                 self.plain.pop(s - 1, None)
 
 
@@ -741,11 +741,8 @@ def apply(
             f"cs.apply's profile must be a Profile (cs.profile(model, inputs) or "
             f"cs.Profile.load(path)), got {type(profile).__name__}"
         )
-    if getattr(model, _ATTR, None) is not None:
-        raise ApplyError(
-            f"{type(model).__name__} already has a schedule applied; call "
-            f"checkpoint_solver.runtime.remove(model) before applying another"
-        )
+    if (old := applied.get(model)) is not None:
+        applied.attach(model, old)  # refused, naming what is applied
     if schedule.kind == "graph":
         from checkpoint_solver.runtime import oplevel
 
@@ -765,7 +762,7 @@ def apply(
     input_bytes = None
     if profile is not None:
         _same_problem(schedule, profile.chain, "chain")
-        prologue = profile.stages[0].name == "prologue"
+        prologue = profile.stages[0].kind is StageKind.PROLOGUE
         calls = []
         for st in profile.stages:
             for name in st.modules:
@@ -796,43 +793,38 @@ def apply(
         raise ApplyError("the profile names no blocks; profile the model with its blocks")
     plan = ReplayPlan.from_ops(schedule.ops, schedule.size)
     ex = _Executor(model, plan, calls, prologue, input_bytes, record, probe)
-    object.__setattr__(model, _ATTR, ex)
+
+    def undo() -> None:
+        for h in ex.handles:
+            h.remove()
+
+    applied.attach(
+        model,
+        applied.Applied(
+            "chain", ex, undo=undo, trace=lambda: list(ex.last_trace or []) if ex.record else None
+        ),
+    )
     return model
 
 
 def remove(model: nn.Module) -> nn.Module:
-    """Undo `apply`: the model's forward and backward are plain again. Returns `model`."""
-    ex = getattr(model, _ATTR, None)
-    if ex is None:
-        from checkpoint_solver.runtime import oplevel
-
-        if oplevel.remove_graph(model):
-            return model
-        raise ApplyError(f"{type(model).__name__} has no schedule applied")
-    for h in ex.handles:
-        h.remove()
-    object.__delattr__(model, _ATTR)
+    """Undo `apply` (of a chain or a graph schedule, or a baseline): the model trains as before.
+    Returns `model`."""
+    applied.detach(model)
     return model
 
 
 def is_applied(model: nn.Module) -> bool:
-    """Whether `apply` hooked `model`."""
-    from checkpoint_solver.runtime import oplevel
-
-    return getattr(model, _ATTR, None) is not None or oplevel.is_graph_applied(model)
+    """Whether a schedule or a baseline is applied to `model`."""
+    return applied.get(model) is not None
 
 
 def last_trace(model: nn.Module) -> list[str]:
     """The ops the most recent step of an applied model ran (``apply(..., record=True)``), in the
     order they ran: forward ops as the stages started, reruns as they ran, ``B(k)`` as autograd
-    reached stage k. Frees are not listed."""
-    ex = getattr(model, _ATTR, None)
-    if ex is None:
-        from checkpoint_solver.runtime import oplevel
-
-        trace = oplevel.graph_trace(model)
-        if trace is not None:
-            return [t for t in trace if not t.startswith("free")]
-    if ex is None or not ex.record:
+    reached stage k (graph schedules: their computes). Frees are not listed."""
+    record = applied.get(model)
+    trace = None if record is None else record.trace()
+    if trace is None:
         raise ApplyError("record the trace with apply(model, schedule, record=True)")
-    return list(ex.last_trace or [])
+    return [t for t in trace if not t.startswith("free")]

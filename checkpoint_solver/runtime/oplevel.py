@@ -37,11 +37,11 @@ from torch.utils._pytree import tree_flatten, tree_unflatten
 from checkpoint_solver.errors import ApplyError, FingerprintMismatchError, ReplayError
 from checkpoint_solver.problem.fingerprint import fingerprint
 from checkpoint_solver.profiling.region import Region, autocast_off, call_key, capture_region
+from checkpoint_solver.runtime import applied as applied_record
 from checkpoint_solver.schedule import Compute, Free, Schedule
 
 __all__ = ["GraphReplay", "apply_graph", "compile_schedule", "graph_trace", "remove_graph"]
 
-_ATTR = "_checkpoint_solver_graph"
 
 # One step of a program: ("run", group) | ("free", group) | ("tangent", k) | ("untangent", k)
 # (the schedule frees tangent k) | ("sink", -1)
@@ -393,13 +393,8 @@ def apply_graph(module: nn.Module, schedule: Schedule, *, record: bool = False) 
     FingerprintMismatchError
         At the first training call, when the schedule was solved for another region.
     """
-    from checkpoint_solver.runtime.executor import is_applied
-
-    if is_applied(module):
-        raise ApplyError(
-            f"{type(module).__name__} already has a schedule applied; call "
-            f"checkpoint_solver.runtime.remove(module) before applying another"
-        )
+    if (old := applied_record.get(module)) is not None:
+        applied_record.attach(module, old)  # refused, naming what is applied
     original = module.forward
     applied = _Applied(record=record)
 
@@ -444,25 +439,34 @@ def apply_graph(module: nn.Module, schedule: Schedule, *, record: bool = False) 
         return tree_unflatten(flat, region.output_spec)
 
     module.forward = types.MethodType(forward, module)
-    setattr(module, _ATTR, applied)
+
+    def undo() -> None:
+        del module.forward
+
+    applied_record.attach(
+        module,
+        applied_record.Applied(
+            "graph", applied, undo=undo, trace=lambda: applied.last_trace if record else None
+        ),
+    )
     return module
 
 
 def remove_graph(module: nn.Module) -> bool:
     """Undo `apply_graph`; True when something was removed."""
-    applied = getattr(module, _ATTR, None)
-    if applied is None:
+    rec = applied_record.get(module)
+    if rec is None or rec.kind != "graph":
         return False
-    del module.forward
-    delattr(module, _ATTR)
+    applied_record.detach(module)
     return True
 
 
 def is_graph_applied(module: nn.Module) -> bool:
-    return getattr(module, _ATTR, None) is not None
+    rec = applied_record.get(module)
+    return rec is not None and rec.kind == "graph"
 
 
 def graph_trace(module: nn.Module) -> list[str] | None:
     """The ops (computes and frees) the last training call ran, with ``record=True``."""
-    applied = getattr(module, _ATTR, None)
-    return None if applied is None else applied.last_trace
+    rec = applied_record.get(module)
+    return None if rec is None or rec.kind != "graph" else rec.state.last_trace

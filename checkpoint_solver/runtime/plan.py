@@ -11,12 +11,13 @@ Examples
 >>> from checkpoint_solver.schedule.ops import parse_op
 >>> ops = [parse_op(s) for s in "F_ck(1) F_n(2) F_all(3) B(3) F_all(1) F_all(2) B(2) B(1)".split()]
 >>> plan = ReplayPlan.from_ops(ops, 3)
->>> plan.forward_kinds, sorted(plan.replayed), plan.backward_start
-(('ck', 'n', 'all'), [1, 2], 3)
+>>> [k.value for k in plan.forward_kinds], sorted(plan.replayed), plan.backward_start
+(['ck', 'n', 'all'], [1, 2], 3)
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -30,13 +31,23 @@ from checkpoint_solver.schedule.ops import (
     Op,
 )
 
-__all__ = ["ReplayPlan", "forward_kind"]
-
-_KINDS = {FwdNoTape: "n", FwdCheckpoint: "ck", FwdTape: "all"}
+__all__ = ["Forward", "ReplayPlan", "forward_kind"]
 
 
-def forward_kind(op: Op) -> str | None:
-    """``"n"``, ``"ck"`` or ``"all"`` for a chain forward op, else None."""
+class Forward(str, enum.Enum):
+    """How a chain forward op runs its stage: without tape keeping nothing (``F_n``), without
+    tape keeping its input as a checkpoint (``F_ck``), or with its tape (``F_all``)."""
+
+    NO_TAPE = "n"
+    CHECKPOINT = "ck"
+    TAPE = "all"
+
+
+_KINDS = {FwdNoTape: Forward.NO_TAPE, FwdCheckpoint: Forward.CHECKPOINT, FwdTape: Forward.TAPE}
+
+
+def forward_kind(op: Op) -> Forward | None:
+    """The `Forward` kind of a chain forward op, else None."""
     return _KINDS.get(type(op))
 
 
@@ -50,8 +61,8 @@ class ReplayPlan:
         The schedule's ops.
     n : int
         Number of stages.
-    forward_kinds : tuple[str, ...]
-        The forward phase's op per stage (``"n"``, ``"ck"`` or ``"all"``), stage 1 first.
+    forward_kinds : tuple[Forward, ...]
+        The forward phase's op per stage, stage 1 first.
     backward_start : int
         Index of the first ``B`` (always ``B(n)``) in `ops`.
     replayed : frozenset[int]
@@ -66,14 +77,14 @@ class ReplayPlan:
 
     ops: tuple[Op, ...]
     n: int
-    forward_kinds: tuple[str, ...]
+    forward_kinds: tuple[Forward, ...]
     backward_start: int
     replayed: frozenset[int]
     keep_taped: frozenset[int]
 
     @property
     def trivial(self) -> bool:
-        return not self.replayed and all(k == "all" for k in self.forward_kinds)
+        return not self.replayed and all(k is Forward.TAPE for k in self.forward_kinds)
 
     @classmethod
     def from_ops(cls, ops: Sequence[Op], n: int) -> ReplayPlan:
@@ -88,7 +99,7 @@ class ReplayPlan:
             these too; the message names the op).
         """
         ops = tuple(ops)
-        kinds: list[str] = []
+        kinds: list[Forward] = []
         i = 0
         while i < len(ops) and not isinstance(ops[i], Bwd):
             op = ops[i]
@@ -117,7 +128,7 @@ class ReplayPlan:
                 str(ops[i]) if i < len(ops) else None,
                 f"the forward phase runs {len(kinds)} of the {n} stages before the first B",
             )
-        if kinds[-1] != "all":
+        if kinds[-1] is not Forward.TAPE:
             raise InvalidScheduleError(
                 i,
                 str(ops[i]) if i < len(ops) else None,
@@ -158,11 +169,11 @@ class ReplayPlan:
                     src = stage - 1
                     if src not in plain and src in taped:
                         keep_taped.add(src)
-                if kind == "all":
+                if kind is Forward.TAPE:
                     taped.add(stage)
                 else:
                     plain.add(stage)
-                    if kind == "n" and stage > 1:
+                    if kind is Forward.NO_TAPE and stage > 1:
                         plain.discard(stage - 1)
             else:
                 raise InvalidScheduleError(j, str(op), "not a chain op")

@@ -30,6 +30,7 @@ from typing import Any
 
 from checkpoint_solver.errors import InvalidOptionError
 from checkpoint_solver.problem import Chain
+from checkpoint_solver.problem.profile import StageKind
 from checkpoint_solver.problem.states import resolve_scope
 from checkpoint_solver.schedule import Schedule
 from checkpoint_solver.schedule.ops import parse_op
@@ -46,8 +47,9 @@ def profile_blocks(stage_names: Sequence[str]) -> tuple[int, int]:
     >>> profile_blocks(["prologue", "blocks.0", "blocks.1", "epilogue+loss"])
     (2, 2)
     """
-    first = 2 if stage_names and stage_names[0] == "prologue" else 1
-    tail = bool(stage_names) and stage_names[-1].startswith("epilogue")
+    kinds = [StageKind.of(n) for n in stage_names]
+    first = 2 if kinds and kinds[0] is StageKind.PROLOGUE else 1
+    tail = bool(kinds) and kinds[-1] is StageKind.EPILOGUE
     last = len(stage_names) - (1 if tail else 0)
     return first, max(last - first + 1, 0)
 

@@ -53,8 +53,17 @@ def test_baseline_refusals() -> None:
     with pytest.raises(cs.ApplyError, match="segments=9 is not valid for 6 blocks"):
         baselines.checkpoint_sequential(model, 9)
     baselines.checkpoint_per_block(model)
-    with pytest.raises(cs.ApplyError, match="already has a schedule or baseline"):
+    with pytest.raises(cs.ApplyError, match="already has a baseline applied"):
         baselines.no_checkpoint(model)
+    # One record for every kind: a schedule is refused on a model with a baseline, and the
+    # front door's remove undoes a baseline too.
+    sched = cs.solve(cs.load_problem("example:transformer-chain"), "64GiB", "store_all")
+    with pytest.raises(cs.ApplyError, match="already has a baseline applied"):
+        cs.apply(model, sched)
+    assert cs.runtime.is_applied(model)
+    cs.runtime.remove(model)
+    assert not cs.runtime.is_applied(model)
+    baselines.checkpoint_per_block(model)
     baselines.remove(model)
     with pytest.raises(cs.ApplyError, match="no baseline"):
         baselines.remove(model)

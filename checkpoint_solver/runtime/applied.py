@@ -1,0 +1,64 @@
+"""What is applied to a model, in one record: a chain schedule, a graph schedule or a baseline.
+
+Every way of changing how a model trains (`checkpoint_solver.runtime.executor.apply`,
+`checkpoint_solver.runtime.oplevel.apply_graph`, the baselines of
+`checkpoint_solver.runtime.baselines`) attaches one `Applied` to the model, so each refuses a
+model that already has one of the others, and `remove`, `is_applied` and `last_trace` answer
+for all of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from torch import nn
+
+from checkpoint_solver.errors import ApplyError
+
+__all__ = ["Applied", "attach", "detach", "get"]
+
+_ATTR = "_checkpoint_solver_applied"
+
+Kind = Literal["chain", "graph", "baseline"]
+
+
+@dataclass(eq=False)
+class Applied:
+    """One applied schedule or baseline: its kind, its own state (the executor, the compiled
+    graph replay, the patched blocks), how to undo it, and the ops its last step ran (None when
+    not recorded)."""
+
+    kind: Kind
+    state: Any
+    undo: Callable[[], None]
+    trace: Callable[[], list[str] | None] = lambda: None
+
+
+def get(model: nn.Module) -> Applied | None:
+    """The record attached to `model`, or None."""
+    record = getattr(model, _ATTR, None)
+    return record if isinstance(record, Applied) else None
+
+
+def attach(model: nn.Module, record: Applied) -> None:
+    """Attach `record`; a model that already has one is refused."""
+    if (old := get(model)) is not None:
+        what = "a baseline" if old.kind == "baseline" else f"a {old.kind} schedule"
+        raise ApplyError(
+            f"{type(model).__name__} already has {what} applied; call "
+            f"checkpoint_solver.runtime.remove(model) before applying another"
+        )
+    object.__setattr__(model, _ATTR, record)
+
+
+def detach(model: nn.Module, kind: Kind | None = None) -> Applied:
+    """Undo and remove the record (of `kind`, when given); none is an `ApplyError`."""
+    record = get(model)
+    if record is None or (kind is not None and record.kind != kind):
+        what = "baseline" if kind == "baseline" else "schedule"
+        raise ApplyError(f"{type(model).__name__} has no {what} applied")
+    record.undo()
+    object.__delattr__(model, _ATTR)
+    return record
