@@ -40,6 +40,22 @@ def machine() -> str:
     )
 
 
+def zoo_arguments(doc: str | None) -> tuple[int, list[str]]:
+    """``--size`` (the zoo config) and ``--families`` of a zoo benchmark, parsed with the script's
+    first docstring line as its description; warnings silenced (the zoo's models warn)."""
+    import argparse
+    import warnings
+
+    from checkpoint_solver import zoo
+
+    parser = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
+    parser.add_argument("--size", type=int, default=0)
+    parser.add_argument("--families", default=",".join(zoo.FAMILIES))
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+    return args.size, args.families.split(",")
+
+
 def table(headers: list[str], rows: list[list[object]]) -> str:
     """A GitHub-markdown table."""
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]

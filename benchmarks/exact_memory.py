@@ -14,10 +14,8 @@ the budget, below 1 wastes memory.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import sys
-import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -25,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 
 import checkpoint_solver as cs
-from benchmarks._common import table, write_section
+from benchmarks._common import table, write_section, zoo_arguments
 from checkpoint_solver import zoo
 from checkpoint_solver.runtime.measure import measure_step
 from checkpoint_solver.solvers.torch_rules import profile_blocks, torch_per_block
@@ -76,12 +74,8 @@ def run(name: str, size: int) -> list[object]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=int, default=0)
-    parser.add_argument("--families", default=",".join(zoo.FAMILIES))
-    args = parser.parse_args()
-    warnings.simplefilter("ignore")
-    rows = [run(name, args.size) for name in args.families.split(",")]
+    size, families = zoo_arguments(__doc__)
+    rows = [run(name, size) for name in families]
     headers = [
         "model",
         "plain peak (measured)",
@@ -92,7 +86,7 @@ def main() -> None:
         "hierarchical halfway",
     ]
     body = (
-        f"Config {args.size} of each family; each cell: measured / predicted activation peak "
+        f"Config {size} of each family; each cell: measured / predicted activation peak "
         f"(prediction in brackets), the step after a first one.\n\n" + table(headers, rows)
     )
     print(body)

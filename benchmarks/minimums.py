@@ -10,15 +10,13 @@ ones are within 3 % of measured (RESULTS.md "exact_memory"), the graph's within 
 
 from __future__ import annotations
 
-import argparse
 import sys
-import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import checkpoint_solver as cs
-from benchmarks._common import table, write_section
+from benchmarks._common import table, write_section, zoo_arguments
 from checkpoint_solver import zoo
 from checkpoint_solver.solvers.torch_rules import profile_blocks, torch_per_block
 
@@ -51,12 +49,8 @@ def run(name: str, size: int) -> list[object]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=int, default=0)
-    parser.add_argument("--families", default=",".join(zoo.FAMILIES))
-    args = parser.parse_args()
-    warnings.simplefilter("ignore")
-    rows = [run(name, args.size) for name in args.families.split(",")]
+    size, families = zoo_arguments(__doc__)
+    rows = [run(name, size) for name in families]
     headers = [
         "model",
         "dp minimum",
@@ -66,7 +60,7 @@ def main() -> None:
         "hierarchical <= dp <= per-block",
     ]
     body = (
-        f"Config {args.size} of each family; activation budgets as the simulator counts them "
+        f"Config {size} of each family; activation budgets as the simulator counts them "
         f"(the DP minimises measured time, so these move a few % between runs). Within 0.1 % "
         f"counts as <=: the graph counts the scalar loss the caller holds through its backward "
         f"(8 bytes here), which the chain leaves out.\n\n" + table(headers, rows)

@@ -18,11 +18,9 @@ measured peak against the budget.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import dataclasses
 import sys
-import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -30,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 
 import checkpoint_solver as cs
-from benchmarks._common import table, write_section
+from benchmarks._common import table, write_section, zoo_arguments
 from checkpoint_solver import zoo
 from checkpoint_solver.errors import InfeasibleBudgetError
 from checkpoint_solver.runtime.measure import measure_step
@@ -107,14 +105,10 @@ def run(name: str, size: int) -> tuple[list[object], list[list[object]]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=int, default=0)
-    parser.add_argument("--families", default=",".join(zoo.FAMILIES))
-    args = parser.parse_args()
-    warnings.simplefilter("ignore")
+    size, families = zoo_arguments(__doc__)
     rows, versus = [], []
-    for name in args.families.split(","):
-        row, vs = run(name, args.size)
+    for name in families:
+        row, vs = run(name, size)
         rows.append(row)
         versus.extend(vs)
     headers = [
@@ -127,7 +121,7 @@ def main() -> None:
         "hierarchical halfway",
     ]
     body = (
-        f"Config {args.size} of each family, AdamW; each cell: measured / predicted whole-step "
+        f"Config {size} of each family, AdamW; each cell: measured / predicted whole-step "
         f"peak (prediction in brackets), the step after a first one. Model states: parameters "
         f"+ optimizer state + gradients.\n\n"
         + table(headers, rows)

@@ -17,7 +17,7 @@ from torch import nn
 
 from checkpoint_solver.errors import ApplyError
 
-__all__ = ["Applied", "attach", "detach", "get"]
+__all__ = ["Applied", "attach", "check_free", "detach", "get"]
 
 _ATTR = "_checkpoint_solver_applied"
 
@@ -42,14 +42,19 @@ def get(model: nn.Module) -> Applied | None:
     return record if isinstance(record, Applied) else None
 
 
-def attach(model: nn.Module, record: Applied) -> None:
-    """Attach `record`; a model that already has one is refused."""
+def check_free(model: nn.Module) -> None:
+    """Refuse a model that already has a schedule or a baseline applied, naming which."""
     if (old := get(model)) is not None:
         what = "a baseline" if old.kind == "baseline" else f"a {old.kind} schedule"
         raise ApplyError(
             f"{type(model).__name__} already has {what} applied; call "
             f"checkpoint_solver.runtime.remove(model) before applying another"
         )
+
+
+def attach(model: nn.Module, record: Applied) -> None:
+    """Attach `record`; a model that already has one is refused (`check_free`)."""
+    check_free(model)
     object.__setattr__(model, _ATTR, record)
 
 

@@ -38,8 +38,7 @@ def _first(output: Any) -> Any:
 
 
 def _patch(model: nn.Module, patches: list[tuple[nn.Module, Callable[..., Any]]]) -> nn.Module:
-    if (old := applied.get(model)) is not None:
-        applied.attach(model, old)  # refused, naming what is applied
+    applied.check_free(model)
     for module, forward in patches:
         module.forward = forward
     patched = [m for m, _ in patches]

@@ -513,11 +513,12 @@ class _Executor:
             run = _Run(self, args, kwargs, probe=True)
             _tls.state = run
             try:
-                model.forward(*args, **kwargs)
-                _tls.state = None
+                try:
+                    model.forward(*args, **kwargs)
+                finally:
+                    _tls.state = None
                 run.finish_forward()
             except ReplayError as exc:
-                _tls.state = None
                 run.abort()
                 self.needed = None
                 warnings.warn(
@@ -526,11 +527,9 @@ class _Executor:
                     stacklevel=4,
                 )
             except BaseException:
-                _tls.state = None
                 run.abort()
                 raise
             finally:
-                _tls.state = None
                 snapshot.restore()
 
     def _model_post(self, model: nn.Module, args: Any, output: Any) -> None:
@@ -741,8 +740,7 @@ def apply(
             f"cs.apply's profile must be a Profile (cs.profile(model, inputs) or "
             f"cs.Profile.load(path)), got {type(profile).__name__}"
         )
-    if (old := applied.get(model)) is not None:
-        applied.attach(model, old)  # refused, naming what is applied
+    applied.check_free(model)
     if schedule.kind == "graph":
         from checkpoint_solver.runtime import oplevel
 

@@ -393,8 +393,7 @@ def apply_graph(module: nn.Module, schedule: Schedule, *, record: bool = False) 
     FingerprintMismatchError
         At the first training call, when the schedule was solved for another region.
     """
-    if (old := applied_record.get(module)) is not None:
-        applied_record.attach(module, old)  # refused, naming what is applied
+    applied_record.check_free(module)
     original = module.forward
     applied = _Applied(record=record)
 

@@ -36,11 +36,6 @@ class Deadline:
         if self.expired():
             raise OutOfTime
 
-    def share(self, fraction: float) -> float | None:
-        """`fraction` of the seconds left (None without a limit)."""
-        left = self.left()
-        return None if left is None else left * fraction
-
 
 def check_time_limit(value: object, *, allow_none: bool = True) -> None:
     """A time limit is seconds in ``[0, MAX_TIME_LIMIT]`` (or None where allowed)."""

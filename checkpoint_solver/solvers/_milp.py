@@ -108,12 +108,11 @@ class MilpModel:
         return sparse.csc_matrix((data, (ri, ci)), shape=(len(self.rows), len(self.col_lo)))
 
     def with_budget_factor(self, factor: float, budget_bytes: int, base_bytes: int) -> MilpModel:
-        """The same model with the budget of `build(..., lp_budget_factor=factor)` (which moves
-        only the bounds of the memory columns U), sharing the rows."""
+        """The same model at `factor` times its budget (Checkmate's LP "budget factor"), which
+        moves only the bounds of the memory columns U; the rows are shared."""
         if self.extra_units:
             raise ValueError("with_budget_factor needs a model built without extra")
-        avail = (budget_bytes - base_bytes) * factor
-        units = math.floor(avail / self.scale) if avail >= 0 else -1
+        units = _budget_units(budget_bytes, base_bytes, self.scale, factor)
         col_hi = list(self.col_hi)
         for c in self.u_col.values():
             col_hi[c] = float(max(units, 0))
@@ -149,11 +148,16 @@ class MilpModel:
     _sizes: Any = None
 
 
+def _budget_units(budget_bytes: int, base_bytes: int, scale: int, factor: float = 1.0) -> int:
+    """Memory units (of `scale` bytes) the op nodes' values may use; -1 when none fit."""
+    avail = (budget_bytes - base_bytes) * factor
+    return math.floor(avail / scale) if avail >= 0 else -1
+
+
 def build(
     g: OpGraph,
     budget_bytes: int,
     *,
-    lp_budget_factor: float = 1.0,
     usefulness: bool = True,
     extra: Callable[[int, int], int] | None = None,
     deadline: Deadline | None = None,
@@ -168,8 +172,7 @@ def build(
     sizes = [int(s) for s in g.size]
     scale = reduce(math.gcd, [s for s in sizes if s], 0) or 1
     m = [s // scale for s in sizes]
-    avail = (budget_bytes - g.base_bytes) * lp_budget_factor
-    budget_units = math.floor(avail / scale) if avail >= 0 else -1
+    budget_units = _budget_units(budget_bytes, g.base_bytes, scale)
     model = MilpModel(n=n, cost=g.cost, scale=scale, budget_units=budget_units)
     model.extra_units = (
         {(t, k): -(-extra(t, k) // scale) for t in range(n) for k in range(t + 1)}

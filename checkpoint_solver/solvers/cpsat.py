@@ -92,19 +92,7 @@ def solve_cpsat(
     g = OpGraph.of(graph)
     options: dict[str, object] = {"intervals": intervals, "time_limit": time_limit, "seed": seed}
     require_working_set(g, budget_bytes, "cpsat")
-    job = {
-        "size": [int(b) for b in g.size],
-        "cost": [float(c) for c in g.cost],
-        "preds": [list(p) for p in g.preds],
-        "no_recompute": [bool(b) for b in g.no_recompute],
-        "capacity": max(0, budget_bytes - g.base_bytes),
-        "intervals": intervals,
-        "time_limit": time_limit,
-        # The whole solve's clock: the worker's start and model build come out of it.
-        "deadline": None if (left := deadline.left()) is None else time.time() + left,
-        "threads": threads or os.cpu_count() or 1,
-        "seed": seed,
-    }
+    job = _job(g, max(0, budget_bytes - g.base_bytes), intervals, deadline, threads, seed)
     result = _run_worker(job, time_limit)
     status = result["status"]
     if status == "INFEASIBLE":
@@ -156,6 +144,26 @@ def solve_cpsat(
             f"node computed once"
         ),
     )
+
+
+def _job(
+    g: OpGraph, capacity: int, intervals: int, deadline: Deadline, threads: int | None, seed: int
+) -> dict[str, Any]:
+    """The worker's input: the graph, the capacity above its sources, and the whole solve's
+    clock (the worker's start and model build come out of it)."""
+    left = deadline.left()
+    return {
+        "size": [int(b) for b in g.size],
+        "cost": [float(c) for c in g.cost],
+        "preds": [list(p) for p in g.preds],
+        "no_recompute": [bool(b) for b in g.no_recompute],
+        "capacity": capacity,
+        "intervals": intervals,
+        "time_limit": None if deadline.end is None else deadline.end - deadline.began,
+        "deadline": None if left is None else time.time() + left,
+        "threads": threads or os.cpu_count() or 1,
+        "seed": seed,
+    }
 
 
 def _run_worker(job: dict[str, Any], time_limit: float | None) -> dict[str, Any]:
@@ -236,22 +244,10 @@ def min_budget_cpsat(
 
     check_time_limit(time_limit)
     g = OpGraph.of(graph)
-    greedy = min_budget_greedy(graph)
     if g.n == 0:
         return g.base_bytes
-    job = {
-        "size": [int(b) for b in g.size],
-        "cost": [float(c) for c in g.cost],
-        "preds": [list(p) for p in g.preds],
-        "no_recompute": [bool(b) for b in g.no_recompute],
-        "capacity": 0,
-        "intervals": intervals,
-        "time_limit": time_limit,
-        "deadline": None if time_limit is None else time.time() + float(time_limit),
-        "threads": threads or os.cpu_count() or 1,
-        "seed": seed,
-        "mode": "min_peak",
-    }
+    greedy = min_budget_greedy(graph)
+    job = {**_job(g, 0, intervals, Deadline(time_limit), threads, seed), "mode": "min_peak"}
     result = _run_worker(job, time_limit)
     if result["status"] != "OPTIMAL" or result.get("best_peak") is None:
         if result.get("best_peak") is not None and result["best_peak"] + g.base_bytes >= greedy:
