@@ -83,3 +83,37 @@ def applicable(solver: str, problem: object) -> bool:
     from checkpoint_solver.solvers._registry import REGISTRY
 
     return REGISTRY[solver].requires(problem) is None  # type: ignore[arg-type]
+
+
+@st.composite
+def chains_with_values(draw: st.DrawFn, min_length: int = 3, max_length: int = 8) -> Chain:
+    """Chains whose boundaries are made of values: each boundary's carried activation (made by
+    one stage, read and saved by the next) and one or two long-lived values (a mask, a skip, an
+    encoder output) made by an early stage and read by later ones or held to the end."""
+    from checkpoint_solver.problem.chain import BoundaryValue
+
+    n = draw(st.integers(min_value=min_length, max_value=max_length))
+    carried = draw(st.lists(st.integers(1, 20), min_size=n - 1, max_size=n - 1))
+    values = [BoundaryValue(carried[k - 1], k, (k + 1,), (k + 1,)) for k in range(1, n)]
+    for _ in range(draw(st.integers(1, 2))):
+        producer = draw(st.integers(1, n - 2))
+        later = list(range(producer + 1, n + 1))
+        readers = tuple(sorted(draw(st.sets(st.sampled_from(later), max_size=3))))
+        held = 0 if readers and draw(st.booleans()) else n
+        values.append(BoundaryValue(draw(st.integers(1, 40)), producer, readers, readers, held))
+    crossing = [0] * (n + 1)
+    for v in values:
+        for k in range(v.producer, max(v.held, v.last)):
+            crossing[k] += v.nbytes
+    x = [draw(sizes)] + [crossing[k] for k in range(1, n)] + [draw(st.integers(0, 4))]
+    extra = draw(st.lists(sizes, min_size=n, max_size=n))
+    return Chain(
+        uf=tuple(draw(st.lists(times, min_size=n, max_size=n))),
+        ub=tuple(draw(st.lists(times, min_size=n, max_size=n))),
+        x=tuple(x),
+        xbar=tuple(max(x[i + 1], crossing[i + 1]) + extra[i] for i in range(n)),
+        of=tuple(draw(st.lists(sizes, min_size=n, max_size=n))),
+        ob=tuple(draw(st.lists(sizes, min_size=n, max_size=n))),
+        cost_unit="abstract",
+        values=tuple(values),
+    )

@@ -6,8 +6,10 @@ encoder's output or an RNN's collected outputs is part of every boundary it cros
 solvers' own accounting (the DP's recursion, Revolve's and the periodic plans' closed forms) adds
 up boundaries, so it counts such a value once per boundary held and over-counts: a schedule it
 finds within a budget fits, but may leave memory unused. Here a chain solver is run at budgets
-above the user's (a bisection) and the fastest schedule whose simulated peak still fits is kept;
-below the solver's own minimum, its minimum-memory schedule is kept when its simulated peak fits.
+above the user's (a grid over the range up to the additive store-all peak, then finer grids around
+the best point: one DP table per grid) and the fastest schedule whose simulated peak still fits
+is kept; below the solver's own minimum, its minimum-memory schedule is kept when its simulated
+peak fits.
 The result carries the simulator's peak and says so.
 
 No optimality is claimed for it: the solvers are optimal for their own accounting, and a schedule
@@ -21,12 +23,15 @@ from typing import Any
 from checkpoint_solver.errors import InfeasibleBudgetError
 from checkpoint_solver.problem import Chain, Problem
 from checkpoint_solver.schedule import Schedule, Status
+from checkpoint_solver.solvers._common import make_schedule
 from checkpoint_solver.solvers._registry import SolverSpec
+from checkpoint_solver.solvers.torch_rules import fastest_rule, rule_plans
 
 __all__ = ["has_values", "min_budget_exact", "solve_exact"]
 
-# Bisection steps over the solver's budget: the last step is within 1/2**STEPS of the range.
-STEPS = 8
+# Budgets per grid over the solver's budget range, and grids (each around the best of the last).
+GRID = 33
+ROUNDS = 3
 
 
 def has_values(problem: Problem) -> bool:
@@ -59,10 +64,31 @@ def _faster(a: tuple[Schedule, int] | None, b: tuple[Schedule, int]) -> tuple[Sc
 
 
 def min_budget_exact(spec: SolverSpec, chain: Chain, options: dict[str, Any]) -> int:
-    """The simulated peak of the solver's schedule at its own minimum budget."""
+    """The simulated peak of the solver's schedule at its own minimum budget, or of a torch
+    rule's plan below it."""
     low = spec.min_budget(chain, **options)
     got = _attempt(spec, chain, low, options)
-    return low if got is None else min(low, got[1])
+    rules = [r[1] for r in rule_plans(chain)]
+    return min([low if got is None else min(low, got[1]), *rules])
+
+
+def _batch(
+    spec: SolverSpec, chain: Chain, budgets: list[int], options: dict[str, Any]
+) -> list[tuple[Schedule, int, int]]:
+    """The solver's schedules at `budgets` that exist, each with its simulated peak and the
+    budget it was solved at: from one table when the solver has a trade-off (`dp`)."""
+    if spec.tradeoff is not None:
+        got = spec.tradeoff(chain, budgets, **options)
+        return [(s, s.predicted.peak_bytes, b) for s, b in zip(got, budgets, strict=True) if s]
+    out = []
+    for b in budgets:
+        if (one := _attempt(spec, chain, b, options)) is not None:
+            out.append((one[0], one[1], b))
+    return out
+
+
+def _grid(low: int, high: int) -> list[int]:
+    return sorted({low + (high - low) * k // (GRID - 1) for k in range(GRID)})
 
 
 def solve_exact(
@@ -70,34 +96,51 @@ def solve_exact(
 ) -> Schedule:
     """The fastest schedule `spec` gives at some budget whose simulated peak is within
     `budget_bytes` (see the module notes)."""
+    rule = fastest_rule(rule_plans(chain), budget_bytes)
     best = _attempt(spec, chain, budget_bytes, options)
-    low = budget_bytes
+    low, used = budget_bytes, budget_bytes
     if best is None:
-        low = spec.min_budget(chain, **options)
+        low = used = spec.min_budget(chain, **options)
         best = _attempt(spec, chain, low, options)
-        if best is None or best[1] > budget_bytes:
-            raise InfeasibleBudgetError(
-                budget_bytes, min_budget_exact(spec, chain, options), spec.name
-            )
-    if best[1] > budget_bytes:  # a solver whose own accounting is not an upper bound
+    if best is not None and best[1] > budget_bytes:  # the solver's accounting is not a bound
+        best = None
+    if best is None and rule is None:
         raise InfeasibleBudgetError(budget_bytes, min_budget_exact(spec, chain, options), spec.name)
-    used = low
     high = max(low, _additive_store_all(chain))
-    top = _attempt(spec, chain, high, options) if high > low else None
-    if top is not None and top[1] <= budget_bytes:
-        best, used = _faster(best, top), high
-    else:
-        for _ in range(STEPS):
-            if high - low <= 1:
-                break
-            mid = (low + high) // 2
-            got = _attempt(spec, chain, mid, options)
-            if got is not None and got[1] <= budget_bytes:
-                low = mid
-                if _faster(best, got) is got:
-                    best, used = got, mid
-            else:
-                high = mid
+    # The simulated peak is not monotone in the solver's budget (a plan that keeps one more
+    # boundary can share a value with the one before it), so bisection misses plans: scan a
+    # grid over [low, high], then a finer grid around the fastest point that fits.
+    for _ in range(ROUNDS):
+        grid = _grid(low, high)
+        fits = [g for g in _batch(spec, chain, grid, options) if g[1] <= budget_bytes]
+        for sched, peak, b in fits:
+            if best is None or _faster(best, (sched, peak)) is not best:
+                best, used = (sched, peak), b
+        if len(grid) < 3:
+            break
+        step = (high - low) / (GRID - 1)
+        low, high = max(low, int(used - step)), min(high, int(used + step) + 1)
+    if rule is not None and (best is None or rule[2] < best[0].predicted.compute_time):
+        ops, peak, compute_time = rule
+        note = (
+            f"boundary values counted once per copy: a torch rule's plan (per-block or "
+            f"checkpoint_sequential) is faster within the budget than {spec.name}'s at any "
+            f"budget it was run at, simulated peak {peak} bytes; no optimality claim"
+        )
+        return make_schedule(
+            chain,
+            budget_bytes,
+            ops,
+            solver=spec.name,
+            peak_bytes=peak,
+            compute_time=compute_time,
+            options=options,
+            status=Status.HEURISTIC,
+            gap=None,
+            lower_bound=None,
+            notes=note,
+        )
+    assert best is not None
     sched, peak = best
     note = (
         f"boundary values counted once per copy: solved by {spec.name} at {used} bytes (where "

@@ -67,6 +67,7 @@ from checkpoint_solver.problem import Chain
 from checkpoint_solver.schedule import Op, Schedule, Status
 from checkpoint_solver.solvers._chain import CHAIN, Decision, emit_plan
 from checkpoint_solver.solvers._common import make_schedule
+from checkpoint_solver.solvers.torch_rules import Rule, fastest_rule, rule_plans
 
 __all__ = ["min_budget_dp", "solve_dp", "tradeoff_dp"]
 
@@ -384,9 +385,11 @@ def _schedule_at(
     lower: npt.NDArray[np.float64] | None,
     min_bytes: int,
     mem_slots: int,
+    rules: list[Rule],
     suffix: str = "",
 ) -> Schedule:
-    """The schedule for one budget from a filled table, with its status, bound and gap."""
+    """The schedule for one budget from a filled table, with its status, bound and gap; one of
+    `rules` (torch's rules' plans, `_rules`) where it fits and is faster."""
     store_all_ops, store_all_peak, store_all_time = emit_plan(chain, _always_chain, None)
     bound: float | None = None
     if store_all_peak <= budget_bytes:
@@ -405,7 +408,14 @@ def _schedule_at(
                 f"the {unit}-byte slot rounding leaves no plan at this budget; returned the "
                 f"minimum-memory plan ({min_bytes} bytes)"
             )
-        if unit == 1:
+        rule = fastest_rule(rules, budget_bytes, predicted)
+        if rule is not None:
+            ops, peak, predicted = rule
+            note += (
+                "; a torch rule's plan (per-block or checkpoint_sequential) fits and is faster "
+                "than the DP's at this slot rounding: returned"
+            )
+        if unit == 1 and rule is None:
             status, bound = Status.OPTIMAL, predicted
         else:
             value = float(lower[m]) if lower is not None else math.inf
@@ -433,6 +443,14 @@ def _schedule_at(
         lower_bound=bound,
         notes=note + suffix,
     )
+
+
+def _rules(chain: Chain) -> list[Rule]:
+    """Torch's rules' plans (`torch_rules.rule_plans`), weighed beside the DP's plan: they are in
+    its space, so only the slot rounding can make one faster within a budget. Not on a chain
+    whose boundaries share values: `checkpoint_solver.solvers._values` weighs them there, at
+    the user's budget, while it runs the DP at larger ones."""
+    return [] if chain.values else rule_plans(chain)
 
 
 def solve_dp(
@@ -478,7 +496,9 @@ def solve_dp(
     unit = _unit(chain, budget_bytes, mem_slots)
     mmax = (budget_bytes - chain.x[0]) // unit
     table, lower = _tables(chain, unit, mmax, bound)
-    return _schedule_at(chain, budget_bytes, table, unit, lower, min_bytes, mem_slots)
+    return _schedule_at(
+        chain, budget_bytes, table, unit, lower, min_bytes, mem_slots, _rules(chain)
+    )
 
 
 def _tables(
@@ -513,6 +533,7 @@ def tradeoff_dp(
     mmax = (top - chain.x[0]) // unit
     table, lower = _tables(chain, unit, mmax, bound) if chain.length else (None, None)
     out: list[Schedule | None] = []
+    rules = _rules(chain)
     for b in budgets:
         if b < min_bytes:
             out.append(None)
@@ -521,5 +542,5 @@ def tradeoff_dp(
             out.append(solve_dp(chain, b, mem_slots=mem_slots, bound=bound))
             continue
         suffix = f" (one table for {len(budgets)} budgets)"
-        out.append(_schedule_at(chain, b, table, unit, lower, min_bytes, mem_slots, suffix))
+        out.append(_schedule_at(chain, b, table, unit, lower, min_bytes, mem_slots, rules, suffix))
     return out

@@ -71,6 +71,7 @@ from checkpoint_solver.solvers._chain import CHAIN, Decision, emit_plan
 from checkpoint_solver.solvers._common import make_schedule
 from checkpoint_solver.solvers._deadline import Deadline, check_time_limit
 from checkpoint_solver.solvers._segments import find_segments
+from checkpoint_solver.solvers.torch_rules import rule_candidates
 
 __all__ = ["min_budget_hierarchical", "solve_hierarchical"]
 
@@ -558,6 +559,20 @@ class _Curve:
         rep = simulate_ops(self.graph, ops, scope=self.scope)
         return (ops, rep.peak_bytes, rep.compute_time) if rep.valid else None
 
+    @functools.cached_property
+    def rules(self) -> list[tuple[list[Op], int, float]]:
+        """Torch's rules' chain plans (`torch_rules.rule_candidates`: per-block and
+        checkpoint_sequential over the stages) expanded without recomputation inside a stage,
+        each with its simulated peak and time: what a user reaches for by hand."""
+        n = self.plan.stages.chain.length
+        out = []
+        for chain_ops in rule_candidates(n):
+            ops = _expand(self.graph, self.plan, chain_ops, dict.fromkeys(range(1, n + 1), 0))
+            rep = simulate_ops(self.graph, ops, scope=self.scope)
+            if rep.valid:
+                out.append((ops, rep.peak_bytes, rep.compute_time))
+        return out
+
     def at(self, m: int) -> tuple[list[Op], int, float] | None:
         if m in self.cache:
             return self.cache[m]
@@ -588,14 +603,20 @@ def _chain_plan(curve: _Curve, m: int) -> tuple[list[Op], dict[int, int]]:
     return ops, picks
 
 
+# `_best_under`'s slot count for a plan that is not the DP's at some slot count.
+LEAST, RULE = -1, -2
+
+
 def _best_under(curve: _Curve, budget: int) -> tuple[list[Op], int, float, int] | None:
     """The fastest expanded schedule within `budget` over the slot counts the DP can use."""
     if curve.first is None:
         return None
-    hi = min(curve.mmax, budget // curve.unit)
+    # The chain model counts a value crossing several cuts once per kept boundary, so the DP's
+    # plans at more slots than the budget holds may still fit once expanded: scan the whole axis.
+    hi = curve.mmax
     best = None
-    # The DP's time falls as m grows; its expanded peak mostly rises. Scan down from the budget's
-    # slot count, then bisect below the first fit to catch a faster one that also fits.
+    # The DP's time falls as m grows; its expanded peak mostly rises. Scan down from the top
+    # slot count, then bisect above the first fit to catch a faster one that also fits.
     m = hi
     tried = 0
     step = max(1, (hi - curve.first) // 64)  # (no scan when hi < first: only the samples below)
@@ -616,7 +637,7 @@ def _best_under(curve: _Curve, budget: int) -> tuple[list[Op], int, float, int] 
                     best = (r[0], r[1], r[2], m)
         least = curve.least
         if least is not None and least[1] <= budget and (best is None or least[2] < best[2]):
-            best = (least[0], least[1], least[2], -1)
+            best = (least[0], least[1], least[2], LEAST)
     if best is not None and step > 1 and best[3] >= 0:
         lo_m, hi_m = best[3], min(hi, best[3] + step)
         while hi_m - lo_m > 1:
@@ -628,6 +649,9 @@ def _best_under(curve: _Curve, budget: int) -> tuple[list[Op], int, float, int] 
                 lo_m = mid
             else:
                 hi_m = mid
+    for ops, peak, compute_time in curve.rules:
+        if peak <= budget and (best is None or compute_time < best[2]):
+            best = (ops, peak, compute_time, RULE)
     return best
 
 
@@ -648,6 +672,7 @@ def _min_peak(curves: list[_Curve]) -> int | None:
                 peaks.append(r[1])
         if curve.least is not None:
             peaks.append(curve.least[1])
+        peaks.extend(r[1] for r in curve.rules)
     return min(peaks) if peaks else None
 
 
@@ -718,7 +743,14 @@ def solve_hierarchical(
         f"({'no-recompute only: block-level dp' if block_level else option_solver + ' at ' + str(option_budgets) + ' budgets'}); "
         f"{curves[0].plan.solved} distinct stage graphs solved for options, DP tables built in "
         f"{options_s:.2f} s; "
-        f"DP at {m} slots of {curve.unit} bytes; plan used: {picked}"
+        + (
+            "the DP's minimum-memory plan"
+            if m == LEAST
+            else "a torch rule's plan (per-block or checkpoint_sequential over the stages)"
+            if m == RULE
+            else f"DP at {m} slots of {curve.unit} bytes"
+        )
+        + f"; plan used: {picked}"
     )
     return make_schedule(
         graph,

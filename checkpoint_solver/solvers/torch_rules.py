@@ -25,6 +25,7 @@ Examples
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,12 +33,20 @@ from checkpoint_solver.errors import InvalidOptionError
 from checkpoint_solver.problem import Chain
 from checkpoint_solver.problem.profile import StageKind
 from checkpoint_solver.problem.states import resolve_scope
-from checkpoint_solver.schedule import Schedule
+from checkpoint_solver.schedule import Op, Schedule
 from checkpoint_solver.schedule.ops import parse_op
 from checkpoint_solver.simulation import simulate_ops
 from checkpoint_solver.solvers._common import make_schedule
 
-__all__ = ["profile_blocks", "torch_per_block", "torch_sequential"]
+__all__ = [
+    "fastest_rule",
+    "profile_blocks",
+    "rule_candidates",
+    "rule_ops",
+    "rule_plans",
+    "torch_per_block",
+    "torch_sequential",
+]
 
 
 def profile_blocks(stage_names: Sequence[str]) -> tuple[int, int]:
@@ -64,20 +73,10 @@ def _range(chain: Chain, first: int, count: int | None) -> tuple[int, int]:
     return first, count
 
 
-def _schedule(
-    chain: Chain,
-    first: int,
-    count: int,
-    chunk: int,
-    stored_tail: int,
-    name: str,
-    options: Any,
-    scope: str | None = None,
-) -> Schedule:
-    """Blocks in chunks of `chunk` under one checkpoint each, the last `stored_tail` blocks and
-    everything outside the blocks stored. Its budget is its own simulated peak in `scope` (as
-    in `solve`: the whole step when the chain has model states)."""
-    n = chain.length
+def rule_ops(n: int, first: int, count: int, chunk: int, stored_tail: int) -> list[Op]:
+    """The chain ops of an `n`-stage chain whose blocks ``first .. first + count - 1`` run in
+    chunks of `chunk` under one checkpoint each, the last `stored_tail` blocks and everything
+    outside the blocks stored."""
     kinds = {i: "F_all" for i in range(1, n + 1)}
     chunks = []
     last_ckpt = first + count - stored_tail
@@ -92,7 +91,70 @@ def _schedule(
     for members in reversed(chunks):
         text += [f"F_all({i})" for i in members] + [f"B({i})" for i in reversed(members)]
     text += [f"B({i})" for i in range(first - 1, 0, -1)]
-    ops = [parse_op(t) for t in text]
+    return [parse_op(t) for t in text]
+
+
+def rule_candidates(n: int) -> list[list[Op]]:
+    """The plans torch's rules give an `n`-stage chain, for every way its blocks may be framed
+    (the first and the last stage each a block or not: a profile's prologue and epilogue are
+    not): per-block, and `checkpoint_sequential` at 2 segments and at about the square root of
+    the block count. The chain solvers weigh them beside their own plans, so a schedule is never
+    slower than the rule a user would reach for within the same budget (a DP's slot rounding, or
+    an accounting that counts a shared value once per boundary, can miss these plans)."""
+    out: list[list[Op]] = []
+    seen: set[tuple[object, ...]] = set()
+    for first in (1, 2):
+        for last in (n, n - 1):
+            count = last - first + 1
+            if count < 1:
+                continue
+            shapes = [(1, 0)]  # per-block: chunks of one, nothing stored
+            for segments in sorted({2, max(1, round(math.sqrt(count)))}):
+                if 1 <= segments <= count:
+                    size = count // segments
+                    shapes.append((size, count - (segments - 1) * size))
+            for chunk, stored_tail in shapes:
+                ops = rule_ops(n, first, count, chunk, stored_tail)
+                key = tuple(str(op) for op in ops)
+                if key not in seen:
+                    seen.add(key)
+                    out.append(ops)
+    return out
+
+
+Rule = tuple[list[Op], int, float]  # a rule's chain ops, simulated peak and time
+
+
+def rule_plans(chain: Chain) -> list[Rule]:
+    """`rule_candidates` for `chain` with their simulated peaks and times (activations, as the
+    chain counts them: a whole-step chain's are the step's)."""
+    out = []
+    for ops in rule_candidates(chain.length):
+        rep = simulate_ops(chain, ops)
+        if rep.valid:
+            out.append((ops, rep.peak_bytes, rep.compute_time))
+    return out
+
+
+def fastest_rule(rules: Sequence[Rule], budget_bytes: int, time: float = math.inf) -> Rule | None:
+    """The fastest of `rules` within `budget_bytes` that is faster than `time`, if any."""
+    fits = [r for r in rules if r[1] <= budget_bytes and r[2] < time * (1 - 1e-12)]
+    return min(fits, key=lambda r: (r[2], r[1])) if fits else None
+
+
+def _schedule(
+    chain: Chain,
+    first: int,
+    count: int,
+    chunk: int,
+    stored_tail: int,
+    name: str,
+    options: Any,
+    scope: str | None = None,
+) -> Schedule:
+    """`rule_ops` as a schedule whose budget is its own simulated peak in `scope` (as in
+    `solve`: the whole step when the chain has model states)."""
+    ops = rule_ops(chain.length, first, count, chunk, stored_tail)
     which = resolve_scope(chain, scope)
     report = simulate_ops(chain, ops, scope=which)
     return make_schedule(

@@ -399,3 +399,26 @@ def test_outputs_beside_a_scalar_loss_get_zero_tangents_freed_after_use() -> Non
         got, got_grads = run(mine, True)
     want, want_grads = run(ref, True)
     assert all(torch.equal(a, b) for a, b in zip(got_grads, want_grads, strict=True))
+
+
+def test_hierarchical_is_never_slower_than_torch_rules_within_their_peaks(gpt_region) -> None:  # type: ignore[no-untyped-def]
+    """Per-block and checkpoint_sequential over the blocks, expanded, are among hierarchical's
+    candidates: at each one's own peak, hierarchical is at least as fast."""
+    from checkpoint_solver.solvers import hierarchical
+
+    _, _, region = gpt_region
+    g = region.graph
+    curve = hierarchical._curves(
+        g,
+        block_level=True,
+        option_budgets=5,
+        option_solver="greedy",
+        time_limit=5.0,
+        mem_slots=2000,
+    )[0]
+    assert len(curve.rules) >= 3
+    for _, peak, time in curve.rules:
+        got = cs.solve(g, peak, solver="hierarchical")
+        report = simulate(g, got)
+        assert report.valid and report.peak_bytes <= peak
+        assert got.predicted.compute_time <= time * (1 + 1e-9)
