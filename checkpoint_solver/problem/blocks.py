@@ -18,6 +18,7 @@ def backward_blocks(
     roots: Sequence[int],
     sink: int | None,
     n_blocks: int,
+    sizes: Sequence[int] | None = None,
 ) -> list[int]:
     """Fill in the blocks of the backward nodes of `blocks` (forward nodes already labelled,
     1-based; sources -1), in place, and return it.
@@ -31,6 +32,14 @@ def backward_blocks(
     reader. Hooks on the blocks' inputs cannot say this: a tensor read by many blocks (a U-Net's
     skip, a time embedding) gets its full gradient only at the end, which would put many blocks'
     backward nodes in one late block.
+
+    With `sizes` (each node's output bytes), a node on the gradient path that reads none of its
+    own block's forward values (``grad @ W`` of a linear, ``grad * gamma`` of a layer scale)
+    moves to the latest block among its readers when its output is at least as large as the
+    gradients it reads: it is the backward of an earlier block's op (its readers say which),
+    and in the later block its output would wait through the earlier block's recomputation, as
+    eager's per-block backward never holds it (ConvNeXt's MLP: a hidden-sized gradient held
+    across each block's rerun, 14 % of the peak).
     """
     size = len(blocks)
     succs: list[list[int]] = [[] for _ in range(size)]
@@ -50,6 +59,7 @@ def backward_blocks(
         own = [blocks[u] for u in preds[r] if local[u]]
         blocks[r] = min(n_blocks + 1, max(own)) if own else n_blocks + 1
     free = []
+    movable = []  # on the path, reading no forward values at all (gradients and parameters)
     for v in range(size):  # the numbering is topological
         if not (is_op[v] and backward[v]) or on_path[v] or v == sink:
             continue
@@ -60,6 +70,14 @@ def backward_blocks(
         on_path[v] = True
         own = [blocks[u] for u in preds[v] if local[u]]
         blocks[v] = min(min(grads), max(own)) if own else min(grads)
+        if not any(is_op[u] and not backward[u] for u in preds[v]):
+            movable.append(v)
+    if sizes is not None:
+        for v in reversed(movable):  # readers first: their blocks are final
+            readers = [blocks[w] for w in succs[v] if w != sink and backward[w] and is_op[w]]
+            grads_in = sum(sizes[u] for u in preds[v] if on_path[u])
+            if readers and max(readers) < blocks[v] and sizes[v] >= grads_in:
+                blocks[v] = max(readers)
     for v in reversed(free):
         readers = [blocks[w] for w in succs[v] if w != sink]
         blocks[v] = max(readers) if readers else n_blocks + 1

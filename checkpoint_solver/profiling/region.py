@@ -555,6 +555,7 @@ def _block_of_nodes(
     tangent_ids: tuple[int, ...],
     sink: int,
     n_blocks: int,
+    sizes: list[int],
 ) -> list[int]:
     """Each problem node's block: forward groups from the marks the block hooks left while
     tracing, backward groups from the data flow (`backward_blocks`)."""
@@ -565,7 +566,7 @@ def _block_of_nodes(
     for u, v in edges:
         preds[v].append(u)
     is_op = [v >= n_src for v in range(size)]
-    return backward_blocks(blocks, preds, is_op, backward, tangent_ids, sink, n_blocks)
+    return backward_blocks(blocks, preds, is_op, backward, tangent_ids, sink, n_blocks, sizes)
 
 
 @dataclass(frozen=True, eq=False)
@@ -803,6 +804,7 @@ def _coarsen(
             tangent_ids,
             sink,
             n_blocks,
+            out_bytes,
         )
     graph = Graph(
         names=tuple(names),

@@ -92,5 +92,6 @@ def find_segments(graph: Graph, count: int | None = None) -> tuple[int, ...]:
             roots,
             sinks[0] if sinks else None,
             n_blocks,
+            graph.out_bytes,
         )
     )

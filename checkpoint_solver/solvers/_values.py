@@ -25,7 +25,7 @@ from checkpoint_solver.problem import Chain, Problem
 from checkpoint_solver.schedule import Schedule, Status
 from checkpoint_solver.solvers._common import make_schedule
 from checkpoint_solver.solvers._registry import SolverSpec
-from checkpoint_solver.solvers.torch_rules import fastest_rule, rule_plans
+from checkpoint_solver.solvers.torch_rules import Rule, fastest_rule, rule_plans
 
 __all__ = ["has_values", "min_budget_exact", "solve_exact"]
 
@@ -63,12 +63,18 @@ def _faster(a: tuple[Schedule, int] | None, b: tuple[Schedule, int]) -> tuple[Sc
     return b if kb < ka else a
 
 
+def _rules(spec: SolverSpec, chain: Chain) -> list[Rule]:
+    """Torch's rules' plans, weighed beside `dp`'s (the solver that promises the fastest plan;
+    the others are their algorithms: Revolve's plan, the periodic one, store-all)."""
+    return rule_plans(chain) if spec.name == "dp" else []
+
+
 def min_budget_exact(spec: SolverSpec, chain: Chain, options: dict[str, Any]) -> int:
     """The simulated peak of the solver's schedule at its own minimum budget, or of a torch
     rule's plan below it."""
     low = spec.min_budget(chain, **options)
     got = _attempt(spec, chain, low, options)
-    rules = [r[1] for r in rule_plans(chain)]
+    rules = [r[1] for r in _rules(spec, chain)]
     return min([low if got is None else min(low, got[1]), *rules])
 
 
@@ -96,7 +102,7 @@ def solve_exact(
 ) -> Schedule:
     """The fastest schedule `spec` gives at some budget whose simulated peak is within
     `budget_bytes` (see the module notes)."""
-    rule = fastest_rule(rule_plans(chain), budget_bytes)
+    rule = fastest_rule(_rules(spec, chain), budget_bytes)
     best = _attempt(spec, chain, budget_bytes, options)
     low, used = budget_bytes, budget_bytes
     if best is None:
