@@ -42,6 +42,11 @@ time of any schedule of this form within the budget, and gives the reported gap 
 same recursion with "peak" in place of "time" (`min_budget_dp`); at budgets where the slot
 rounding leaves no schedule, the minimum-memory schedule is returned.
 
+Torch's rules' plans (`checkpoint_solver.solvers.torch_rules.rule_candidates`: per-block and
+``checkpoint_sequential``) are persistent, so the recursion finds something at least as fast
+whenever its slot rounding lets it see their memory; where the rounding hides one that fits and is
+faster, that plan is returned (the notes say so; the bound still holds).
+
 The table is vectorised over the memory axis and over ``j`` with numpy: ``O(L^2)`` numpy steps of
 ``O(L * mem_slots)`` work.
 
