@@ -59,6 +59,7 @@ hal-02352969; ACM TOMS 2024).
 
 from __future__ import annotations
 
+import bisect
 import math
 import os
 from collections.abc import Iterable
@@ -92,7 +93,7 @@ class _Table:
     ub: npt.NDArray[np.float64]
     prefix: npt.NDArray[np.float64]  # prefix[k] = uf[1] + ... + uf[k]
     base: npt.NDArray[np.int64]  # base[k] = x[k-1] + x[k] + ofn[k], what F_n(k) needs
-    shifted: npt.NDArray[np.float64]  # scratch of the same shape as opt (see _build)
+    shifted: npt.NDArray[np.float64]  # scratch, opt's first two axes swapped (see _build)
 
 
 def _slots(values: Iterable[int], unit: int, up: bool) -> npt.NDArray[np.int64]:
@@ -147,7 +148,7 @@ def _build(
     fresh = reuse is None or reuse.opt.shape != shape
     table = _Table(
         opt=np.empty(shape) if fresh else reuse.opt,  # type: ignore[union-attr]
-        shifted=np.empty(shape) if fresh else reuse.shifted,  # type: ignore[union-attr]
+        shifted=np.empty((n + 1, n + 2, size)) if fresh else reuse.shifted,  # type: ignore[union-attr]
         x=x,
         d=d,
         xbar=np.concatenate([pad, _slots(chain.xbar, unit, up)]),
@@ -163,8 +164,9 @@ def _build(
     stage_options = _stage_options(table, options, unit, up)
     for t in range(n + 1):
         opt[t + 1, t, :] = 0.0  # the empty subproblem
-    # shifted[j, t] = opt[j, t, m - x[j-1]] + prefix[j-1]: the right part of a leaf at j plus the
-    # forward time up to stage j-1 (prefix[s-1] is subtracted after the minimum over j).
+    # shifted[t, j] = opt[j, t, m - x[j-1]] + prefix[j-1]: the right part of a leaf at j plus the
+    # forward time up to stage j-1 (prefix[s-1] is subtracted after the minimum over j); t first,
+    # so the rows a leaf reads are contiguous.
     shifted = table.shifted
     # first[s, t]: the smallest m at which opt[s, t] is finite (size when never).
     first = np.full((n + 2, n + 1), size, dtype=np.int64)
@@ -173,6 +175,8 @@ def _build(
     buf = np.empty((max(n, 1), size))
     running = np.empty(size)
     prefix = table.prefix
+    # least[t] - least[s-1]: the time of stages s..t without recomputation, which no plan beats.
+    least = np.concatenate([[0.0], np.cumsum(uf[1:] + table.ub[1:])])
     # Order: s descending, t ascending. opt[s, t] needs opt[j, t] for j > s (earlier s) and
     # opt[s, j-1] for j - 1 < t (earlier t at this s).
     for s in range(n, 0, -1):
@@ -194,35 +198,44 @@ def _build(
             if t > s:
                 # Equation (3) for every j at once; rows are feasible for m >= g + need, so for m
                 # in [T_k, T_k+1) the feasible rows are the groups up to k. Columns below every
-                # row's first finite value are skipped.
+                # row's first finite value are skipped, and so are those where the chain branch
+                # already takes the least time any plan can (no recomputation: a leaf reruns
+                # forwards), the saturated columns `_saturated` finds.
                 rows = t - s
-                js = np.arange(s + 1, t + 1)
-                col0 = int(np.maximum(first[s, s:t], first[js, t] + x[s:t]).min())
-                starts = [k for k in group_starts if k < rows]
-                running[col0:] = np.inf
+                col0 = int(np.maximum(first[s, s:t], first[s + 1 : t + 1, t] + x[s:t]).min())
+                top = size if options is not None else _saturated(row, least[t] - least[s - 1])
+                starts = group_starts[: bisect.bisect_left(group_starts, rows)]
+                running[col0:top] = np.inf
                 for k, begin in enumerate(starts):
                     low = max(g + int(need_all[begin]), col0)
                     end = starts[k + 1] if k + 1 < len(starts) else rows
-                    high = g + int(need_all[end]) if end < rows else size
-                    if low >= size:
+                    high = min(g + int(need_all[end]) if end < rows else size, top)
+                    if low >= top:
                         break
-                    cand = buf[: end - begin, col0:]
+                    cand = buf[: end - begin, col0:top]
                     np.add(
-                        shifted[s + 1 + begin : s + 1 + end, t, col0:],
-                        opt[s, s + begin : s + end, col0:],
+                        shifted[t, s + 1 + begin : s + 1 + end, col0:top],
+                        opt[s, s + begin : s + end, col0:top],
                         out=cand,
                     )
-                    np.minimum(running[col0:], cand.min(axis=0), out=running[col0:])
+                    np.minimum(running[col0:top], cand.min(axis=0), out=running[col0:top])
                     if high > low:
                         seg = running[low:high] - prefix[s - 1]
                         np.minimum(row[low:high], seg, out=row[low:high])
-            finite = np.flatnonzero(np.isfinite(row[:size]))
-            first[s, t] = int(finite[0]) if finite.size else size
+            finite = np.isfinite(row)
+            k = int(finite.argmax())
+            first[s, t] = k if finite[k] else size
             by = int(x[s - 1])
-            shifted[s, t, : min(by, size)] = np.inf
+            shifted[t, s, : min(by, size)] = np.inf
             if by < size:
-                shifted[s, t, by:] = row[: size - by] + prefix[s - 1]
+                shifted[t, s, by:] = row[: size - by] + prefix[s - 1]
     return table
+
+
+def _saturated(row: npt.NDArray[np.float64], least: float) -> int:
+    """The first column from which `row` (non-increasing in m) is `least`, the time without
+    recomputation (within rounding), or the row's length: Equation (3) cannot improve there."""
+    return int(np.searchsorted(-row, -least * (1 + 1e-12), side="left"))
 
 
 def _stage_options(
