@@ -336,11 +336,55 @@ def cs_store_all(graph):
     return m(graph)
 
 
-def test_graph_capture_failure_keeps_the_chain() -> None:
-    """A model make_fx cannot trace (data-dependent Python control flow) still profiles as a chain,
-    and the profile says which call broke tracing."""
+class _DataDependent(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(4, 4)
+        self.b = nn.Linear(4, 4)
 
-    class DataDependent(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.a(x)
+        if h.sum() > 0:  # a Python branch on a tensor's value
+            h = h * 2
+        return self.b(h).square().mean()
+
+
+def test_a_data_dependent_branch_is_captured_and_checked_at_replay() -> None:
+    """The op graph is traced on the real tensors, so a Python branch on a value takes the
+    branch eager takes; the graph holds that branch, and the replay checks the value it read:
+    inputs that take the same branch train bitwise, another input is refused by name."""
+    import copy
+
+    torch.manual_seed(0)
+    model = _DataDependent()
+    x = torch.randn(2, 4)
+    branch = bool(model.a(x).sum() > 0)
+    prof = profile(model, x, blocks=["a", "b"], repeats=1)
+    assert prof.graph is not None, prof.measurement.get("graph_error")
+    sched = cs.solve(prof.graph, cs.min_budget(prof.graph, "greedy"), "greedy")
+    mine = cs.apply(copy.deepcopy(model), sched, prof)
+    ref = copy.deepcopy(model)
+    same = x * 1.5  # the same sign of h.sum(): the same branch
+    assert bool(model.a(same).sum() > 0) == branch
+    mine(same).backward()
+    ref(same).backward()
+    for a, b in zip(mine.parameters(), ref.parameters(), strict=True):
+        assert torch.equal(a.grad, b.grad)
+    other = next(
+        t for t in (torch.randn(2, 4) for _ in range(100)) if bool(model.a(t).sum() > 0) != branch
+    )
+    with pytest.raises(
+        cs.ReplayError,
+        match=r"in forward: `if h.sum\(\) > 0:.* was (True|False) when .* is (True|False) for this",
+    ):
+        mine(other)
+
+
+def test_graph_capture_failure_keeps_the_chain() -> None:
+    """A read of tensor values no replay could check (``.tolist()``) refuses the op graph; the
+    model still profiles as a chain, and the profile says which line broke the capture."""
+
+    class ReadsValues(nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.a = nn.Linear(4, 4)
@@ -348,13 +392,12 @@ def test_graph_capture_failure_keeps_the_chain() -> None:
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             h = self.a(x)
-            if h.sum() > 0:  # needs a real value: fake tensors cannot decide
-                h = h * 2
-            return self.b(h)
+            scale = h.detach().abs().max(dim=1).values.tolist()  # values into Python
+            return self.b(h * scale[0])
 
     with pytest.warns(UserWarning, match="chain only"):
-        prof = profile(DataDependent(), torch.randn(2, 4), blocks=["a", "b"], repeats=1)
+        prof = profile(ReadsValues(), torch.randn(2, 4), blocks=["a", "b"], repeats=1)
     assert prof.graph is None
-    assert "joint graph failed" in prof.measurement["graph_error"]
-    assert "in forward: `if h.sum() > 0:" in prof.measurement["graph_error"]
+    assert "`Tensor.tolist()` hands a tensor's values to Python" in prof.measurement["graph_error"]
+    assert "in forward: `scale = h.detach().abs()" in prof.measurement["graph_error"]
     assert prof.chain.length == 3

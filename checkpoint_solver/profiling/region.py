@@ -67,6 +67,7 @@ from checkpoint_solver.profiling.graph import (
     _time_nodes,
     _user_frame,
 )
+from checkpoint_solver.profiling.guards import Guard, Recording, guard_nodes
 from checkpoint_solver.profiling.snapshot import Snapshot
 from checkpoint_solver.profiling.stages import StageCall, call_tree, stage_calls
 from checkpoint_solver.profiling.tracker import (
@@ -140,6 +141,9 @@ class Region:
     grad_windows : tuple[tuple[int, int, int], ...]
         For a parameter several groups contribute to: ``(first, last, bytes)``, the groups
         between which a second copy of its gradient is in flight (`ModelStates.windows`).
+    guards : dict[fx.Node, Guard]
+        The traced nodes that read a tensor value into Python (``if mask.all():``), with the
+        value at capture: the executor checks each (`checkpoint_solver.profiling.guards`).
     """
 
     graph: Graph
@@ -166,6 +170,7 @@ class Region:
     buffer_writes: dict[int, tuple[fx.Node, ...]] = field(default_factory=dict)
     grad_bytes: tuple[int, ...] = ()
     grad_windows: tuple[tuple[int, int, int], ...] = ()
+    guards: dict[fx.Node, Guard] = field(default_factory=dict)
 
 
 def call_key(module: nn.Module, leaves: Sequence[Any], spec: Any) -> tuple[Any, ...]:
@@ -340,9 +345,18 @@ def capture_region(
         handles = marks.install()
         try:
             try:
-                gm = make_fx(joint, tracing_mode="fake")(params, buffers, list(inputs), tangents_in)
+                # On the real tensors, so the model's code takes eager's path (see
+                # `checkpoint_solver.profiling.guards`: the values Python reads are checked).
+                with Recording() as reads:
+                    gm = make_fx(joint, tracing_mode="real", _error_on_data_dependent_ops=False)(
+                        params, buffers, list(inputs), tangents_in
+                    )
                 if functional:
-                    gm = _functionalized(gm, marks, (params, buffers, list(inputs), tangents_in))
+                    with Recording() as reads:
+                        gm = _functionalized(
+                            gm, marks, (params, buffers, list(inputs), tangents_in)
+                        )
+                guards = guard_nodes(gm, reads.guards)
             except ProfilingError:
                 raise
             except Exception as exc:
@@ -412,18 +426,16 @@ def capture_region(
             name=name,
             n_blocks=nb,
         )
-        return gm, coarse, p_nodes, b_nodes, x_nodes, t_nodes, outputs, param_grads, input_grads
+        traced = (p_nodes, b_nodes, x_nodes, t_nodes, outputs, param_grads, input_grads)
+        return gm, coarse, guards, traced
 
     try:
-        gm, coarse, p_nodes, b_nodes, x_nodes, t_nodes, outputs, param_grads, input_grads = build(
-            False
-        )
+        gm, coarse, guards, traced = build(False)
     except _InPlaceError:
         # In-place ops on values other ops read (T5's masked_fill_, GRU's gate arithmetic):
         # traced again functionalized, the graph computes them out of place (the same values).
-        gm, coarse, p_nodes, b_nodes, x_nodes, t_nodes, outputs, param_grads, input_grads = build(
-            True
-        )
+        gm, coarse, guards, traced = build(True)
+    p_nodes, b_nodes, x_nodes, t_nodes, outputs, param_grads, input_grads = traced
     return Region(
         graph=coarse.graph,
         gm=gm,
@@ -449,6 +461,7 @@ def capture_region(
         leaves=baked,
         key=call_key(module, leaves, spec),
         input_bytes=distinct_storage_nbytes(inputs),
+        guards=guards,
     )
 
 
@@ -473,7 +486,9 @@ def _functionalized(gm: fx.GraphModule, marks: PhaseMarks, example: Any) -> fx.G
     with torch.no_grad():
         real = tree_map(lambda t: t.detach() if isinstance(t, torch.Tensor) else t, example)
     out: fx.GraphModule = make_fx(
-        torch.func.functionalize(run, remove="mutations"), tracing_mode="real"
+        torch.func.functionalize(run, remove="mutations"),
+        tracing_mode="real",
+        _error_on_data_dependent_ops=False,
     )(*real)
     return out
 

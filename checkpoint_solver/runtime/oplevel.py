@@ -36,6 +36,7 @@ from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from checkpoint_solver.errors import ApplyError, FingerprintMismatchError, ReplayError
 from checkpoint_solver.problem.fingerprint import fingerprint
+from checkpoint_solver.profiling.guards import check as check_guard
 from checkpoint_solver.profiling.region import Region, autocast_off, call_key, capture_region
 from checkpoint_solver.runtime import applied as applied_record
 from checkpoint_solver.schedule import Compute, Free, Schedule
@@ -196,6 +197,7 @@ def _run_steps(
 ) -> None:
     region = replay.region
     random = region.graph.rng
+    guards = region.guards
     for kind, v in steps:
         if kind == "run":
             mem = region.members[v]
@@ -216,6 +218,8 @@ def _run_steps(
                 args = map_arg(n.args, env.__getitem__)
                 kwargs = map_arg(n.kwargs, env.__getitem__)
                 value = n.target(*args, **kwargs)  # type: ignore[operator]
+                if n in guards:
+                    check_guard(n, value, guards[n])
                 p = replay.param_grad_of.get(n)
                 if p is not None and isinstance(value, torch.Tensor):
                     value = _like_param(value, params[p])

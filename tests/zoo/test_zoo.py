@@ -244,6 +244,9 @@ def test_family_trains_exactly_under_autocast_with_a_chain_schedule(
         "vit",
         pytest.param("bert", marks=pytest.mark.slow),
         pytest.param("gpt2", marks=pytest.mark.slow),
+        # traced on real tensors, the masking code takes eager's path (no explicit mask and
+        # repeated KV heads, which summed the backward in another order in bf16)
+        pytest.param("llama", marks=pytest.mark.slow),
     ],
 )
 def test_family_trains_exactly_under_autocast_at_op_level(
