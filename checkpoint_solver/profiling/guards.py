@@ -129,8 +129,8 @@ def guard_nodes(gm: fx.GraphModule, guards: list[Guard]) -> dict[fx.Node, Guard]
 def check(node: fx.Node, value: Any, guard: Guard) -> None:
     """Raise `ReplayError` when a replayed read differs from the capture's."""
     same = value == guard.value
-    if isinstance(same, bool) and same:
-        return
+    if isinstance(same, bool) and (same or (value != value and guard.value != guard.value)):
+        return  # equal, or NaN both times
     raise ReplayError(
         f"the model's code read a tensor value{guard.where} that was {guard.value!r} when its "
         f"graph was captured and is {value!r} for this call ({node.target}): the captured graph "
