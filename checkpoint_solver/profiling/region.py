@@ -5,7 +5,9 @@ are the parameters, buffers, the caller's tensor arguments and one *tangent* per
 output (the gradient the rest of the step sends back); the outputs are the region's outputs and
 the gradients of its parameters and of its inputs that require grad. The loss stays outside, as
 with ``torch.autograd.Function``: the region is applied with `checkpoint_solver.apply` and the
-caller's ``loss.backward()`` drives it.
+caller's ``loss.backward()`` drives it. It is traced on the real tensors, so the model's code
+runs as in eager; the values Python reads from tensors meanwhile are guards the replay checks
+(`checkpoint_solver.profiling.guards`).
 
 The traced graph is run once on the real inputs to learn which node created which tensor storage
 (so views, ``_unsafe_view`` and in-place ops allocate nothing, exactly as the live-storage tracker
