@@ -401,7 +401,6 @@ def _schedule_at(
     table: _Table,
     unit: int,
     lower: npt.NDArray[np.float64] | None,
-    min_bytes: int,
     mem_slots: int,
     rules: list[Rule],
     suffix: str = "",
@@ -422,9 +421,11 @@ def _schedule_at(
             note = f"memory in {m} slots of {unit} bytes; optimality is among persistent schedules"
         else:
             ops, peak, predicted = _min_memory_plan(chain)
+            if peak > budget_bytes:  # below the exact minimum (`min_budget_dp`)
+                raise InfeasibleBudgetError(budget_bytes, peak, "dp")
             note = (
                 f"the {unit}-byte slot rounding leaves no plan at this budget; returned the "
-                f"minimum-memory plan ({min_bytes} bytes)"
+                f"minimum-memory plan ({peak} bytes)"
             )
         rule = fastest_rule(rules, budget_bytes, predicted)
         if rule is not None:
@@ -495,9 +496,11 @@ def solve_dp(
         Below the exact minimum budget (`min_budget_dp`).
     """
     _check_slots(mem_slots)
-    min_bytes = _min_memory(chain)[0]
-    if budget_bytes < min_bytes:
-        raise InfeasibleBudgetError(budget_bytes, min_bytes, "dp")
+    if budget_bytes <= chain.x[0] or chain.length == 0:
+        # (Otherwise a table with no plan at the budget says so: the minimum is not needed.)
+        min_bytes = _min_memory(chain)[0]
+        if budget_bytes < min_bytes:
+            raise InfeasibleBudgetError(budget_bytes, min_bytes, "dp")
     if chain.length == 0:
         return make_schedule(
             chain,
@@ -514,9 +517,7 @@ def solve_dp(
     unit = _unit(chain, budget_bytes, mem_slots)
     mmax = (budget_bytes - chain.x[0]) // unit
     table, lower = _tables(chain, unit, mmax, bound)
-    return _schedule_at(
-        chain, budget_bytes, table, unit, lower, min_bytes, mem_slots, _rules(chain)
-    )
+    return _schedule_at(chain, budget_bytes, table, unit, lower, mem_slots, _rules(chain))
 
 
 def _tables(
@@ -560,5 +561,5 @@ def tradeoff_dp(
             out.append(solve_dp(chain, b, mem_slots=mem_slots, bound=bound))
             continue
         suffix = f" (one table for {len(budgets)} budgets)"
-        out.append(_schedule_at(chain, b, table, unit, lower, min_bytes, mem_slots, rules, suffix))
+        out.append(_schedule_at(chain, b, table, unit, lower, mem_slots, rules, suffix))
     return out
