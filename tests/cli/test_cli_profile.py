@@ -23,7 +23,7 @@ def test_profile_then_solve(tmp_path) -> None:
     out = tmp_path / "tiny.profile.json"
     runner = CliRunner()
     res = runner.invoke(
-        main, ["profile", "tests.test_cli_profile:tiny", "--out", str(out), "--repeats", "1"]
+        main, ["profile", "tests.cli.test_cli_profile:tiny", "--out", str(out), "--repeats", "1"]
     )
     assert res.exit_code == 0, res.output
     assert "epilogue+loss" in res.output and "op graph:" in res.output
@@ -39,7 +39,7 @@ def test_profile_then_solve(tmp_path) -> None:
     [
         ("builtin:nope", "no built-in model 'nope'"),
         ("foo", "is not builtin:NAME, path/to/file.py:function or package.module:function"),
-        ("tests.test_cli_profile:missing", "has no function 'missing'"),
+        ("tests.cli.test_cli_profile:missing", "has no function 'missing'"),
         ("no_such_package.mod:build", "cannot import 'no_such_package.mod'"),
         ("does/not/exist.py:build", "no such file 'does/not/exist.py'"),
     ],
