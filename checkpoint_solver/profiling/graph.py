@@ -60,20 +60,6 @@ def _aliases(node: fx.Node) -> bool:
     return bool(schema.returns) and all(r.alias_info is not None for r in schema.returns)
 
 
-def _user_frame(exc: BaseException) -> str:
-    """ " at FILE:LINE in FUNC: `code`" for the innermost frame outside torch and this package."""
-    import traceback
-    from pathlib import Path
-
-    skip = (str(Path(torch.__file__).parent), str(Path(__file__).parents[1]))
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith(skip)]
-    if not frames:
-        return ""
-    f = frames[-1]
-    code = f" `{f.line.strip()}`" if f.line else ""
-    return f" at {f.filename}:{f.lineno} in {f.name}:{code}"
-
-
 def _nbytes(val: Any) -> int:
     total = 0
     for t in tree_flatten(val)[0]:

@@ -32,7 +32,15 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from checkpoint_solver.errors import ProfilingError, ReplayError
 
-__all__ = ["GUARD_OPS", "Guard", "Recording", "UnguardedRead", "check", "guard_nodes"]
+__all__ = [
+    "GUARD_OPS",
+    "Guard",
+    "Recording",
+    "UnguardedRead",
+    "check",
+    "guard_nodes",
+    "user_line",
+]
 
 _aten = torch.ops.aten
 # Ops whose Python result is read from tensor values: they stay in the graph and are checked.
@@ -47,7 +55,8 @@ _OURS = (str(Path(torch.__file__).parent), str(Path(__file__).parents[1]))
 
 
 def user_line(frames: list[traceback.FrameSummary]) -> str:
-    """ " at FILE:LINE in FUNC: `code`" for the innermost frame outside torch and this package."""
+    """ " at FILE:LINE in FUNC: `code`" for the innermost of `frames` outside torch and this
+    package (a stack, or an exception's ``traceback.extract_tb``)."""
     mine = [f for f in frames if not f.filename.startswith(_OURS)]
     if not mine:
         return ""

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import contextlib
 import operator
+import traceback
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -67,9 +68,8 @@ from checkpoint_solver.profiling.graph import (
     _nbytes,
     _op_name,
     _time_nodes,
-    _user_frame,
 )
-from checkpoint_solver.profiling.guards import Guard, Recording, guard_nodes
+from checkpoint_solver.profiling.guards import Guard, Recording, guard_nodes, user_line
 from checkpoint_solver.profiling.snapshot import Snapshot
 from checkpoint_solver.profiling.stages import StageCall, call_tree, stage_calls
 from checkpoint_solver.profiling.tracker import (
@@ -363,8 +363,9 @@ def capture_region(
                 raise
             except Exception as exc:
                 first = str(exc).splitlines()[0] if str(exc) else ""
+                where = user_line(traceback.extract_tb(exc.__traceback__))
                 raise ProfilingError(
-                    f"tracing {type(module).__name__}'s joint graph failed{_user_frame(exc)} "
+                    f"tracing {type(module).__name__}'s joint graph failed{where} "
                     f"({type(exc).__name__}: {first}); op-level schedules need a region make_fx "
                     f"can trace (no data-dependent Python control flow); use a chain schedule"
                 ) from exc

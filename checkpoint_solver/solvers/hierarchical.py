@@ -468,30 +468,50 @@ def _curves(
     Kept for the last graphs asked about: `min_budget` and `solve` at several budgets share them
     (the options are most of the time)."""
     levels = [True] if block_level else [False, True]
-    return [
-        _Curve(
+    plans = [
+        _plan(
             graph,
-            _plan(
-                graph,
-                block_level=level,
-                option_budgets=option_budgets,
-                option_solver=option_solver,
-                time_limit=time_limit,
-            ),
-            mem_slots,
-            scope,
+            block_level=level,
+            option_budgets=option_budgets,
+            option_solver=option_solver,
+            time_limit=time_limit,
         )
         for level in levels
     ]
+    # Both plans have the same stages and the same no-recompute option: one set of rule plans.
+    rules = _rule_plans(graph, plans[-1], scope)
+    return [_Curve(graph, plan, mem_slots, scope, rules) for plan in plans]
+
+
+def _rule_plans(graph: Graph, plan: _Plan, scope: str) -> list[tuple[list[Op], int, float]]:
+    """Torch's rules' chain plans (`torch_rules.rule_candidates`: per-block and
+    checkpoint_sequential over the stages) expanded without recomputation inside a stage,
+    each with its simulated peak and time: what a user reaches for by hand."""
+    n = plan.stages.chain.length
+    out = []
+    for chain_ops in rule_candidates(n):
+        ops = _expand(graph, plan, chain_ops, dict.fromkeys(range(1, n + 1), 0))
+        rep = simulate_ops(graph, ops, scope=scope)
+        if rep.valid:
+            out.append((ops, rep.peak_bytes, rep.compute_time))
+    return out
 
 
 class _Curve:
     """The DP table for the graph's store-all peak and the expanded schedule at each slot count."""
 
-    def __init__(self, graph: Graph, plan: _Plan, mem_slots: int, scope: str) -> None:
+    def __init__(
+        self,
+        graph: Graph,
+        plan: _Plan,
+        mem_slots: int,
+        scope: str,
+        rules: list[tuple[list[Op], int, float]],
+    ) -> None:
         self.graph = graph
         self.plan = plan
         self.scope = scope
+        self.rules = rules  # `_rule_plans`: weighed beside the DP's plans
         # No schedule needs more than every node at once; the chain model may think it does (a
         # value in several boundaries counts once per boundary), so its boundaries are added.
         top = sum(graph.out_bytes[v] for v in graph.ops) + sum(plan.stages.chain.x)
@@ -558,20 +578,6 @@ class _Curve:
         ops = _expand(self.graph, self.plan, chain_ops, picks)
         rep = simulate_ops(self.graph, ops, scope=self.scope)
         return (ops, rep.peak_bytes, rep.compute_time) if rep.valid else None
-
-    @functools.cached_property
-    def rules(self) -> list[tuple[list[Op], int, float]]:
-        """Torch's rules' chain plans (`torch_rules.rule_candidates`: per-block and
-        checkpoint_sequential over the stages) expanded without recomputation inside a stage,
-        each with its simulated peak and time: what a user reaches for by hand."""
-        n = self.plan.stages.chain.length
-        out = []
-        for chain_ops in rule_candidates(n):
-            ops = _expand(self.graph, self.plan, chain_ops, dict.fromkeys(range(1, n + 1), 0))
-            rep = simulate_ops(self.graph, ops, scope=self.scope)
-            if rep.valid:
-                out.append((ops, rep.peak_bytes, rep.compute_time))
-        return out
 
     def at(self, m: int) -> tuple[list[Op], int, float] | None:
         if m in self.cache:
