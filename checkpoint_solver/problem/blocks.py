@@ -26,9 +26,11 @@ def backward_blocks(
     A backward node on the gradient path (a root, i.e. a tangent, or a node reading one) runs no
     later than the block of the gradients it reads (``g``, the smallest of their blocks: the
     backward reaches blocks in decreasing order) and belongs to the block whose own forward values
-    it reads (``f``: the ops it differentiates), so it is in block ``min(g, f)``, or ``g`` when it
-    reads only values that other blocks read too (a rotary table, a mask, the previous block's
-    output). A node off the gradient path (a constant, a mask's expansion) goes with its first
+    it reads (``f``: the ops it differentiates), so it is in block ``min(g, f)``. When every
+    forward value it reads is read by other blocks too, ``f`` is the latest block no later than
+    ``g`` whose forward reads them all: a U-Net up block's shortcut conv reads the skip
+    concatenated between the blocks, so its backward is that block's, not the next one's where
+    the gradient comes from; a rotary table or a mask read by every block leaves it at ``g``. A node off the gradient path (a constant, a mask's expansion) goes with its first
     reader. Hooks on the blocks' inputs cannot say this: a tensor read by many blocks (a U-Net's
     skip, a time embedding) gets its full gradient only at the end, which would put many blocks'
     backward nodes in one late block.
@@ -69,7 +71,11 @@ def backward_blocks(
             continue
         on_path[v] = True
         own = [blocks[u] for u in preds[v] if local[u]]
-        blocks[v] = min(min(grads), max(own)) if own else min(grads)
+        g = min(grads)
+        if own:
+            blocks[v] = min(g, max(own))
+        else:
+            blocks[v] = min(g, _readers_block(v, g, preds, succs, is_op, backward, blocks))
         if not any(is_op[u] and not backward[u] for u in preds[v]):
             movable.append(v)
     if sizes is not None:
@@ -84,3 +90,26 @@ def backward_blocks(
     if sink is not None:
         blocks[sink] = 0
     return blocks
+
+
+def _readers_block(
+    v: int,
+    g: int,
+    preds: Sequence[Sequence[int]],
+    succs: Sequence[Sequence[int]],
+    is_op: Sequence[bool],
+    backward: Sequence[bool],
+    blocks: Sequence[int],
+) -> int:
+    """The latest block no later than `g` whose forward reads every forward value `v` reads:
+    where the op `v` differentiates runs (a U-Net up block's shortcut conv reads the skip
+    concatenated before the block). `g` when `v` reads no forward values or no block reads
+    them all."""
+    common: set[int] | None = None
+    for u in preds[v]:
+        if not is_op[u] or backward[u]:
+            continue
+        mine = {blocks[w] for w in succs[u] if is_op[w] and not backward[w]}
+        common = mine if common is None else common & mine
+    below = [b for b in common or () if b <= g]
+    return max(below) if below else g
