@@ -73,7 +73,7 @@ from checkpoint_solver.solvers._deadline import Deadline, check_time_limit
 from checkpoint_solver.solvers._segments import find_segments
 from checkpoint_solver.solvers.torch_rules import rule_candidates
 
-__all__ = ["min_budget_hierarchical", "solve_hierarchical"]
+__all__ = ["chain_schedule_on_graph", "min_budget_hierarchical", "solve_hierarchical"]
 
 
 @dataclass(frozen=True)
@@ -611,50 +611,53 @@ def _chain_plan(curve: _Curve, m: int) -> tuple[list[Op], dict[int, int]]:
 
 # `_best_under`'s slot count for a plan that is not the DP's at some slot count.
 LEAST, RULE = -1, -2
+# `_best_under`'s search: a grid of GRID points over the DP's memory axis, then about ZONE
+# slot counts around the grid's points whose peak is within NEAR of the budget.
+GRID, ZONE, NEAR = 64, 256, 0.15
 
 
 def _best_under(curve: _Curve, budget: int) -> tuple[list[Op], int, float, int] | None:
     """The fastest expanded schedule within `budget` over the slot counts the DP can use."""
     if curve.first is None:
         return None
-    # The chain model counts a value crossing several cuts once per kept boundary, so the DP's
-    # plans at more slots than the budget holds may still fit once expanded: scan the whole axis.
-    hi = curve.mmax
-    best = None
-    # The DP's time falls as m grows; its expanded peak mostly rises. Scan down from the top
-    # slot count, then bisect above the first fit to catch a faster one that also fits.
-    m = hi
-    tried = 0
-    step = max(1, (hi - curve.first) // 64)  # (no scan when hi < first: only the samples below)
-    while m >= curve.first and tried < 200:
+    best: tuple[list[Op], int, float, int] | None = None
+
+    def consider(m: int) -> None:
+        nonlocal best
         r = curve.at(m)
-        tried += 1
-        if r is not None and r[1] <= budget:
-            if best is None or r[2] < best[2]:
-                best = (r[0], r[1], r[2], m)
-            break
-        m -= step
-    if best is None:
-        # The expanded peak is not monotone in m: the points `_min_peak` samples (the minimum
-        # budget is one of them) are tried too, so a budget at that minimum is solved.
-        for m in _samples(curve):
-            if (r := curve.at(m)) is not None and r[1] <= budget:
-                if best is None or r[2] < best[2]:
-                    best = (r[0], r[1], r[2], m)
-        least = curve.least
-        if least is not None and least[1] <= budget and (best is None or least[2] < best[2]):
-            best = (least[0], least[1], least[2], LEAST)
-    if best is not None and step > 1 and best[3] >= 0:
-        lo_m, hi_m = best[3], min(hi, best[3] + step)
-        while hi_m - lo_m > 1:
-            mid = (lo_m + hi_m) // 2
-            r = curve.at(mid)
-            if r is not None and r[1] <= budget:
-                if r[2] <= best[2]:
-                    best = (r[0], r[1], r[2], mid)
-                lo_m = mid
-            else:
-                hi_m = mid
+        if r is not None and r[1] <= budget and (best is None or r[2] < best[2]):
+            best = (r[0], r[1], r[2], m)
+
+    # The chain model counts a value crossing several cuts once per kept boundary, so the DP's
+    # plans at more slots than the budget holds may still fit once expanded, and the expanded
+    # peak is not monotone in m: above the first slot count that misses the budget, plans that
+    # fit and plans a little over it interleave slot by slot (a U-Net: misses at 262 to 291,
+    # fits at 293 to 302, misses again up to 320). The DP's time falls as m grows. So a grid
+    # over the whole axis is tried, then every slot count within a step of a grid point at or
+    # above its first miss whose peak is within NEAR of the budget (up to ZONE of them, lowest
+    # first).
+    lo, hi = curve.first, curve.mmax
+    step = max(1, math.ceil((hi - lo) / GRID))
+    grid = list(range(lo, hi + 1, step))
+    for m in grid:
+        consider(m)
+    for m in _samples(curve):  # `_min_peak`'s points: a budget at the minimum is solved
+        consider(m)
+    missed = [m for m in grid if (r := curve.cache[m]) is None or r[1] > budget]
+    if missed:
+        zone: set[int] = set()
+        for g in grid:
+            r = curve.cache[g]
+            if g < missed[0] - step or r is None or r[1] > budget * (1 + NEAR):
+                continue
+            zone.update(range(max(lo, g - step + 1), min(hi, g + step - 1) + 1))
+            if len(zone) >= ZONE:
+                break
+        for m in sorted(zone):
+            consider(m)
+    least = curve.least
+    if least is not None and least[1] <= budget and (best is None or least[2] < best[2]):
+        best = (least[0], least[1], least[2], LEAST)
     for ops, peak, compute_time in curve.rules:
         if peak <= budget and (best is None or compute_time < best[2]):
             best = (ops, peak, compute_time, RULE)
@@ -806,3 +809,47 @@ def min_budget_hierarchical(
     if peak is None:
         raise InvalidProblemError("the hierarchical DP found no plan for this graph")
     return peak
+
+
+def chain_schedule_on_graph(
+    graph: Graph, schedule: Schedule, /, *, scope: str = "activations"
+) -> Schedule:
+    """A chain schedule's plan as a graph schedule on `graph` (its stages are the chain's: the
+    same blocks, e.g. ``prof.graph`` and ``prof.chain``): each chain op computes its stage's
+    nodes without recomputation inside a stage, every value freed after its last use, peak and
+    time from the simulator on the graph's own costs. This is how a chain solver's plan and
+    `hierarchical`'s are compared on equal terms: the chain's and the graph's costs are measured
+    separately (a stage's time against the sum of its ops'), so their predicted overheads differ
+    by measurement noise even for one plan.
+
+    Raises
+    ------
+    InvalidProblemError
+        When the schedule is not a chain schedule, or its chain has another number of stages.
+    """
+    if schedule.kind != "chain":
+        raise InvalidProblemError(f"expected a chain schedule, got a {schedule.kind} schedule")
+    plan = _plan(graph, block_level=True, option_budgets=1, option_solver="greedy", time_limit=1.0)
+    n = plan.stages.chain.length
+    if schedule.size != n:
+        raise InvalidProblemError(
+            f"the schedule is for a chain of {schedule.size} stages; this graph has {n} stages "
+            f"(solve the chain profiled with it, e.g. prof.chain for prof.graph)"
+        )
+    ops = _expand(graph, plan, list(schedule.ops), dict.fromkeys(range(1, n + 1), 0))
+    rep = simulate_ops(graph, ops, scope=scope)
+    if not rep.valid:
+        raise InvalidProblemError(f"the expanded plan is not valid on this graph: {rep.violation}")
+    return make_schedule(
+        graph,
+        schedule.budget_bytes,
+        ops,
+        solver=schedule.solver,
+        peak_bytes=rep.peak_bytes,
+        compute_time=rep.compute_time,
+        options=schedule.options,
+        status=Status.HEURISTIC,
+        lower_bound=graph.store_all_time,
+        notes=f"{schedule.solver}'s chain plan expanded onto the graph's {n} stages",
+        scope=scope,
+    )
