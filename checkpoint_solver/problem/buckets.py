@@ -1,23 +1,31 @@
-"""Chains at every input size: sizes and times fitted over profiles at two or three shapes.
+"""Chains at every input size: sizes and times fitted over profiles at a few shapes.
 
 One profile describes one input shape. Variable-length training (fine-tuning batches padded to
-their longest sequence, a curriculum over context lengths) calls the model at many shapes. The
-chains of one model profiled at a few values ``n`` of its one varying dimension (the sequence
-length, or the batch) have the same structure and sizes that grow with ``n``: a projection's
-output linearly, attention's score matrix quadratically. `ChainFit` fits every size and time as
-``a + b n + c n^2`` (exactly through three profiles; ``c = 0`` through two) and gives the chain at
-any ``n`` (`ChainFit.at`), with each size rounded up. A schedule solved on ``fit.at(edge)`` holds
-its promise for every ``n <= edge`` whose sizes do not exceed the edge's (they grow with ``n``,
-checked on the profiled points), which is what `checkpoint_solver.solvers.solve_buckets` solves
-per bucket and `checkpoint_solver.runtime.buckets` replays, picking the bucket per call.
+their longest sequence, a curriculum over context lengths, a batch size that changes with it)
+calls the model at many shapes. The chains of one model profiled at a few sizes of its varying
+dimensions (the sequence length, the batch, or both) have the same structure and sizes that grow
+with them: a projection's output as ``B S``, attention's score matrix as ``B S^2``, a rotary
+table or a relative position bias not with the batch at all. `ChainFit` fits every size and time
+as a polynomial in the sizes: in each dimension of degree one less than the number of distinct
+sizes profiled in it, at most two, with every product of those terms (one dimension:
+``a + b n + c n^2``, exact through three profiles; batch and length profiled at 2 x 3 shapes:
+``1, S, S^2, B, B S, B S^2``, exact through the six). It gives the chain at any size
+(`ChainFit.at`), each size rounded up. A schedule solved on ``fit.at(edge)`` holds its promise
+for every size no larger in any dimension whose sizes do not exceed the edge's (they grow with
+each dimension, checked on the profiled points), which is what
+`checkpoint_solver.buckets.solve_buckets` solves per bucket and
+`checkpoint_solver.runtime.buckets` replays, picking the bucket per call.
 
 Fitting needs the chains to agree on everything but the numbers: the stage count, which stages
-make and read each boundary value, whether model states are known.
+make and read each boundary value, whether model states are known; and, with several
+dimensions, enough shapes to fix every term (every combination of the sizes profiled per
+dimension does).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -48,88 +56,137 @@ def _structure(chain: Chain) -> tuple[Any, ...]:
     return (chain.length, values, states, chain.cost_unit)
 
 
+Size = int | tuple[int, ...]
+
+
+def _point(n: Size, dims: int | None = None) -> tuple[int, ...]:
+    """A size as a tuple of its dimensions' sizes (an int is one dimension)."""
+    p = (n,) if isinstance(n, int) and not isinstance(n, bool) else tuple(n)  # type: ignore[arg-type]
+    if (
+        not p
+        or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in p)
+        or (dims is not None and len(p) != dims)
+    ):
+        want = "an integer >= 1" if dims in (None, 1) else f"{dims} integers >= 1"
+        raise InvalidProblemError(f"the input size must be {want}, got {n!r}")
+    return p
+
+
 @dataclass(frozen=True)
 class ChainFit:
-    """Every number of a chain as ``a + b n + c n^2`` over the varying dimension ``n``.
+    """Every number of a chain as a polynomial in the input's varying sizes (see the module
+    notes).
 
     Attributes
     ----------
-    sizes : tuple[int, ...]
-        The ``n`` of the profiled chains, ascending.
+    sizes : tuple[int | tuple[int, ...], ...]
+        The sizes of the profiled chains, ascending: ints for one varying dimension, tuples
+        (one size per dimension) for several.
     chains : tuple[Chain, ...]
         The profiled chains, in the same order.
     """
 
-    sizes: tuple[int, ...]
+    sizes: tuple[Size, ...]
     chains: tuple[Chain, ...]
 
+    @property
+    def dims(self) -> int:
+        """How many dimensions vary."""
+        return len(_point(self.sizes[0]))
+
+    @property
+    def points(self) -> tuple[tuple[int, ...], ...]:
+        return tuple(_point(n) for n in self.sizes)
+
     @classmethod
-    def of(cls, chains: Sequence[Chain], sizes: Sequence[int]) -> ChainFit:
-        """Fit over chains profiled at `sizes` (two or three distinct values of the varying
-        dimension; more are fitted by least squares).
+    def of(cls, chains: Sequence[Chain], sizes: Sequence[Size]) -> ChainFit:
+        """Fit over chains profiled at `sizes` (ints for one varying dimension: two or three
+        distinct values, more fitted by least squares; tuples for several, enough of them to fix
+        every term of the fit: every combination of two or three sizes per dimension).
 
         Raises
         ------
         InvalidProblemError
-            Fewer than two distinct sizes, or chains that differ in structure (stage count,
-            boundary values, model states), or sizes that do not grow with ``n``.
+            Too few distinct sizes for the fit, chains that differ in structure (stage count,
+            boundary values, model states), or sizes that do not grow with the input.
         """
-        if len(chains) != len(sizes) or len(set(sizes)) != len(sizes) or len(sizes) < 2:
+        points = [_point(n) for n in sizes]
+        if (
+            len(chains) != len(points)
+            or len(set(points)) != len(points)
+            or len(points) < 2
+            or len({len(p) for p in points}) != 1
+        ):
             raise InvalidProblemError(
                 f"fitting chains over input sizes needs two or more chains at distinct sizes, "
                 f"got {len(chains)} chains at sizes {list(sizes)}"
             )
-        order = sorted(range(len(sizes)), key=lambda k: sizes[k])
+        order = sorted(range(len(points)), key=lambda k: points[k])
         chains = [chains[k] for k in order]
-        sizes = [int(sizes[k]) for k in order]
+        points = [points[k] for k in order]
         first = _structure(chains[0])
-        for c, n in zip(chains[1:], sizes[1:], strict=True):
+        for c, p in zip(chains[1:], points[1:], strict=True):
             if _structure(c) != first:
                 raise InvalidProblemError(
-                    f"the chain profiled at size {n} differs in structure from the one at "
-                    f"{sizes[0]} (stages, boundary values or model states): a model whose stages "
-                    f"change with the input size cannot share one fit; profile each size alone"
+                    f"the chain profiled at size {_shown(p)} differs in structure from the one "
+                    f"at {_shown(points[0])} (stages, boundary values or model states): a model "
+                    f"whose stages change with the input size cannot share one fit; profile each "
+                    f"size alone"
                 )
         for name in ("x", "xbar"):
-            rows = np.array([getattr(c, name) for c in chains], dtype=np.float64)
-            if np.any(np.diff(rows, axis=0) < 0):
-                raise InvalidProblemError(
-                    f"Chain.{name} shrinks as the input grows between the profiled sizes "
-                    f"{sizes}: the fit promises memory per bucket only for sizes that grow with "
-                    f"the input"
-                )
-        return cls(tuple(sizes), tuple(chains))
+            rows = [np.asarray(getattr(c, name), dtype=np.float64) for c in chains]
+            for i, j in itertools.permutations(range(len(points)), 2):
+                below = all(a <= b for a, b in zip(points[i], points[j], strict=True))
+                if below and np.any(rows[j] < rows[i]):
+                    raise InvalidProblemError(
+                        f"Chain.{name} shrinks as the input grows from {_shown(points[i])} to "
+                        f"{_shown(points[j])}: the fit promises memory per bucket only for sizes "
+                        f"that grow with the input"
+                    )
+        fit = cls(tuple(_shown(p) for p in points), tuple(chains))
+        basis = fit._basis(np.asarray(points, dtype=np.float64))
+        if np.linalg.matrix_rank(basis) < basis.shape[1]:
+            per = [sorted({p[d] for p in points}) for d in range(len(points[0]))]
+            raise InvalidProblemError(
+                f"the sizes profiled ({[_shown(p) for p in points]}) do not fix the fit's "
+                f"{basis.shape[1]} terms (the sizes per dimension {per}, with their products): "
+                f"profile every combination of them"
+            )
+        return fit
 
-    def _coef(self, rows: Sequence[Sequence[float]]) -> np.ndarray:
-        """Per column, ``(a, b, c)`` through the profiled points."""
-        n = np.asarray(self.sizes, dtype=np.float64)
-        degree = min(2, len(n) - 1)
-        basis = np.vander(n, degree + 1, increasing=True)
+    def _degrees(self) -> tuple[int, ...]:
+        pts = self.points
+        return tuple(min(2, len({p[d] for p in pts}) - 1) for d in range(self.dims))
+
+    def _basis(self, at: np.ndarray) -> np.ndarray:
+        """Every product of the dimensions' powers up to their degrees, at the rows of `at`."""
+        cols = []
+        for powers in itertools.product(*(range(k + 1) for k in self._degrees())):
+            cols.append(np.prod([at[:, d] ** e for d, e in enumerate(powers)], axis=0))
+        return np.stack(cols, axis=1)
+
+    def _eval(self, rows: Sequence[Sequence[float]], n: tuple[int, ...]) -> list[float]:
+        """Per column of `rows` (one row per profiled chain), the fit's value at `n`."""
+        basis = self._basis(np.asarray(self.points, dtype=np.float64))
         coef, *_ = np.linalg.lstsq(basis, np.asarray(rows, dtype=np.float64), rcond=None)
-        if degree < 2:
-            coef = np.vstack([coef, np.zeros((2 - degree, coef.shape[1]))])
-        return coef
+        return list(self._basis(np.asarray([n], dtype=np.float64))[0] @ coef)
 
-    def _eval(self, rows: Sequence[Sequence[float]], n: int) -> list[float]:
-        coef = self._coef(rows)
-        return list(coef[0] + coef[1] * n + coef[2] * n * n)
-
-    def at(self, n: int) -> Chain:
-        """The chain at size `n`: each size the fit's value rounded up (exact at a profiled
+    def at(self, n: Size) -> Chain:
+        """The chain at size `n` (an int for one varying dimension, a tuple of one size per
+        dimension for several): each size the fit's value rounded up (exact at a profiled
         size), times clipped at 0, the chain rules' bounds kept (a tape holds its output)."""
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise InvalidProblemError(f"the input size must be an integer >= 1, got {n!r}")
-        if n in self.sizes:
-            return self.chains[self.sizes.index(n)]
+        point = _point(n, self.dims)
+        if point in self.points:
+            return self.chains[self.points.index(point)]
         base = self.chains[0]
         fields: dict[str, Any] = {}
         for name in _TIMES:
             fields[name] = tuple(
-                max(0.0, v) for v in self._eval([getattr(c, name) for c in self.chains], n)
+                max(0.0, v) for v in self._eval([getattr(c, name) for c in self.chains], point)
             )
         for name in _SIZES:
             fields[name] = tuple(
-                _up(v) for v in self._eval([getattr(c, name) for c in self.chains], n)
+                _up(v) for v in self._eval([getattr(c, name) for c in self.chains], point)
             )
         x = [max(0, v) for v in fields["x"]]
         xbar = [max(v, x[i + 1]) for i, v in enumerate(fields["xbar"])]
@@ -139,7 +196,7 @@ class ChainFit:
         ob = [max(v, -delta[i]) for i, v in enumerate(fields["ob"])]
         values: tuple[BoundaryValue, ...] = ()
         if base.values:
-            nbytes = self._eval([[v.nbytes for v in c.values] for c in self.chains], n)
+            nbytes = self._eval([[v.nbytes for v in c.values] for c in self.chains], point)
             values = tuple(
                 BoundaryValue(max(0, _up(b)), v.producer, v.readers, v.saved, v.held)
                 for b, v in zip(nbytes, base.values, strict=True)
@@ -162,7 +219,7 @@ class ChainFit:
                 ]
                 for c in self.chains
             ]
-            got = [max(0, _up(v)) for v in self._eval(rows, n)]
+            got = [max(0, _up(v)) for v in self._eval(rows, point)]
             states = dataclasses.replace(
                 base.states,
                 params=got[0],
@@ -184,5 +241,10 @@ class ChainFit:
             delta=tuple(delta),
             values=values,
             states=states,
-            name=f"{base.name} at size {n}",
+            name=f"{base.name} at size {_shown(point)}",
         )
+
+
+def _shown(p: tuple[int, ...]) -> Size:
+    """A point as the user gives it: an int for one dimension."""
+    return p[0] if len(p) == 1 else p

@@ -1,7 +1,8 @@
 """Replay one schedule per input-size bucket (`checkpoint_solver.buckets`).
 
 The model is applied once, with the first bucket's schedule (`executor.apply`); a forward
-pre-hook that runs before the executor's reads the size of each call from the inputs, and when
+pre-hook that runs before the executor's reads the size of each call from the inputs (one per
+varying dimension), and when
 the bucket changes hands the executor that bucket's plan, the values its reruns read (learnt by
 the first step of each bucket, then kept) and the input size its promise was made for. The
 stages, hooks and autograd graph are the same for every bucket: only the schedule changes.
@@ -31,22 +32,27 @@ class _Switch:
         self.needed: dict[int, Any] = {}
         self.current = 0
 
-    def size_of(self, args: Any, kwargs: Any) -> int:
+    def size_of(self, args: Any, kwargs: Any) -> int | tuple[int, ...]:
+        """The call's size in each varying dimension (an int for one)."""
         leaves = Inputs(tuple(args), dict(kwargs or {})).tensors()
-        got = set()
-        for pos, axis in self.buckets.dims:
-            if pos >= len(leaves) or axis >= leaves[pos].dim():
+        point = []
+        for d, axes in enumerate(self.buckets.groups):
+            got = set()
+            for pos, axis in axes:
+                if pos >= len(leaves) or axis >= leaves[pos].dim():
+                    raise ApplyError(
+                        "the call's inputs do not have the profiled examples' tensors; call the "
+                        "model as it was profiled"
+                    )
+                got.add(int(leaves[pos].shape[axis]))
+            if len(got) != 1:
+                where = "" if len(self.buckets.groups) == 1 else f" of dimension {d}"
                 raise ApplyError(
-                    "the call's inputs do not have the profiled examples' tensors; call the "
-                    "model as it was profiled"
+                    f"the call's varying axes{where} take the sizes {sorted(got)}; the buckets "
+                    f"read one size from them (the profiled examples had one)"
                 )
-            got.add(int(leaves[pos].shape[axis]))
-        if len(got) != 1:
-            raise ApplyError(
-                f"the call's varying dimensions take the sizes {sorted(got)}; the buckets read "
-                f"one size from them"
-            )
-        return got.pop()
+            point.append(got.pop())
+        return point[0] if len(point) == 1 else tuple(point)
 
     def pre(self, model: nn.Module, args: Any, kwargs: Any) -> None:
         import torch

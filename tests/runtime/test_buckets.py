@@ -77,12 +77,64 @@ def test_training_on_three_lengths_in_turn_keeps_each_buckets_promise() -> None:
     cs.runtime.remove(applied)
 
 
-def test_examples_must_vary_in_one_dimension() -> None:
+def test_examples_must_vary_in_one_or_two_dimensions_on_a_grid() -> None:
     model, at = _model()
     idx, tgt = at(32)
-    with pytest.raises(InvalidProblemError, match="more than one dimension"):
+    with pytest.raises(InvalidProblemError, match="every combination"):
         buckets.profile_shapes(model, [(idx, tgt), (idx[:2, :16], tgt[:2, :16])])
     with pytest.raises(InvalidProblemError, match="same shape"):
         buckets.profile_shapes(model, [(idx, tgt), (idx, tgt)])
+    with pytest.raises(InvalidProblemError, match="more than 2 dimensions"):
+        buckets._varying([torch.zeros(2, 3, 4), torch.zeros(3, 4, 5)])
     with pytest.raises(InvalidProblemError, match="twice the largest"):
         buckets.solve_buckets(_shapes(model, at), "1GiB", "dp", edges=[512])
+
+
+def test_batch_and_length_buckets_keep_each_promise() -> None:
+    """Two varying dimensions: profiled at 2 batch sizes x 3 lengths, the fit at an unprofiled
+    shape is that shape's profile, and training at shapes from several buckets in turn keeps
+    each bucket's promise, with plain autograd's gradients."""
+    model, at = _model()
+
+    def shape(b: int, t: int):  # type: ignore[no-untyped-def]
+        idx, tgt = at(t)
+        return (idx[:b].contiguous(), tgt[:b].contiguous())
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        grid = [shape(b, t) for b in (2, 4) for t in (32, 64, 128)]
+        shapes = buckets.profile_shapes(model, grid, warmup=1, repeats=1)
+        real = cs.profile(model, shape(3, 96), warmup=1, repeats=1, graph=False).chain
+    assert shapes.sizes == ((2, 32), (2, 64), (2, 128), (4, 32), (4, 64), (4, 128))
+    assert shapes.groups == (((0, 0), (1, 0)), ((0, 1), (1, 1)))
+    fitted = shapes.fit.at((3, 96))
+    assert (fitted.x, fitted.xbar, fitted.delta) == (real.x, real.xbar, real.delta)
+
+    budget = 2 * cs.min_budget(shapes.fit.at((4, 128)), "dp")
+    bk = buckets.solve_buckets(shapes, budget, "dp", edges=[[2, 4], [64, 128]])
+    assert bk.cells == ((2, 64), (2, 128), (4, 64), (4, 128)) and "4 x 128" in bk.table()
+    applied = buckets.apply_buckets(copy.deepcopy(model), bk)
+    for b, t, bucket in ((4, 128, 3), (2, 32, 0), (3, 64, 2), (2, 100, 1), (4, 128, 3)):
+        torch.manual_seed(1)
+        measure_step(applied, shape(b, t))
+        torch.manual_seed(1)
+        got = measure_step(applied, shape(b, t)).peak_bytes
+        assert bucket_in_use(applied) == bucket, (b, t)
+        predicted = bk.schedules[bucket].predicted.peak_bytes
+        assert got <= predicted * 1.03, (b, t, got, predicted)
+        if (b, t) == bk.cells[bucket]:
+            assert got >= predicted * 0.97, (b, t, got, predicted)
+        ref = copy.deepcopy(model)
+        for p in (*ref.parameters(), *applied.parameters()):
+            p.grad = None
+        torch.manual_seed(2)
+        want = train_step(ref, shape(b, t))
+        torch.manual_seed(2)
+        assert torch.equal(train_step(applied, shape(b, t)), want)
+        for x, y in zip(ref.parameters(), applied.parameters(), strict=True):
+            assert torch.equal(x.grad, y.grad)
+    with pytest.raises(ApplyError, match="in dimension 0"):
+        bk.bucket_of((8, 64))
+    with pytest.raises(InvalidProblemError, match="one list of sizes per dimension"):
+        buckets.solve_buckets(shapes, budget, "dp", edges=[64, 128])
+    cs.runtime.remove(applied)
