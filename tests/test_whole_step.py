@@ -176,3 +176,35 @@ def test_the_milp_counts_the_whole_step_and_its_schedule_is_measured() -> None:
     assert predicted <= budget
     got = _measured_step(model, inputs, prof, sched)
     assert abs(got / predicted - 1) <= 0.03, (got, predicted)
+
+
+def test_the_greedy_counts_the_whole_step_and_beats_subtracting_by_hand() -> None:
+    """greedy with model states: each stage's budget is the budget less the states at that
+    stage (the gradients made by then), so at a whole-step budget it is never slower than the
+    greedy solved at the budget less every state (what a user does by hand) and strictly
+    faster where the gradients come late; its schedules fit the whole step, the optimizer step
+    included, and its minimum is at most the by-hand one's (when that fits the step)."""
+    from checkpoint_solver.solvers._step import graph_margin
+
+    model, inputs = models.mlp(depth=3, width=128, hidden=256, batch=32)
+    prof = _profile(model, inputs, optimizer=torch.optim.AdamW(model.parameters()), graph=True)
+    graph = prof.graph
+    assert graph is not None and graph.states is not None
+    margin = graph_margin(graph)
+    low, high = cs.min_budget(graph, "greedy"), cs.min_budget(graph, "store_all")
+    assert low >= step_floor(graph)
+    hand_low = cs.min_budget(graph, "greedy", scope="activations") + margin
+    assert low <= max(hand_low, step_floor(graph))
+    faster = 0
+    for f in (0.0, 0.1, 0.3, 0.6):
+        budget = int(low + f * (high - low))
+        aware = cs.solve(graph, budget, "greedy")
+        assert aware.scope == "step" and cs.simulate(graph, aware).valid
+        assert aware.predicted.peak_bytes <= budget
+        try:
+            hand = cs.solve(graph, budget - margin, "greedy", scope="activations")
+        except cs.InfeasibleBudgetError:
+            continue
+        assert aware.predicted.compute_time <= hand.predicted.compute_time * (1 + 1e-9), f
+        faster += aware.predicted.compute_time < hand.predicted.compute_time * (1 - 1e-3)
+    assert faster >= 1

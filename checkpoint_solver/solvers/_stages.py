@@ -14,6 +14,7 @@ from the matrices, by the same rule, without replaying ops.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -176,40 +177,55 @@ def stage_peak(g: OpGraph, R: BoolMatrix, S: BoolMatrix, t: int) -> int:
     return peak
 
 
+def stage_limits(budget_bytes: int, n: int, less: Sequence[int] | None = None) -> list[int]:
+    """Each stage's budget: `budget_bytes`, less what else stage t holds (``less[t]``: a whole
+    step's model states at that stage, `checkpoint_solver.solvers._step.step_terms`)."""
+    return [budget_bytes - (0 if less is None else int(less[t])) for t in range(n)]
+
+
+def plan_fits(g: OpGraph, R: BoolMatrix, S: BoolMatrix, limits: Sequence[int]) -> bool:
+    """Every stage within its budget (`stage_limits`)."""
+    return g.base_bytes <= min(limits, default=g.base_bytes) and all(
+        stage_peak(g, R, S, t) <= limits[t] for t in range(g.n)
+    )
+
+
 def greedy_plan(
     g: OpGraph,
     budget_bytes: int,
     dtr: list[tuple[list[tuple[str, int]], int]] | None = None,
+    less: Sequence[int] | None = None,
 ) -> tuple[BoolMatrix, BoolMatrix] | None:
     """The better (less compute) of the stage eviction heuristic and the DTR simulation's plan
     that fits `budget_bytes`, or None. `dtr`: the DTR runs at this budget when the caller has
-    them already."""
+    them already. `less`: per stage, bytes the budget must also hold there (`stage_limits`)."""
     from checkpoint_solver.solvers._dtr import dtr_candidates, events_to_plan
 
+    limits = stage_limits(budget_bytes, g.n, less)
     plans = []
-    stagewise = _stage_greedy(g, budget_bytes)
+    stagewise = _stage_greedy(g, limits)
     if stagewise is not None:
         plans.append(stagewise)
-    for events, _ in dtr_candidates(g, budget_bytes) if dtr is None else dtr:
+    for events, _ in dtr_candidates(g, budget_bytes, less) if dtr is None else dtr:
         R, S = events_to_plan(g, events)
         R, S = prune_plan(g, optimal_r(g, S), S)
-        if plan_peak(g, R, S) <= budget_bytes:
+        if plan_fits(g, R, S, limits):
             plans.append((R, S))
     if not plans:
         return None
     return min(plans, key=lambda p: plan_time(g, p[0]))
 
 
-def _stage_greedy(g: OpGraph, budget_bytes: int) -> tuple[BoolMatrix, BoolMatrix] | None:
+def _stage_greedy(g: OpGraph, limits: Sequence[int]) -> tuple[BoolMatrix, BoolMatrix] | None:
     """A fast heuristic: start from keeping everything, then, stage by stage, stop carrying the
-    values with the least compute per byte until the stage fits (they are recomputed where next
-    needed). Returns None when it cannot fit the budget."""
+    values with the least compute per byte until the stage fits its budget (``limits[t]``; they
+    are recomputed where next needed). Returns None when it cannot fit."""
     n = g.n
     R, S = keep_all_plan(g)
     R, S = fix_no_recompute(g, R, S)
     for t in range(n):
         tried: set[int] = set()
-        while (current := stage_peak(g, R, S, t)) > budget_bytes:
+        while (current := stage_peak(g, R, S, t)) > limits[t]:
             carried = [i for i in range(t) if S[t, i] and i not in tried and not g.no_recompute[i]]
             if not carried:
                 return None
@@ -230,14 +246,14 @@ def _stage_greedy(g: OpGraph, budget_bytes: int) -> tuple[BoolMatrix, BoolMatrix
             if stage_peak(g, trial_r, trial_s, t) >= current:
                 continue
             if any(
-                stage_peak(g, trial_r, trial_s, tt) > max(budget_bytes, stage_peak(g, R, S, tt))
+                stage_peak(g, trial_r, trial_s, tt) > max(limits[tt], stage_peak(g, R, S, tt))
                 for tt in touched
                 if tt != t
             ):
                 continue
             R, S = trial_r, trial_s
     R, S = prune_plan(g, R, S)
-    if plan_peak(g, R, S) > budget_bytes:
+    if not plan_fits(g, R, S, limits):
         return None
     return R, S
 

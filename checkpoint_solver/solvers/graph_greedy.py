@@ -20,7 +20,12 @@ from checkpoint_solver.schedule import Compute, Free, Schedule, Status
 from checkpoint_solver.solvers._common import make_schedule
 from checkpoint_solver.solvers._dtr import dtr_candidates
 from checkpoint_solver.solvers._order import low_peak_order, reorder, store_all_peak
-from checkpoint_solver.solvers._stages import OpGraph, greedy_plan, keep_all_plan, plan_peak
+from checkpoint_solver.solvers._stages import (
+    OpGraph,
+    greedy_plan,
+    keep_all_plan,
+    plan_peak,
+)
 
 __all__ = [
     "greedy_fallback",
@@ -53,22 +58,41 @@ def op_graph_orders(graph: Graph) -> list[tuple[OpGraph, str]]:
     return out
 
 
-def solve_greedy(graph: Graph, budget_bytes: int, /) -> Schedule:
+def solve_greedy(graph: Graph, budget_bytes: int, /, *, scope: str = "activations") -> Schedule:
     """Greedy eviction schedule within `budget_bytes`.
+
+    With ``scope="step"`` (set by `checkpoint_solver.solve` for a graph with `Graph.states`),
+    each stage's budget is the budget less the model states at that stage (the states held
+    throughout and the parameter gradients made by then: `_step.stage_states`), so evictions
+    follow the gradients as the backward makes them; the simulator's whole-step peak, the
+    optimizer step included, judges the result.
 
     Raises
     ------
     InfeasibleBudgetError
         When the greedy cannot fit the budget (``min_budget_bytes`` is its own minimum).
     """
+    candidates = _candidates(graph, budget_bytes, scope)
+    if not candidates:
+        low = min_budget_greedy(graph, scope=scope)
+        raise InfeasibleBudgetError(budget_bytes, low, "greedy", hint="or try ilp")
+    return min(candidates, key=lambda s: (s.predicted.compute_time, s.predicted.peak_bytes))
+
+
+def _candidates(graph: Graph, budget_bytes: int, scope: str) -> list[Schedule]:
+    """Every schedule the greedy's heuristics find within `budget_bytes`, in every order."""
+    from checkpoint_solver.simulation import simulate_ops
+    from checkpoint_solver.solvers._step import stage_states
     from checkpoint_solver.solvers.ilp import schedule_from_plan
 
+    step = scope == "step"
     candidates = []
     orders = op_graph_orders(graph)
     for g, where in orders:
         suffix = f"; {where}" if where else ""
-        runs = dtr_candidates(g, budget_bytes)
-        plan = greedy_plan(g, budget_bytes, runs)
+        less = stage_states(graph, g) if step else None
+        runs = dtr_candidates(g, budget_bytes, less)
+        plan = greedy_plan(g, budget_bytes, runs, less)
         if plan is not None:
             candidates.append(
                 schedule_from_plan(
@@ -81,6 +105,7 @@ def solve_greedy(graph: Graph, budget_bytes: int, /) -> Schedule:
                     status=Status.HEURISTIC,
                     lower_bound=graph.store_all_time,
                     notes="stage eviction plan; lower bound: every node computed once" + suffix,
+                    scope=scope,
                 )
             )
         for events, peak in runs:
@@ -101,13 +126,18 @@ def solve_greedy(graph: Graph, budget_bytes: int, /) -> Schedule:
                     lower_bound=graph.store_all_time,
                     notes="DTR-style eviction with look-ahead; lower bound: every node computed "
                     "once" + suffix,
+                    scope=scope,
                 )
             )
-    if not candidates:
-        raise InfeasibleBudgetError(
-            budget_bytes, min_budget_over(orders), "greedy", hint="or try ilp"
-        )
-    return min(candidates, key=lambda s: (s.predicted.compute_time, s.predicted.peak_bytes))
+    if step:
+        # The stages' budgets bound every op; the optimizer step after the last is the
+        # simulator's to judge.
+        candidates = [
+            c
+            for c in candidates
+            if simulate_ops(graph, list(c.ops), budget_bytes=budget_bytes, scope="step").valid
+        ]
+    return candidates
 
 
 def greedy_fallback(
@@ -123,10 +153,49 @@ def greedy_fallback(
 
 
 @functools.lru_cache(maxsize=16)
-def min_budget_greedy(graph: Graph, /) -> int:
+def min_budget_greedy(graph: Graph, /, *, scope: str = "activations") -> int:
     """The least budget at which the greedy finds a schedule (bisection on its own success, in
-    each order it tries)."""
-    return min_budget_over(op_graph_orders(graph))
+    each order it tries); for ``scope="step"`` the least whole-step budget."""
+    if scope != "step":
+        return min_budget_over(op_graph_orders(graph))
+    from checkpoint_solver.solvers._step import graph_margin, stage_states
+
+    # Per order, bisect on the greedy's success with each stage's budget less its states (as
+    # `min_budget_in_order`), between the activation minimum (over the orders) plus the states
+    # held throughout and that minimum plus every state (what subtracting them by hand needs); then confirm with the simulator, which
+    # also judges the optimizer step.
+    st = graph.states
+    assert st is not None
+    act = min_budget_greedy(graph)  # the activation minimum over the orders (kept)
+    found = []
+    for g, _ in op_graph_orders(graph):
+        less = stage_states(graph, g)
+        lo, hi = act + st.fixed_bytes, act + graph_margin(graph)
+        while greedy_plan(g, hi, None, less) is None:  # pragma: no cover - by hand fits
+            hi += max(1, hi // 8)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if greedy_plan(g, mid, None, less) is not None:
+                hi = mid
+            else:
+                lo = mid + 1
+        found.append(hi)
+    from checkpoint_solver.problem import step_floor
+
+    low = max(min(found), step_floor(graph))
+    if _candidates(graph, low, "step"):
+        return low
+    failed, step = low, max(1, low // 256)  # the optimizer step or the ops need more
+    while not _candidates(graph, failed + step, "step"):
+        failed, step = failed + step, step * 2
+    lo, hi = failed + 1, failed + step
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if _candidates(graph, mid, "step"):
+            hi = mid
+        else:
+            lo = mid + 1
+    return hi
 
 
 def min_budget_over(orders: list[tuple[OpGraph, str]]) -> int:

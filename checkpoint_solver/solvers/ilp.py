@@ -9,7 +9,6 @@ computed once). The status is ``optimal`` only when the backend proved it with a
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 
 import numpy as np
 
@@ -33,7 +32,7 @@ from checkpoint_solver.solvers._stages import (
     plan_peak,
     plan_time,
 )
-from checkpoint_solver.solvers._step import graph_margin
+from checkpoint_solver.solvers._step import step_terms
 from checkpoint_solver.solvers.graph_greedy import greedy_fallback
 
 __all__ = ["min_budget_ilp", "require_working_set", "solve_ilp", "working_set_bound"]
@@ -124,34 +123,6 @@ def schedule_from_plan(
     )
 
 
-def _step_terms(graph: Graph, g: OpGraph) -> tuple[int, int, Callable[[int, int], int]]:
-    """For a whole step in `g`'s order: the bytes held throughout (model states), what the
-    states add to an op at most (to run the greedy by hand), and per (stage t, node k) the
-    gradients made by then: node i's from stage i on (its first computation), accumulating
-    only while node t runs; a shared gradient's second copy over its window's stages."""
-    st = graph.states
-    assert st is not None
-    n = g.n
-    pos = {v: p for p, v in enumerate(g.nodes)}
-    grads = [st.grads[v] for v in g.nodes]
-    before = [0] * (n + 1)
-    for t in range(n):
-        before[t + 1] = before[t] + (0 if st.accumulate else grads[t])
-    window = [0] * (n + 1)
-    for first, last, nbytes in st.windows:
-        if first in pos and last in pos:
-            a, b = sorted((pos[first], pos[last]))
-            window[a] += nbytes
-            window[b + 1] -= nbytes
-    for t in range(n):
-        window[t + 1] += window[t]
-
-    def extra(t: int, k: int) -> int:
-        return before[t] + (grads[t] if k == t else 0) + window[t]
-
-    return st.fixed_bytes, graph_margin(graph), extra
-
-
 def solve_ilp(
     graph: Graph,
     budget_bytes: int,
@@ -214,7 +185,7 @@ def solve_ilp(
         options["order"] = order
     trivial = graph.store_all_time
     step = scope == "step"
-    fixed, margin, extra = _step_terms(graph, g) if step else (0, 0, None)
+    fixed, margin, extra = step_terms(graph, g) if step else (0, 0, None)
     floor = require_working_set(g, budget_bytes - fixed, "ilp")
     greedy_budget = budget_bytes - margin
 
@@ -443,7 +414,7 @@ def min_budget_ilp(
 
     step = scope == "step"
     elsewhere = min_budget_over(orders[1:]) if len(orders) > 1 and not step else None
-    fixed, margin, extra = _step_terms(graph, g) if step else (0, 0, None)
+    fixed, margin, extra = step_terms(graph, g) if step else (0, 0, None)
     total = g.base_bytes + int(g.size.sum()) + margin
     model = _milp.build(g, total, extra=extra)
     peak = model.add_col(0.0, float(model.budget_units), False, 1.0)
