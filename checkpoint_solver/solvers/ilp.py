@@ -227,8 +227,15 @@ def solve_ilp(
             scope=scope,
         )
 
-    # The greedy in every order: the warm start (in the MILP's order) and candidates.
-    heuristics = _greedy_candidates(orders, greedy_budget) if greedy_budget >= 1 else []
+    # The greedy in every order: the warm start (in the MILP's order) and candidates; for a
+    # whole step, with each stage's budget less the states there (and, as a fallback, at the
+    # budget less them all).
+    if step:
+        heuristics = _greedy_candidates(orders, budget_bytes, graph)
+        if greedy_budget >= 1:
+            heuristics += _greedy_candidates(orders, greedy_budget)
+    else:
+        heuristics = _greedy_candidates(orders, budget_bytes)
     heuristics = [c for c in heuristics if fits(c)]
     fastest = min(heuristics, key=lambda c: c.time, default=None)
     if time_limit == 0:
@@ -360,13 +367,19 @@ class _Candidate:
         return int(self.plan[0].sum()) == self.g.n
 
 
-def _greedy_candidates(orders: list[tuple[OpGraph, str]], budget_bytes: int) -> list[_Candidate]:
-    """The greedy's plan in each order where it fits `budget_bytes`."""
-    return [
-        _Candidate("heuristic", og, plan, w)
-        for og, w in orders
-        if (plan := greedy_plan(og, budget_bytes)) is not None
-    ]
+def _greedy_candidates(
+    orders: list[tuple[OpGraph, str]], budget_bytes: int, step_of: Graph | None = None
+) -> list[_Candidate]:
+    """The greedy's plan in each order where it fits `budget_bytes`; with `step_of`, each
+    stage's budget less that graph's model states at the stage (`_step.stage_states`)."""
+    from checkpoint_solver.solvers._step import stage_states
+
+    out = []
+    for og, w in orders:
+        less = None if step_of is None else stage_states(step_of, og)
+        if (plan := greedy_plan(og, budget_bytes, None, less)) is not None:
+            out.append(_Candidate("heuristic", og, plan, w))
+    return out
 
 
 def _orders(graph: Graph, order: str) -> list[tuple[OpGraph, str]]:
