@@ -210,6 +210,8 @@ def compare(
         (``"= LABEL"`` rows): their measured peak, or the simulated one when larger. With
         `at_per_block_peak`, torch per-block is matched too.
     """
+    # Long: the comparison's rows built in one place: every alternative's schedule, application,
+    # timing and exactness check reads the same profile, budgets and reference run.
     say = progress or (lambda _msg: None)
     unknown = [s for s in solvers if s not in CHAIN_SOLVERS + GRAPH_SOLVERS]
     if unknown:

@@ -626,6 +626,8 @@ class _ChainSim(_Sim):
             )
 
     def step(self, op: Op) -> None:
+        # Long: the chain rules, one branch per op kind, kept together as the rules table in the
+        # module docstring is.
         c = self.c
         if isinstance(op, (FwdNoTape, FwdCheckpoint)):
             i = self._stage(op)

@@ -101,6 +101,8 @@ class Chain:
     kind: Literal["chain"] = field(default="chain", init=False)
 
     def __post_init__(self) -> None:
+        # Long: every field's validation in order, each with an error naming the field; split, the
+        # order the checks rely on would be implicit.
         if self.ofn is None:
             object.__setattr__(self, "ofn", self.of)
         if self.delta is None:

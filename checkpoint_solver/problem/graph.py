@@ -82,6 +82,8 @@ class Graph:
     succs: tuple[tuple[int, ...], ...] = field(default=(), init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        # Long: every field's validation in order, each with an error naming the field; split, the
+        # order the checks rely on would be implicit.
         n = len(self.names)
         object.__setattr__(self, "names", tuple(str(s) for s in self.names))
         if not self.rng:
@@ -325,6 +327,8 @@ class Graph:
         InvalidProblemError
             Naming the node, link or field that is not of the shape above.
         """
+        # Long: each accepted key spelling with its own error, parsed in one place so the accepted
+        # format reads top to bottom.
         if not isinstance(data, Mapping):
             raise InvalidProblemError(
                 f"node-link data must be a JSON object, got {type(data).__name__}"

@@ -523,6 +523,8 @@ def _profile(
     warmup: int,
     repeats: int,
 ) -> Profile:
+    # Long: the measured step, then the chain's fields from it in the order they depend on one
+    # another (boundaries, tapes, times, gradients, transients, values).
     nb = len(named)
     # The first step checks the blocks (hooks on) and warms up.
     for _ in range(max(1, warmup)):

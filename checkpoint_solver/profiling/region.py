@@ -49,7 +49,7 @@ from __future__ import annotations
 import contextlib
 import operator
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -257,6 +257,8 @@ def capture_region(
         When tracing fails, the region writes to one of its inputs, an in-place op writes a value
         that is read elsewhere, or no output needs a gradient.
     """
+    # Long: the capture's steps in order (trace, analyse, time, coarsen, check the replay), each
+    # short, each handing its results to the next; the tracing closure keeps the hooks' state.
     kwargs = dict(kwargs or {})
     leaves, spec = tree_flatten((tuple(args), kwargs))
     tensor_pos = [i for i, v in enumerate(leaves) if isinstance(v, torch.Tensor)]
@@ -343,6 +345,8 @@ def capture_region(
         return [*outs, *grads]
 
     def build(functional: bool) -> tuple[Any, ...]:
+        # Long: the traced joint function and its tracing are one closure over the capture's state
+        # (marks, hooks, the recording of Python reads).
         marks.marks.clear()
         handles = marks.install()
         try:
@@ -599,40 +603,19 @@ class _Coarse:
     grad_windows: tuple[tuple[int, int, int], ...]
 
 
-def _coarsen(
+def _buffer_writes(
     module: nn.Module,
-    gm: fx.GraphModule,
-    an: _Storages,
-    times: dict[fx.Node, float],
-    marks: PhaseMarks,
-    *,
-    placeholders: tuple[list[fx.Node], ...],
-    outputs: tuple[fx.Node, ...],
-    param_grads: tuple[fx.Node | None, ...],
-    input_grads: tuple[fx.Node | None, ...],
-    zero_tangents: tuple[bool, ...],
-    held: tuple[fx.Node, ...],
-    name: str | None,
-    n_blocks: int,
-) -> _Coarse:
-    p_nodes, b_nodes, x_nodes, t_nodes = placeholders
-    nodes = list(gm.graph.nodes)
-    position = {n: i for i, n in enumerate(nodes)}
-    ops = [n for n in nodes if n.op == "call_function"]
-    sources = [*p_nodes, *b_nodes, *x_nodes]
-    source_set = set(sources)
-    tangent_set = set(t_nodes)
-    root_of_key = an.creator
-    loss_at = min((position[u] for t in t_nodes for u in t.users), default=len(nodes))
-    # The first op reading a tangent starts the backward; every traced op after it is backward.
+    ops: list[fx.Node],
+    roots: Callable[[fx.Node], set[fx.Node]],
+    source_set: set[fx.Node],
+    buffer_set: set[fx.Node],
+) -> dict[fx.Node, set[fx.Node]]:
+    """The ops that write buffers, with the buffers each writes.
 
-    def roots(n: fx.Node) -> set[fx.Node]:
-        return {root_of_key[k] for k in an.uses.get(n, [])}
-
-    # Writes to buffers (BatchNorm's running statistics, its batch counter) happen once per step:
-    # a group that writes one is rerun with the buffers restored afterwards (`buffer_writes`), and
-    # one that does nothing else is computed exactly once. Writes to inputs are refused.
-    buffer_set = set(b_nodes)
+    Writes to buffers (BatchNorm's running statistics, its batch counter) happen once per step:
+    a group that writes one is rerun with the buffers restored afterwards (`buffer_writes`), and
+    one that does nothing else is computed exactly once. Writes to inputs are refused, and so
+    are in-place writes to a value other ops also read."""
     writes: dict[fx.Node, set[fx.Node]] = {}
     for n in ops:
         schema = getattr(n.target, "_schema", None)
@@ -663,6 +646,43 @@ def _coarsen(
                         f"in-place op {n.target} ({n.name}) writes a value other ops also read; "
                         f"op-level schedules support in-place ops only on fresh values"
                     )
+    return writes
+
+
+def _coarsen(
+    module: nn.Module,
+    gm: fx.GraphModule,
+    an: _Storages,
+    times: dict[fx.Node, float],
+    marks: PhaseMarks,
+    *,
+    placeholders: tuple[list[fx.Node], ...],
+    outputs: tuple[fx.Node, ...],
+    param_grads: tuple[fx.Node | None, ...],
+    input_grads: tuple[fx.Node | None, ...],
+    zero_tangents: tuple[bool, ...],
+    held: tuple[fx.Node, ...],
+    name: str | None,
+    n_blocks: int,
+) -> _Coarse:
+    # Long: one pass that groups the joint graph's fx nodes into problem nodes and numbers them;
+    # its steps share a dozen maps over the same nodes (groups, members, exposed values, gradient
+    # windows), which helpers would pass back and forth.
+    p_nodes, b_nodes, x_nodes, t_nodes = placeholders
+    nodes = list(gm.graph.nodes)
+    position = {n: i for i, n in enumerate(nodes)}
+    ops = [n for n in nodes if n.op == "call_function"]
+    sources = [*p_nodes, *b_nodes, *x_nodes]
+    source_set = set(sources)
+    tangent_set = set(t_nodes)
+    root_of_key = an.creator
+    loss_at = min((position[u] for t in t_nodes for u in t.users), default=len(nodes))
+    # The first op reading a tangent starts the backward; every traced op after it is backward.
+
+    def roots(n: fx.Node) -> set[fx.Node]:
+        return {root_of_key[k] for k in an.uses.get(n, [])}
+
+    writes = _buffer_writes(module, ops, roots, source_set, set(b_nodes))
 
     # Union-find over ops: a group is named by its first (head) node.
     group: dict[fx.Node, fx.Node] = {}

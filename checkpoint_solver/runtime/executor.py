@@ -731,6 +731,8 @@ def apply(
     InvalidScheduleError
         A schedule the executor cannot replay (see `ReplayPlan.from_ops`).
     """
+    # Long: the public entry's checks, each with its own error, then the hooks; the checks read one
+    # another's results.
     from checkpoint_solver._args import expect_module, expect_schedule
 
     expect_module(model, "cs.apply")

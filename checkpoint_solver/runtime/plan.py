@@ -98,6 +98,7 @@ class ReplayPlan:
             once each or that runs a stage forward after its ``B`` (the simulator rejects all of
             these too; the message names the op).
         """
+        # Long: one pass over the ops that fills every table of the replay plan together.
         ops = tuple(ops)
         kinds: list[Forward] = []
         i = 0

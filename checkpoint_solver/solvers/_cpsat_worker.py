@@ -26,6 +26,8 @@ def _left(job: dict[str, Any], limit: float) -> float:
 
 
 def solve(job: dict[str, Any]) -> dict[str, Any]:
+    # Long: the CP-SAT model in one function: its variables and constraints are written together,
+    # as the MILP's rows are in `_milp.build`.
     from ortools.sat.python import cp_model
 
     size, cost, preds = job["size"], job["cost"], job["preds"]

@@ -46,6 +46,7 @@ def dtr_events(
     """Events ``("compute" | "free", op index)`` and their peak, or None if it cannot fit.
     `less`: per node, bytes the budget must also hold while that node's first computation (and
     the recomputations it needs) runs: a whole step's model states."""
+    # Long: the eviction simulation's closures share its state (live, done, clock, memory, events).
     n = g.n
     size = [int(s) for s in g.size]
     live = [False] * n

@@ -168,6 +168,8 @@ def build(
     step's model states and the parameter gradients made by then: with first computations
     frontier-advancing, a function of the stage alone but for node t itself); the budget of
     ``U[t, k]`` is lowered by it (rounded up to the memory unit)."""
+    # Long: the MILP's rows, one block per constraint family in the order Checkmate's paper writes
+    # them.
     n = g.n
     sizes = [int(s) for s in g.size]
     scale = reduce(math.gcd, [s for s in sizes if s], 0) or 1

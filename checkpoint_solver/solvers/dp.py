@@ -130,6 +130,8 @@ def _build(
     `options` (per stage, 0-based) replaces the stage's ``(xbar, ub, of, ob)`` in Equation (2) by
     a choice among several (the hierarchical solver's op-level variants of ``F_all``/``B``); the
     chain branch then takes the best option that fits."""
+    # Long: the DP's recursion over numpy arrays, the hot path: its loops share the table's arrays
+    # and are written out for speed.
     n = chain.length
     pad = np.zeros(1, dtype=np.int64)
     x = _slots(chain.x, unit, up)

@@ -174,6 +174,8 @@ def solve_ilp(
     SolverUnavailableError
         When the backend is not installed; the message names the available ones.
     """
+    # Long: the solve's phases (heuristic candidates, warm start, the MILP, the fallback) share the
+    # candidates, the deadline and the whole-step terms.
     _check_options(backend, time_limit, rel_gap, threads)
     deadline = Deadline(time_limit)
     orders = _orders(graph, order)

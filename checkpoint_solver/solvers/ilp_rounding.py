@@ -84,6 +84,8 @@ def solve_ilp_rounding(
     InfeasibleBudgetError
         When the LP proves no schedule fits, or no rounded plan (nor the greedy) fits.
     """
+    # Long: the LP, its roundings and the greedy candidates share the deadline and the candidate
+    # list.
     _check_options(backend, time_limit, 0.0, threads)
     deadline = Deadline(time_limit)
     if not budget_factors or any(not 0 < f <= 1 for f in budget_factors):
