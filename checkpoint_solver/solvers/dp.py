@@ -75,7 +75,7 @@ from checkpoint_solver.solvers._chain import CHAIN, Decision, emit_plan
 from checkpoint_solver.solvers._common import make_schedule
 from checkpoint_solver.solvers.torch_rules import Rule, fastest_rule, rule_plans
 
-__all__ = ["min_budget_dp", "solve_dp", "tradeoff_dp"]
+__all__ = ["Option", "OptionsDP", "least_memory_plan", "min_budget_dp", "solve_dp", "tradeoff_dp"]
 
 
 @dataclass(frozen=True)
@@ -565,3 +565,74 @@ def tradeoff_dp(
         suffix = f" (one table for {len(budgets)} budgets)"
         out.append(_schedule_at(chain, b, table, unit, lower, mem_slots, rules, suffix))
     return out
+
+
+@dataclass(frozen=True)
+class OptionsDP:
+    """`dp`'s recursion with a choice among options in each stage's chain branch: the DP over
+    per-block op-level options (Rockmate's) that `hierarchical` runs.
+
+    Options are per stage (0-based) ``(xbar, ub, of, ob)`` in bytes and the chain's time unit:
+    the tape a way of running the stage keeps, its backward time and its two transients. Each
+    stage's first option is meant to be its run without recomputation. Memory is counted above
+    the input ``a[0]`` (which the caller holds), in slots of `unit` bytes (rounded up), from 0
+    to `mmax` slots. Without options this is `dp`'s own table at that discretisation.
+
+    Attributes
+    ----------
+    chain : Chain
+    unit, mmax : int
+    options : list[list[Option]] | None
+    """
+
+    chain: Chain
+    unit: int
+    mmax: int
+    options: list[list[Option]] | None
+    table: _Table
+
+    @classmethod
+    def build(
+        cls, chain: Chain, unit: int, mmax: int, options: list[list[Option]] | None = None
+    ) -> OptionsDP:
+        return cls(chain, unit, mmax, options, _build(chain, unit, mmax, True, options))
+
+    @property
+    def first(self) -> int | None:
+        """The fewest slots with a plan (None: no plan within `mmax`)."""
+        finite = np.flatnonzero(np.isfinite(self.table.opt[1, self.chain.length]))
+        return int(finite[0]) if finite.size else None
+
+    def plan(self, m: int) -> tuple[list[Op], dict[int, int]]:
+        """The chain ops of the fastest plan within `m` slots above the input, and per taped
+        stage (1-based) the option it runs under (``m >= first``)."""
+        decide = _decider(self.table, self.chain.length, self.options, self.unit)
+        picks: dict[int, int] = {}
+
+        def record(s: int, t: int, mm: int) -> Decision:
+            code, first, second = decide(s, t, mm)
+            if code == CHAIN:  # persistent plans run each stage's chain branch once
+                picks[s] = 0 if second is None else second  # 0: the chain's own (no options)
+            return code, first, second
+
+        ops, _, _ = emit_plan(self.chain, record, m)
+        return ops, picks
+
+
+def least_memory_plan(
+    chain: Chain, options: list[list[Option]] | None = None
+) -> tuple[list[Op], dict[int, int]]:
+    """The chain ops of the plan of least memory over the DP's plans (its exact minimum-memory
+    recursion, in bytes: no slots), and per taped stage (1-based) the option it runs under: the
+    one of least memory (0 without options)."""
+    _, choice, picked = _min_memory_options(chain, options)
+    picks: dict[int, int] = {}
+
+    def decide(s: int, t: int, state: None) -> Decision:
+        code = int(choice[s, t])
+        if code == CHAIN:
+            picks[s] = int(picked[s, t])
+        return (code, None, None)
+
+    ops, _, _ = emit_plan(chain, decide, None)
+    return ops, picks

@@ -66,11 +66,10 @@ from checkpoint_solver.schedule import (
     Status,
 )
 from checkpoint_solver.simulation import simulate_ops
-from checkpoint_solver.solvers import dp as _dp
-from checkpoint_solver.solvers._chain import CHAIN, Decision, emit_plan
 from checkpoint_solver.solvers._common import make_schedule
 from checkpoint_solver.solvers._deadline import Deadline, check_time_limit
 from checkpoint_solver.solvers._segments import find_segments
+from checkpoint_solver.solvers.dp import OptionsDP, least_memory_plan
 from checkpoint_solver.solvers.torch_rules import rule_candidates
 
 __all__ = ["chain_schedule_on_graph", "min_budget_hierarchical", "solve_hierarchical"]
@@ -546,17 +545,14 @@ class _Curve:
         self.unit = max(1, math.ceil(top / mem_slots))
         self.mmax = top // self.unit
         self.chain, self.raw = chain, raw  # what the DP table was built on
-        self.table = _dp._build(chain, self.unit, self.mmax, True, raw)
+        self.dp = OptionsDP.build(chain, self.unit, self.mmax, raw)
         self.cache: dict[int, tuple[list[Op], int, float] | None] = {}
-        n = plan.stages.chain.length
-        row = self.table.opt[1, n]
-        finite = np.flatnonzero(np.isfinite(row))
-        self.first = int(finite[0]) if finite.size else None
+        self.first = self.dp.first
 
     @functools.cached_property
     def least(self) -> tuple[list[Op], int, float] | None:
         """The least-memory expanded plan of the DP's exact minimum-memory recursion
-        (`dp._min_memory` on the stages' chain, which the slot grid can miss): the block-level
+        (`dp.least_memory_plan` on the stages' chain, which the slot grid can miss): the block-level
         plan that `dp`'s minimum is (every taped stage without recomputation), and the same
         recursion choosing, per taped stage, its option of least memory."""
         found = [r for r in (self._least_with(None), self._least_with(self.raw)) if r is not None]
@@ -565,16 +561,7 @@ class _Curve:
     def _least_with(
         self, options: list[list[tuple[int, float, int, int]]] | None
     ) -> tuple[list[Op], int, float] | None:
-        _, choice, picked = _dp._min_memory_options(self.chain, options)
-        picks: dict[int, int] = {}
-
-        def decide(s: int, t: int, state: None) -> Decision:
-            code = int(choice[s, t])
-            if code == CHAIN:
-                picks[s] = int(picked[s, t])  # 0 without options: no recomputation
-            return (code, None, None)
-
-        chain_ops, _, _ = emit_plan(self.chain, decide, None)
+        chain_ops, picks = least_memory_plan(self.chain, options)
         ops = _expand(self.graph, self.plan, chain_ops, picks)
         rep = simulate_ops(self.graph, ops, scope=self.scope)
         return (ops, rep.peak_bytes, rep.compute_time) if rep.valid else None
@@ -584,29 +571,13 @@ class _Curve:
             return self.cache[m]
         result = None
         if self.first is not None and m >= self.first:
-            chain_ops, picks = _chain_plan(self, m)
+            chain_ops, picks = self.dp.plan(m)
             ops = _expand(self.graph, self.plan, chain_ops, picks)
             rep = simulate_ops(self.graph, ops, scope=self.scope)
             if rep.valid:
                 result = (ops, rep.peak_bytes, rep.compute_time)
         self.cache[m] = result
         return result
-
-
-def _chain_plan(curve: _Curve, m: int) -> tuple[list[Op], dict[int, int]]:
-    """The DP's chain ops at `m` slots and the option each taped stage runs under."""
-    chain = curve.chain
-    decide = _dp._decider(curve.table, chain.length, curve.raw, curve.unit)
-    picks: dict[int, int] = {}
-
-    def record(s: int, t: int, mm: int) -> Decision:
-        code, first, second = decide(s, t, mm)
-        if code == CHAIN:
-            picks[s] = second  # persistent plans run each stage's chain branch once
-        return code, first, second
-
-    ops, _, _ = emit_plan(chain, record, m)
-    return ops, picks
 
 
 # `_best_under`'s slot count for a plan that is not the DP's at some slot count.
