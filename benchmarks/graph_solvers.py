@@ -21,7 +21,7 @@ from benchmarks._common import table, write_section
 from checkpoint_solver import CheckpointSolverError, InfeasibleBudgetError, load_problem, solve
 from checkpoint_solver.solvers._milp import build
 from checkpoint_solver.solvers._order import low_peak_order, store_all_peak
-from checkpoint_solver.solvers._stages import OpGraph
+from checkpoint_solver.solvers._plans import OpGraph
 from checkpoint_solver.solvers.store_all import min_budget_store_all
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "checkmate-graphs"

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from checkpoint_solver.solvers._stages import BoolMatrix, OpGraph
+from checkpoint_solver.solvers._plans import BoolMatrix, OpGraph
 
 __all__ = ["dtr_candidates", "dtr_events", "events_to_plan"]
 

@@ -56,7 +56,7 @@ from scipy import sparse
 
 from checkpoint_solver.errors import SolverUnavailableError
 from checkpoint_solver.solvers._deadline import Deadline
-from checkpoint_solver.solvers._stages import BoolMatrix, OpGraph
+from checkpoint_solver.solvers._plans import BoolMatrix, OpGraph
 
 __all__ = ["BACKENDS", "MilpModel", "MilpResult", "available_backends", "build", "run"]
 
@@ -120,7 +120,7 @@ class MilpModel:
 
     def vector(self, R: BoolMatrix, S: BoolMatrix) -> npt.NDArray[np.float64]:
         """A full solution vector for a stage plan (for warm starts)."""
-        from checkpoint_solver.solvers._stages import _stage_events
+        from checkpoint_solver.solvers._plans import _stage_events
 
         x = np.zeros(len(self.col_lo))
         for (t, i), c in self.r_col.items():

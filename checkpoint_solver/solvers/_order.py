@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from checkpoint_solver.solvers._stages import OpGraph
+from checkpoint_solver.solvers._plans import OpGraph
 
 __all__ = ["low_peak_order", "reorder", "store_all_peak"]
 

@@ -15,7 +15,7 @@ from checkpoint_solver.schedule import Schedule
 from checkpoint_solver.solvers._registry import SolverSpec
 
 if TYPE_CHECKING:
-    from checkpoint_solver.solvers._stages import OpGraph
+    from checkpoint_solver.solvers._plans import OpGraph
 
 __all__ = [
     "GRAPH_STEP_AWARE",

@@ -1,7 +1,7 @@
 """``cpsat``: retention intervals on OR-Tools CP-SAT, after the formulation idea of Moccasin
 (Bartan, Li, Teague, Lott, Dilkina, ICML 2023). For graphs too large for the Checkmate MILP.
 
-Model. The stage view of `checkpoint_solver.solvers._stages` (stage t computes node t for the first
+Model. The stage view of `checkpoint_solver.solvers._plans` (stage t computes node t for the first
 time and may recompute earlier nodes, in node order) numbered as one timeline of *events*: event
 ``(t, i)`` for ``i <= t`` has index ``t(t+1)/2 + i``. Each node v owns up to `intervals` retention
 intervals ``[start, end)`` on that timeline: the first is mandatory and starts at event ``(v, v)``;
@@ -38,7 +38,7 @@ from checkpoint_solver.problem import Graph
 from checkpoint_solver.schedule import Compute, Free, Op, Schedule, Status
 from checkpoint_solver.solvers._common import make_schedule
 from checkpoint_solver.solvers._deadline import Deadline, check_time_limit
-from checkpoint_solver.solvers._stages import OpGraph
+from checkpoint_solver.solvers._plans import OpGraph
 from checkpoint_solver.solvers.graph_greedy import greedy_fallback
 
 # OR-Tools bundles its own HiGHS, whose symbols clash with highspy's in one process (either import
@@ -87,7 +87,7 @@ def solve_cpsat(
     deadline = Deadline(time_limit)
     if threads is not None and (not isinstance(threads, int) or threads < 1):
         raise InvalidOptionError(f"threads must be a positive integer or None, got {threads!r}")
-    from checkpoint_solver.solvers.ilp import require_working_set
+    from checkpoint_solver.solvers._plans import require_working_set
 
     g = OpGraph.of(graph)
     options: dict[str, object] = {"intervals": intervals, "time_limit": time_limit, "seed": seed}

@@ -19,13 +19,9 @@ from checkpoint_solver.problem import Graph
 from checkpoint_solver.schedule import Compute, Free, Schedule, Status
 from checkpoint_solver.solvers._common import make_schedule
 from checkpoint_solver.solvers._dtr import dtr_candidates
+from checkpoint_solver.solvers._heuristics import greedy_plan
 from checkpoint_solver.solvers._order import low_peak_order, reorder, store_all_peak
-from checkpoint_solver.solvers._stages import (
-    OpGraph,
-    greedy_plan,
-    keep_all_plan,
-    plan_peak,
-)
+from checkpoint_solver.solvers._plans import OpGraph, keep_all_plan, plan_peak
 
 __all__ = [
     "greedy_fallback",
@@ -82,8 +78,8 @@ def solve_greedy(graph: Graph, budget_bytes: int, /, *, scope: str = "activation
 def _candidates(graph: Graph, budget_bytes: int, scope: str) -> list[Schedule]:
     """Every schedule the greedy's heuristics find within `budget_bytes`, in every order."""
     from checkpoint_solver.simulation import simulate_ops
+    from checkpoint_solver.solvers._plans import schedule_from_plan
     from checkpoint_solver.solvers._step import stage_states
-    from checkpoint_solver.solvers.ilp import schedule_from_plan
 
     step = scope == "step"
     candidates = []

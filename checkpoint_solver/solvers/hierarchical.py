@@ -295,7 +295,7 @@ def _about_least(local: Graph, high: int) -> int:
     """About the greedy's least budget for `local` (within 10 %, from above): where the options'
     budgets start. The exact bisection (`min_budget_greedy`) costs five times as many greedy runs
     and the options do not need it."""
-    from checkpoint_solver.solvers._stages import greedy_plan
+    from checkpoint_solver.solvers._heuristics import greedy_plan
     from checkpoint_solver.solvers.graph_greedy import op_graph_orders
 
     orders = [g for g, _ in op_graph_orders(local)]

@@ -21,40 +21,22 @@ from checkpoint_solver.problem import Graph
 from checkpoint_solver.schedule import Schedule, Status
 from checkpoint_solver.simulation import simulate_ops
 from checkpoint_solver.solvers import _milp
-from checkpoint_solver.solvers._common import make_schedule
 from checkpoint_solver.solvers._deadline import Deadline, OutOfTime, check_time_limit
-from checkpoint_solver.solvers._stages import (
+from checkpoint_solver.solvers._heuristics import greedy_plan
+from checkpoint_solver.solvers._plans import (
     BoolMatrix,
     OpGraph,
-    greedy_plan,
     plan_is_valid,
     plan_ops,
     plan_peak,
     plan_time,
+    require_working_set,
+    schedule_from_plan,
 )
 from checkpoint_solver.solvers._step import step_terms
 from checkpoint_solver.solvers.graph_greedy import greedy_fallback
 
-__all__ = ["min_budget_ilp", "require_working_set", "solve_ilp", "working_set_bound"]
-
-
-def working_set_bound(g: OpGraph) -> int:
-    """A lower bound on any schedule's peak: computing node v needs its inputs and its output."""
-    need = [int(g.size[v]) + sum(int(g.size[u]) for u in g.preds[v]) for v in range(g.n)]
-    return g.base_bytes + max(need, default=0)
-
-
-def require_working_set(g: OpGraph, budget_bytes: int, solver: str) -> int:
-    """The working-set bound of `g`; raises InfeasibleBudgetError when `budget_bytes` is below it."""
-    floor = working_set_bound(g)
-    if budget_bytes < floor:
-        raise InfeasibleBudgetError(
-            budget_bytes,
-            None,
-            solver,
-            hint=f"no schedule can fit below {floor} bytes (the largest node with its inputs)",
-        )
-    return floor
+__all__ = ["min_budget_ilp", "solve_ilp"]
 
 
 ORDERS = ("given", "search")
@@ -83,44 +65,6 @@ def _check_options(
     if threads is not None and (not isinstance(threads, int) or threads < 1):
         raise InvalidOptionError(f"threads={threads!r} must be a positive integer or None")
     _milp.require_backend(backend)
-
-
-def schedule_from_plan(
-    graph: Graph,
-    g: OpGraph,
-    budget_bytes: int,
-    plan: tuple[BoolMatrix, BoolMatrix],
-    *,
-    solver: str,
-    options: dict[str, object],
-    status: Status,
-    lower_bound: float | None,
-    notes: str,
-    scope: str = "activations",
-) -> Schedule:
-    """Wrap a stage plan as a Schedule; peak and time come from the plan's own accounting (the
-    simulator's for a whole-step `scope`)."""
-    R, S = plan
-    time = plan_time(g, R)
-    gap = None
-    if lower_bound is not None and time > 0:
-        gap = max(0.0, (time - lower_bound) / time)
-    if status is Status.OPTIMAL:
-        gap = 0.0
-    return make_schedule(
-        graph,
-        budget_bytes,
-        plan_ops(g, R, S),
-        solver=solver,
-        peak_bytes=plan_peak(g, R, S),
-        compute_time=time,
-        options=options,
-        status=status,
-        gap=gap,
-        lower_bound=lower_bound,
-        notes=notes,
-        scope=scope,
-    )
 
 
 def solve_ilp(

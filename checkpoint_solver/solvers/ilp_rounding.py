@@ -19,13 +19,15 @@ from checkpoint_solver.problem import Graph
 from checkpoint_solver.schedule import Schedule, Status
 from checkpoint_solver.solvers import _milp
 from checkpoint_solver.solvers._deadline import Deadline, OutOfTime
-from checkpoint_solver.solvers._stages import (
+from checkpoint_solver.solvers._plans import (
     BoolMatrix,
     OpGraph,
     fix_no_recompute,
     optimal_r,
     plan_peak,
     prune_plan,
+    require_working_set,
+    schedule_from_plan,
 )
 from checkpoint_solver.solvers.graph_greedy import greedy_fallback, min_budget_over
 from checkpoint_solver.solvers.ilp import (
@@ -33,8 +35,6 @@ from checkpoint_solver.solvers.ilp import (
     _check_options,
     _greedy_candidates,
     _orders,
-    require_working_set,
-    schedule_from_plan,
 )
 
 __all__ = ["min_budget_rounding", "solve_ilp_rounding"]

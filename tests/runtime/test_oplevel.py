@@ -16,7 +16,7 @@ from checkpoint_solver.runtime.measure import measure_step
 from checkpoint_solver.runtime.oplevel import apply_graph, graph_trace, remove_graph
 from checkpoint_solver.schedule import Compute, Free
 from checkpoint_solver.simulation import simulate
-from checkpoint_solver.solvers._stages import OpGraph
+from checkpoint_solver.solvers._plans import OpGraph
 from checkpoint_solver.solvers.graph_greedy import min_budget_in_order
 
 

@@ -149,7 +149,7 @@ def test_rounding_and_greedy_are_valid_with_bounds(graph: Graph, frac: float) ->
     """ilp-rounding (the graph's order) and greedy (both orders) schedules simulate valid within
     budget; their lower bounds are below the optimum of their class (the MILP's in the graph's
     order; exhaustive search in any order for greedy), their times above it."""
-    from checkpoint_solver.solvers._stages import OpGraph
+    from checkpoint_solver.solvers._plans import OpGraph
     from checkpoint_solver.solvers.graph_greedy import min_budget_in_order
 
     low, high = min_budget_in_order(OpGraph.of(graph)), min_budget_store_all(graph)
@@ -257,7 +257,7 @@ def test_dtr_events_are_valid_schedules(graph: Graph, frac: float, neighbourhood
     from checkpoint_solver.schedule import Compute, Free
     from checkpoint_solver.simulation import simulate_ops
     from checkpoint_solver.solvers._dtr import dtr_events, events_to_plan
-    from checkpoint_solver.solvers._stages import (
+    from checkpoint_solver.solvers._plans import (
         OpGraph,
         optimal_r,
         plan_is_valid,
@@ -290,7 +290,7 @@ def test_plan_validity_agrees_with_the_simulator(graph: Graph, data: st.DataObje
     """`plan_is_valid` (the guard on rounded solver output) accepts the keep-all plan, and a plan
     with one flipped entry only if its ops replay validly; a missing input is caught."""
     from checkpoint_solver.simulation import simulate_ops
-    from checkpoint_solver.solvers._stages import OpGraph, keep_all_plan, plan_is_valid, plan_ops
+    from checkpoint_solver.solvers._plans import OpGraph, keep_all_plan, plan_is_valid, plan_ops
 
     g = OpGraph.of(graph)
     R, S = keep_all_plan(g)
@@ -316,7 +316,7 @@ def test_plan_validity_agrees_with_the_simulator(graph: Graph, data: st.DataObje
 def test_lp_relaxation_falls_back_to_interior_point(monkeypatch) -> None:
     """When the dual simplex runs out of its share of time, the interior point method (without
     crossover) solves the LP relaxation to the same objective."""
-    from checkpoint_solver.solvers._stages import OpGraph
+    from checkpoint_solver.solvers._plans import OpGraph
 
     graph = random_dag(14, seed=5, edge_prob=0.3)
     g = OpGraph.of(graph)

@@ -17,7 +17,7 @@ from checkpoint_solver import (
 from checkpoint_solver.problem.synthetic import random_dag
 from checkpoint_solver.schedule import Compute, Free
 from checkpoint_solver.solvers._order import low_peak_order, reorder, store_all_peak
-from checkpoint_solver.solvers._stages import OpGraph, keep_all_plan, plan_ops, plan_peak
+from checkpoint_solver.solvers._plans import OpGraph, keep_all_plan, plan_ops, plan_peak
 from checkpoint_solver.solvers.store_all import min_budget_store_all
 from tests.solvers.graph_brute_force import graph_brute_force
 

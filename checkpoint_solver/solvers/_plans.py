@@ -1,4 +1,6 @@
-"""Checkmate's stage view of a graph schedule, shared by the graph solvers.
+"""Graph plans: Checkmate's stage view of a graph schedule, shared by the graph solvers (the
+plan matrices, their ops, peak and time, the working-set bound, and `schedule_from_plan`); the
+heuristics that make plans are in `checkpoint_solver.solvers._heuristics`.
 
 A *stage plan* is two boolean matrices over the op nodes (renumbered ``0..n-1`` in topological
 order): ``R[t, i]`` node i is computed in stage t, and ``S[t, i]`` its output is kept from stage
@@ -14,16 +16,25 @@ from the matrices, by the same rule, without replaying ops.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
+from checkpoint_solver.errors import InfeasibleBudgetError
 from checkpoint_solver.problem import Graph
-from checkpoint_solver.schedule import Compute, Free, Op
+from checkpoint_solver.schedule import Compute, Free, Op, Schedule, Status
+from checkpoint_solver.solvers._common import make_schedule
 
-__all__ = ["OpGraph", "optimal_r", "plan_ops", "plan_peak"]
+__all__ = [
+    "OpGraph",
+    "optimal_r",
+    "plan_ops",
+    "plan_peak",
+    "require_working_set",
+    "schedule_from_plan",
+    "working_set_bound",
+]
 
 BoolMatrix = npt.NDArray[np.bool_]
 
@@ -177,87 +188,6 @@ def stage_peak(g: OpGraph, R: BoolMatrix, S: BoolMatrix, t: int) -> int:
     return peak
 
 
-def stage_limits(budget_bytes: int, n: int, less: Sequence[int] | None = None) -> list[int]:
-    """Each stage's budget: `budget_bytes`, less what else stage t holds (``less[t]``: a whole
-    step's model states at that stage, `checkpoint_solver.solvers._step.step_terms`)."""
-    return [budget_bytes - (0 if less is None else int(less[t])) for t in range(n)]
-
-
-def plan_fits(g: OpGraph, R: BoolMatrix, S: BoolMatrix, limits: Sequence[int]) -> bool:
-    """Every stage within its budget (`stage_limits`)."""
-    return g.base_bytes <= min(limits, default=g.base_bytes) and all(
-        stage_peak(g, R, S, t) <= limits[t] for t in range(g.n)
-    )
-
-
-def greedy_plan(
-    g: OpGraph,
-    budget_bytes: int,
-    dtr: list[tuple[list[tuple[str, int]], int]] | None = None,
-    less: Sequence[int] | None = None,
-) -> tuple[BoolMatrix, BoolMatrix] | None:
-    """The better (less compute) of the stage eviction heuristic and the DTR simulation's plan
-    that fits `budget_bytes`, or None. `dtr`: the DTR runs at this budget when the caller has
-    them already. `less`: per stage, bytes the budget must also hold there (`stage_limits`)."""
-    from checkpoint_solver.solvers._dtr import dtr_candidates, events_to_plan
-
-    limits = stage_limits(budget_bytes, g.n, less)
-    plans = []
-    stagewise = _stage_greedy(g, limits)
-    if stagewise is not None:
-        plans.append(stagewise)
-    for events, _ in dtr_candidates(g, budget_bytes, less) if dtr is None else dtr:
-        R, S = events_to_plan(g, events)
-        R, S = prune_plan(g, optimal_r(g, S), S)
-        if plan_fits(g, R, S, limits):
-            plans.append((R, S))
-    if not plans:
-        return None
-    return min(plans, key=lambda p: plan_time(g, p[0]))
-
-
-def _stage_greedy(g: OpGraph, limits: Sequence[int]) -> tuple[BoolMatrix, BoolMatrix] | None:
-    """A fast heuristic: start from keeping everything, then, stage by stage, stop carrying the
-    values with the least compute per byte until the stage fits its budget (``limits[t]``; they
-    are recomputed where next needed). Returns None when it cannot fit."""
-    n = g.n
-    R, S = keep_all_plan(g)
-    R, S = fix_no_recompute(g, R, S)
-    for t in range(n):
-        tried: set[int] = set()
-        while (current := stage_peak(g, R, S, t)) > limits[t]:
-            carried = [i for i in range(t) if S[t, i] and i not in tried and not g.no_recompute[i]]
-            if not carried:
-                return None
-            # Least recompute cost per byte freed; ties: the larger value.
-            i = min(carried, key=lambda v: (g.cost[v] / max(int(g.size[v]), 1), -int(g.size[v]), v))
-            tried.add(i)
-            nxt = min((u for u in g.users[i] if u >= t), default=n)
-            if nxt == t:
-                continue  # stage t reads it: not carrying it only moves its memory into the stage
-            trial_s = S.copy()
-            trial_s[t:nxt, i] = False
-            trial_r = R.copy()
-            touched = range(max(t - 1, 0), min(nxt + 1, n))
-            for tt in touched:
-                trial_r[tt] = optimal_r_stage(g, trial_s, tt)
-            # Keep the eviction only if it lowers stage t and leaves no other stage it touches
-            # over the budget (recomputing where next needed may pull in evicted ancestors).
-            if stage_peak(g, trial_r, trial_s, t) >= current:
-                continue
-            if any(
-                stage_peak(g, trial_r, trial_s, tt) > max(limits[tt], stage_peak(g, R, S, tt))
-                for tt in touched
-                if tt != t
-            ):
-                continue
-            R, S = trial_r, trial_s
-    R, S = prune_plan(g, R, S)
-    if not plan_fits(g, R, S, limits):
-        return None
-    return R, S
-
-
 def optimal_r_stage(g: OpGraph, S: BoolMatrix, t: int) -> npt.NDArray[np.bool_]:
     """Row t of `optimal_r`: it depends only on S[t] and S[t+1]."""
     n = g.n
@@ -288,3 +218,60 @@ def prune_plan(g: OpGraph, R: BoolMatrix, S: BoolMatrix) -> tuple[BoolMatrix, Bo
         S[t] &= read | keep
         R[t - 1] = optimal_r_stage(g, S, t - 1)
     return fix_no_recompute(g, optimal_r(g, S), S)
+
+
+def working_set_bound(g: OpGraph) -> int:
+    """A lower bound on any schedule's peak: computing node v needs its inputs and its output."""
+    need = [int(g.size[v]) + sum(int(g.size[u]) for u in g.preds[v]) for v in range(g.n)]
+    return g.base_bytes + max(need, default=0)
+
+
+def require_working_set(g: OpGraph, budget_bytes: int, solver: str) -> int:
+    """The working-set bound of `g`; raises InfeasibleBudgetError when `budget_bytes` is below it."""
+    floor = working_set_bound(g)
+    if budget_bytes < floor:
+        raise InfeasibleBudgetError(
+            budget_bytes,
+            None,
+            solver,
+            hint=f"no schedule can fit below {floor} bytes (the largest node with its inputs)",
+        )
+    return floor
+
+
+def schedule_from_plan(
+    graph: Graph,
+    g: OpGraph,
+    budget_bytes: int,
+    plan: tuple[BoolMatrix, BoolMatrix],
+    *,
+    solver: str,
+    options: dict[str, object],
+    status: Status,
+    lower_bound: float | None,
+    notes: str,
+    scope: str = "activations",
+) -> Schedule:
+    """Wrap a stage plan as a Schedule; peak and time come from the plan's own accounting (the
+    simulator's for a whole-step `scope`)."""
+    R, S = plan
+    time = plan_time(g, R)
+    gap = None
+    if lower_bound is not None and time > 0:
+        gap = max(0.0, (time - lower_bound) / time)
+    if status is Status.OPTIMAL:
+        gap = 0.0
+    return make_schedule(
+        graph,
+        budget_bytes,
+        plan_ops(g, R, S),
+        solver=solver,
+        peak_bytes=plan_peak(g, R, S),
+        compute_time=time,
+        options=options,
+        status=status,
+        gap=gap,
+        lower_bound=lower_bound,
+        notes=notes,
+        scope=scope,
+    )
