@@ -24,19 +24,23 @@ def _chain(n: int) -> Chain:
     )
 
 
+def _same(got: Chain, want: Chain) -> None:
+    """Sizes equal to the byte, times to rounding."""
+    assert (got.x, got.xbar, got.of, got.ob, got.values) == (
+        want.x,
+        want.xbar,
+        want.of,
+        want.ob,
+        want.values,
+    ), got.name
+    assert got.uf == pytest.approx(want.uf) and got.ub == pytest.approx(want.ub)
+
+
 def test_a_quadratic_fit_through_three_sizes_is_exact_between_and_beyond() -> None:
     fit = ChainFit.of([_chain(64), _chain(16), _chain(32)], [64, 16, 32])
     assert fit.sizes == (16, 32, 64)
     for n in (16, 24, 48, 100):
-        got, want = fit.at(n), _chain(n)
-        assert (got.x, got.xbar, got.of, got.ob, got.values) == (
-            want.x,
-            want.xbar,
-            want.of,
-            want.ob,
-            want.values,
-        )
-        assert got.uf == pytest.approx(want.uf) and got.ub == pytest.approx(want.ub)
+        _same(fit.at(n), _chain(n))
     assert fit.at(32) is fit.chains[1]  # a profiled size is the profile itself
 
 
@@ -78,15 +82,7 @@ def test_batch_and_length_profiled_on_a_grid_fit_exactly_at_every_shape() -> Non
     fit = ChainFit.of([_chain2(*p) for p in reversed(grid)], list(reversed(grid)))
     assert fit.sizes == tuple(grid) and fit.dims == 2
     for p in ((3, 48), (2, 40), (8, 128), (1, 8)):
-        got, want = fit.at(p), _chain2(*p)
-        assert (got.x, got.xbar, got.of, got.ob, got.values) == (
-            want.x,
-            want.xbar,
-            want.of,
-            want.ob,
-            want.values,
-        ), p
-        assert got.uf == pytest.approx(want.uf) and got.ub == pytest.approx(want.ub)
+        _same(fit.at(p), _chain2(*p))
     assert fit.at((4, 32)) is fit.chains[4]
     with pytest.raises(InvalidProblemError, match="2 integers"):
         fit.at(32)
