@@ -43,6 +43,7 @@ from checkpoint_solver.solvers import (
     revolve,
     store_all,
 )
+from checkpoint_solver.solvers._options import int_option
 from checkpoint_solver.solvers._registry import REGISTRY, SolverSpec, get_spec, register
 from checkpoint_solver.solvers._step import graph_step_min_budget, graph_step_solve
 from checkpoint_solver.units import format_bytes, parse_bytes
@@ -423,13 +424,7 @@ def tradeoff(
     [0.52, 0.101, 0.057, 0.038, 0.0]
     """
     expect_problem(problem, "cs.tradeoff")
-    if isinstance(points, bool) or not isinstance(points, int) or not 1 <= points <= 10_000:
-        from checkpoint_solver.errors import InvalidOptionError
-
-        raise InvalidOptionError(
-            f"points={points!r} must be an integer in 1..10000 (one solve per point for most "
-            f"solvers)"
-        )
+    int_option("points", points, high=10_000, hint="(one solve per point for most solvers)")
     spec = _resolve(problem, solver, options)
     target, which = _target(problem, scope)
     if budgets is None:

@@ -38,6 +38,7 @@ from checkpoint_solver.problem import Graph
 from checkpoint_solver.schedule import Compute, Free, Op, Schedule, Status
 from checkpoint_solver.solvers._common import make_schedule
 from checkpoint_solver.solvers._deadline import Deadline, check_time_limit
+from checkpoint_solver.solvers._options import int_option
 from checkpoint_solver.solvers._plans import OpGraph
 from checkpoint_solver.solvers.graph_greedy import greedy_fallback
 
@@ -85,8 +86,7 @@ def solve_cpsat(
     if time_limit == 0:
         raise InvalidOptionError("time_limit=0 leaves CP-SAT no time; give seconds > 0 or None")
     deadline = Deadline(time_limit)
-    if threads is not None and (not isinstance(threads, int) or threads < 1):
-        raise InvalidOptionError(f"threads must be a positive integer or None, got {threads!r}")
+    int_option("threads", threads, allow_none=True)
     from checkpoint_solver.solvers._plans import require_working_set
 
     g = OpGraph.of(graph)

@@ -73,6 +73,7 @@ from checkpoint_solver.problem import Chain
 from checkpoint_solver.schedule import Op, Schedule, Status
 from checkpoint_solver.solvers._chain import CHAIN, Decision, emit_plan
 from checkpoint_solver.solvers._common import make_schedule
+from checkpoint_solver.solvers._options import int_option
 from checkpoint_solver.solvers.torch_rules import Rule, fastest_rule, rule_plans
 
 __all__ = ["Option", "OptionsDP", "least_memory_plan", "min_budget_dp", "solve_dp", "tradeoff_dp"]
@@ -389,8 +390,7 @@ def _check_table_memory(n: int, size: int) -> None:
 
 
 def _check_slots(mem_slots: int) -> None:
-    if isinstance(mem_slots, bool) or not isinstance(mem_slots, int) or mem_slots < 1:
-        raise InvalidOptionError(f"mem_slots={mem_slots!r} must be an integer >= 1 (default 500)")
+    int_option("mem_slots", mem_slots, hint="(default 500)")
 
 
 def _unit(chain: Chain, budget_bytes: int, mem_slots: int) -> int:

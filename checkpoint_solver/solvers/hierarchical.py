@@ -68,6 +68,7 @@ from checkpoint_solver.schedule import (
 from checkpoint_solver.simulation import simulate_ops
 from checkpoint_solver.solvers._common import make_schedule
 from checkpoint_solver.solvers._deadline import Deadline, check_time_limit
+from checkpoint_solver.solvers._options import int_option
 from checkpoint_solver.solvers._segments import find_segments
 from checkpoint_solver.solvers.dp import OptionsDP, least_memory_plan
 from checkpoint_solver.solvers.torch_rules import rule_candidates
@@ -433,18 +434,12 @@ def _expand(graph: Graph, plan: _Plan, chain_ops: list[Op], picks: dict[int, int
 
 
 def _check(option_budgets: int, option_solver: str, mem_slots: int, time_limit: float) -> None:
-    if (
-        isinstance(option_budgets, bool)
-        or not isinstance(option_budgets, int)
-        or option_budgets < 1
-    ):
-        raise InvalidOptionError(f"option_budgets={option_budgets!r} must be an integer >= 1")
+    int_option("option_budgets", option_budgets)
     if option_solver not in ("greedy", "ilp", "ilp-rounding"):
         raise InvalidOptionError(
             f"option_solver={option_solver!r}; use greedy (fast), ilp or ilp-rounding"
         )
-    if isinstance(mem_slots, bool) or not isinstance(mem_slots, int) or mem_slots < 1:
-        raise InvalidOptionError(f"mem_slots={mem_slots!r} must be an integer >= 1")
+    int_option("mem_slots", mem_slots)
     check_time_limit(time_limit, allow_none=False)
     if time_limit == 0:
         raise InvalidOptionError("time_limit=0 leaves the options no time; give seconds > 0")

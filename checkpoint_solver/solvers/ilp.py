@@ -23,6 +23,7 @@ from checkpoint_solver.simulation import simulate_ops
 from checkpoint_solver.solvers import _milp
 from checkpoint_solver.solvers._deadline import Deadline, OutOfTime, check_time_limit
 from checkpoint_solver.solvers._heuristics import greedy_plan
+from checkpoint_solver.solvers._options import int_option
 from checkpoint_solver.solvers._plans import (
     BoolMatrix,
     OpGraph,
@@ -62,8 +63,7 @@ def _check_options(
     check_time_limit(time_limit)
     if not isinstance(rel_gap, (int, float)) or not 0 <= rel_gap < 1:
         raise InvalidOptionError(f"rel_gap={rel_gap!r} must be in [0, 1); 0 proves optimality")
-    if threads is not None and (not isinstance(threads, int) or threads < 1):
-        raise InvalidOptionError(f"threads={threads!r} must be a positive integer or None")
+    int_option("threads", threads, allow_none=True)
     _milp.require_backend(backend)
 
 

@@ -38,6 +38,7 @@ from checkpoint_solver.problem import Chain
 from checkpoint_solver.schedule import Schedule, Status
 from checkpoint_solver.solvers._chain import CHAIN, Decision, emit_plan
 from checkpoint_solver.solvers._common import make_schedule
+from checkpoint_solver.solvers._options import int_option
 
 __all__ = ["min_budget_revolve", "revolve_steps", "solve_revolve"]
 
@@ -134,11 +135,12 @@ def _snapshot_range(chain: Chain, snapshots: int | None) -> list[int]:
     top = max(chain.length, 1)
     if snapshots is None:
         return list(range(1, top + 1))
-    if isinstance(snapshots, bool) or not isinstance(snapshots, int) or not 1 <= snapshots:
-        raise InvalidOptionError(
-            f"snapshots={snapshots!r} is not valid; give an integer >= 1 (the initial state counts "
-            f"as one), or leave it unset to use as many as the budget allows"
-        )
+    int_option(
+        "snapshots",
+        snapshots,
+        hint="(the initial state counts as one), or leave it unset to use as many as the budget "
+        "allows",
+    )
     return [snapshots]
 
 

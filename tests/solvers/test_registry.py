@@ -88,3 +88,22 @@ def test_tradeoff_curve_is_monotone() -> None:
     assert times == sorted(times, reverse=True)
     low = tradeoff(chain, [1], "uniform")
     assert not low[0].feasible and low[0].peak_bytes is None
+
+
+def test_integer_options_are_checked_alike() -> None:
+    """One check for every solver's integer options: a bool is not an integer (threads=True
+    used to pass), and the message names the option, the value and the range."""
+    import checkpoint_solver as cs
+    from checkpoint_solver.problem.synthetic import uniform_chain
+
+    chain = transformer_chain(4)
+    budget = cs.min_budget(chain, "store_all")
+    with pytest.raises(InvalidOptionError, match=r"mem_slots=True must be an integer >= 1"):
+        cs.solve(chain, budget, "dp", mem_slots=True)
+    with pytest.raises(InvalidOptionError, match=r"mem_slots=0 must be an integer >= 1 \("):
+        cs.min_budget(chain, "dp", mem_slots=0)
+    with pytest.raises(InvalidOptionError, match=r"snapshots=0 must be an integer >= 1"):
+        cs.solve(uniform_chain(4), 10**9, "revolve", snapshots=0)
+    graph = cs.load_problem("example:vgg16-graph")
+    with pytest.raises(InvalidOptionError, match=r"threads=True must be an integer >= 1 or None"):
+        cs.solve(graph, 10**12, "ilp", threads=True)
