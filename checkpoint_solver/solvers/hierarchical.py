@@ -479,16 +479,31 @@ def _curves(
 
 def _rule_plans(graph: Graph, plan: _Plan, scope: str) -> list[tuple[list[Op], int, float]]:
     """Torch's rules' chain plans (`torch_rules.rule_candidates`: per-block and
-    checkpoint_sequential over the stages) expanded without recomputation inside a stage,
-    each with its simulated peak and time: what a user reaches for by hand."""
+    checkpoint_sequential over the stages) and the plan that reruns from the input
+    (`_from_the_input`), expanded without recomputation inside a stage, each with its simulated
+    peak and time: what a user reaches for by hand, and the least-memory extreme."""
     n = plan.stages.chain.length
     out = []
-    for chain_ops in rule_candidates(n):
+    for chain_ops in [*rule_candidates(n), _from_the_input(n)]:
         ops = _expand(graph, plan, chain_ops, dict.fromkeys(range(1, n + 1), 0))
         rep = simulate_ops(graph, ops, scope=scope)
         if rep.valid:
             out.append((ops, rep.peak_bytes, rep.compute_time))
     return out
+
+
+def _from_the_input(n: int) -> list[Op]:
+    """The chain plan that keeps no boundary but the input: each stage's backward reruns the
+    forward from the start (quadratic time, Revolve with one snapshot). Its expanded peak is
+    often the least there is where values cross many boundaries (an RNN's collected outputs),
+    which the DP's minimum-memory recursion, counting them once per boundary, does not see."""
+    ops: list[Op] = []
+    for t in range(n, 0, -1):
+        if t > 1:
+            ops.append(FwdCheckpoint(1))
+            ops.extend(FwdNoTape(s) for s in range(2, t))
+        ops.extend([FwdTape(t), Bwd(t)])
+    return ops
 
 
 class _Curve:
@@ -721,7 +736,7 @@ def solve_hierarchical(
         + (
             "the DP's minimum-memory plan"
             if m == LEAST
-            else "a torch rule's plan (per-block or checkpoint_sequential over the stages)"
+            else "a fixed plan (per-block, checkpoint_sequential, or rerun from the input)"
             if m == RULE
             else f"DP at {m} slots of {curve.unit} bytes"
         )
