@@ -325,7 +325,7 @@ def test_lp_relaxation_falls_back_to_interior_point(monkeypatch) -> None:
     simplex = _milp.run(model, "highs", time_limit=None, rel_gap=0, threads=None, relax=True)
     import highspy
 
-    monkeypatch.setattr(_milp, "_SIMPLEX_FIRST", 0.0)
+    monkeypatch.setattr(_milp.highs, "_SIMPLEX_FIRST", 0.0)
     chosen = []
     original = highspy.Highs.setOptionValue
 
@@ -348,11 +348,11 @@ def test_a_solver_process_that_ignores_its_time_limit_is_stopped(monkeypatch) ->
     that too; what it printed is kept and says why it stopped."""
     import time
 
-    monkeypatch.setattr(_milp, "_OVERRUN", 0.0)
-    monkeypatch.setattr(_milp, "_GRACE", 0.5)
+    monkeypatch.setattr(_milp.cbc, "_OVERRUN", 0.0)
+    monkeypatch.setattr(_milp.cbc, "_GRACE", 0.5)
     for script in ("echo started; sleep 30", "trap '' INT; echo started; sleep 30"):
         began = time.perf_counter()
-        out = _milp._run_capped(["bash", "-c", script], time_limit=0.2)
+        out = _milp.cbc._run_capped(["bash", "-c", script], time_limit=0.2)
         assert time.perf_counter() - began < 5
         assert out.returncode != 0
         assert out.stdout.startswith("started") and "ran past its time limit" in out.stdout
