@@ -41,7 +41,7 @@ from torch.utils._pytree import tree_flatten
 
 from checkpoint_solver.errors import ProfilingError
 
-__all__ = ["StageCall", "StageHooks", "call_tree", "find_stages", "stage_calls"]
+__all__ = ["StageCall", "StageHooks", "call_tree", "find_stages", "stage_calls", "when_grads_done"]
 
 _LEVEL = 0.5  # a repeated group covering this share of a call's ops makes it a stage level
 _OTHER = 0.1  # other children at a stage level with this share are stages too
@@ -362,3 +362,38 @@ class StageHooks:
         k = self.open[1]
         self.open = None
         self.on_post(k, output)
+
+
+class _Handles:
+    def __init__(self, handles: list[Any]) -> None:
+        self.handles = handles
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+
+def when_grads_done(tensors: Sequence[torch.Tensor], fn: Callable[[], None]) -> _Handles:
+    """Call ``fn()`` once per backward, when the gradients of all `tensors` that the backward
+    computes are whole; returns a handle with ``remove()``.
+
+    torch's ``register_multi_grad_hook(mode="all")`` does the same but keeps every gradient it
+    has seen until the last one arrives: a block's input gradient, made early, then lives until a
+    shared input's (T5's encoder output, read by every decoder block) is whole, several blocks
+    later. The profiler's marks and the runtime's would each hold different gradients that way,
+    and the runtime more memory than it needs; this counts arrivals and holds none."""
+    nodes = [torch.autograd.graph.get_gradient_edge(t).node for t in tensors]
+    pending: dict[int, list[int]] = {}  # backward id -> [arrived, expected]
+
+    def arrived(grad: torch.Tensor) -> None:
+        task = torch._C._current_graph_task_id()
+        if task not in pending:
+            expected = sum(bool(torch._C._will_engine_execute_node(n)) for n in nodes)
+            pending[task] = [0, expected]
+        count = pending[task]
+        count[0] += 1
+        if count[0] == count[1]:
+            del pending[task]
+            fn()
+
+    return _Handles([t.register_hook(arrived) for t in tensors])

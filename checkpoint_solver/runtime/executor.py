@@ -39,6 +39,7 @@ schedule instead of by nesting):
 
 from __future__ import annotations
 
+import functools
 import threading
 import warnings
 import weakref
@@ -61,7 +62,7 @@ from checkpoint_solver.problem import Chain, Graph, fingerprint
 from checkpoint_solver.problem.profile import Profile, StageKind
 from checkpoint_solver.profiling.chain import resolve_blocks
 from checkpoint_solver.profiling.snapshot import Snapshot
-from checkpoint_solver.profiling.stages import StageCall, StageHooks
+from checkpoint_solver.profiling.stages import StageCall, StageHooks, when_grads_done
 from checkpoint_solver.profiling.tracker import distinct_storage_nbytes
 from checkpoint_solver.runtime import applied
 from checkpoint_solver.runtime.plan import Forward, ReplayPlan, forward_kind
@@ -374,9 +375,7 @@ class _Run:
     # -- backward phase -------------------------------------------------------------------------
     def _hook_b_start(self, k: int, tensors: list[torch.Tensor]) -> None:
         if self.ex.record or self._hooks_on:
-            torch.autograd.graph.register_multi_grad_hook(
-                tensors, lambda grads, k=k: self.advance(k), mode="all"
-            )
+            when_grads_done(tensors, functools.partial(self.advance, k))
 
     def advance(self, k: int) -> None:
         """Run the schedule's ops up to ``B(k)``: autograd is about to back-propagate stage k."""

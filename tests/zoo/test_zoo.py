@@ -370,13 +370,14 @@ _LARGER = [
     "name, size",
     [
         pytest.param(n, 0, id=n)
-        for n in ["llama", "bert", "vit", "gpt2", "resnet", "convnext", "unet", "rnn"]
+        for n in ["llama", "bert", "t5", "vit", "gpt2", "resnet", "convnext", "unet", "rnn"]
     ]
     + _LARGER,
 )
 def test_chain_predictions_are_the_measured_peaks(name: str, size: int) -> None:
-    """No checkpointing, torch per-block and dp halfway to store-all: the measured activation
-    peak (the step after a first one) is the simulator's prediction within 3 %, both ways."""
+    """No checkpointing, torch per-block, dp at its minimum and halfway to store-all: the
+    measured activation peak (the step after a first one) is the simulator's prediction within
+    3 %, both ways."""
     from checkpoint_solver.runtime.measure import measure_step
     from checkpoint_solver.solvers.torch_rules import profile_blocks, torch_per_block
 
@@ -388,6 +389,7 @@ def test_chain_predictions_are_the_measured_peaks(name: str, size: int) -> None:
     for sched in (
         cs.solve(chain, high, "store_all"),
         torch_per_block(chain, first, count),
+        cs.solve(chain, low, "dp"),
         cs.solve(chain, (low + high) // 2, "dp"),
     ):
         m = copy.deepcopy(model)
