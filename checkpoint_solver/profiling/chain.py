@@ -677,7 +677,10 @@ def _profile(
         w, a = whole.get(("B", k)), stats.get(("B", k))
         extra = (w.peak - a.peak - (w.end - a.end)) if w and a else 0
         grad_extra.append(max(extra, -grads[j]))
-    delta = [held.get(("B", k), 0) for k in phases] + [x[-1]]
+    # The caller holds the loss until its backward returns (``loss.backward()``) and after: the
+    # epilogue's tape frees it in the simulator's B(L), so every later level carries it here
+    # (U-Net's MSE loss is a 6 KiB storage; 4 bytes elsewhere).
+    delta = [held.get(("B", k), 0) + loss_bytes for k in phases] + [x[-1]]
     of, ofn, ob = [], [], []
     for j, k in enumerate(phases):
         f = stats.get(("F", k))

@@ -801,7 +801,9 @@ def chain_schedule_on_graph(
     time from the simulator on the graph's own costs. This is how a chain solver's plan and
     `hierarchical`'s are compared on equal terms: the chain's and the graph's costs are measured
     separately (a stage's time against the sum of its ops'), so their predicted overheads differ
-    by measurement noise even for one plan.
+    by measurement noise even for one plan. The schedule keeps `schedule`'s budget, which the
+    plan may exceed on the graph's costs: compare ``predicted.peak_bytes`` with the budget before
+    using it (`simulate` reports it invalid then).
 
     Raises
     ------

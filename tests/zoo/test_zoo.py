@@ -193,7 +193,12 @@ def test_hierarchical_is_never_slower_than_dps_plan_on_the_same_graph(name: str)
     compared = 0
     for budget in (per_block.predicted.peak_bytes, (low + high) // 2):
         ours = chain_schedule_on_graph(graph, cs.solve(chain, budget, "dp"))
-        assert cs.simulate(graph, ours).peak_bytes == ours.predicted.peak_bytes
+        # The plan keeps the chain schedule's budget; on the graph's own costs it may need more,
+        # and then the simulator stops at the first op over it.
+        rep = cs.simulate(graph, ours)
+        assert rep.valid == (ours.predicted.peak_bytes <= ours.budget_bytes), rep.violation
+        if rep.valid:
+            assert rep.peak_bytes == ours.predicted.peak_bytes
         if ours.predicted.peak_bytes + inputs_bytes > budget:
             continue
         compared += 1
