@@ -42,10 +42,8 @@ from __future__ import annotations
 import functools
 import threading
 import warnings
-import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -65,6 +63,7 @@ from checkpoint_solver.profiling.snapshot import Snapshot
 from checkpoint_solver.profiling.stages import StageCall, StageHooks, when_grads_done
 from checkpoint_solver.profiling.tracker import distinct_storage_nbytes
 from checkpoint_solver.runtime import applied
+from checkpoint_solver.runtime.holders import Holder, Holders, discard, no_unpack
 from checkpoint_solver.runtime.plan import Forward, ReplayPlan, forward_kind
 from checkpoint_solver.runtime.program import (
     Boundary,
@@ -74,8 +73,16 @@ from checkpoint_solver.runtime.program import (
     detach,
     needed_sets,
 )
+from checkpoint_solver.runtime.stage_state import BufferWatch, StageBuffers, StageStart
 from checkpoint_solver.schedule import Schedule
-from checkpoint_solver.schedule.ops import Bwd, FreeActivation, Op
+from checkpoint_solver.schedule.ops import (
+    Bwd,
+    FreeActivation,
+    FwdCheckpoint,
+    FwdNoTape,
+    FwdTape,
+    Op,
+)
 
 __all__ = ["apply", "is_applied", "last_trace", "remove"]
 
@@ -99,47 +106,6 @@ def _tls_state(state: Any) -> Iterator[None]:
         _tls.state = previous
 
 
-@dataclass
-class _Region:
-    """The buffers one stage's forward may write: its block's, and those outside every block (the
-    prologue and glue may call modules that are no stage, e.g. a stem's BatchNorm)."""
-
-    buffers: list[torch.Tensor] = field(default_factory=list)
-    mutated: set[int] = field(default_factory=set)  # indices into buffers seen to change
-
-
-class _Holder:
-    """Stands for one saved tensor of a stage run without its tape until a rerun fills it."""
-
-    __slots__ = ("__weakref__", "stage", "value")
-
-    def __init__(self, stage: int) -> None:
-        self.stage = stage
-        self.value: torch.Tensor | None = None
-
-
-@dataclass
-class _Replay:
-    """The RNG and autocast states a stage started with, restored when it is rerun."""
-
-    cpu_rng: torch.Tensor
-    cuda_rng: list[tuple[int, torch.Tensor]]
-    autocast: list[tuple[str, bool, torch.dtype]]
-    autocast_cache: bool
-
-
-def _capture_replay(device_type: str) -> _Replay:
-    cuda: list[tuple[int, torch.Tensor]] = []
-    if device_type == "cuda" and torch.cuda.is_initialized():
-        d = torch.cuda.current_device()
-        cuda = [(d, torch.cuda.get_rng_state(d))]
-    autocast = [
-        (dt, torch.is_autocast_enabled(dt), torch.get_autocast_dtype(dt))
-        for dt in dict.fromkeys(("cpu", device_type))
-    ]
-    return _Replay(torch.get_rng_state(), cuda, autocast, torch.is_autocast_cache_enabled())
-
-
 class _Run:
     """The state of one forward/backward: values, holders, kept boundaries and the schedule
     cursor."""
@@ -150,26 +116,23 @@ class _Run:
         self.plan = ex.plan
         self.pos = 0  # next op of the schedule
         self.stage = 0  # the stage being forwarded (forward phase)
-        self.packing: int | None = None  # stage whose saved tensors become holders
         self.values = Values()
         self.programs: dict[int, Program] = {}
         self.recorder: Recorder | None = None
-        self.holders: dict[int, list[weakref.ref[_Holder]]] = {}
-        self.meta: dict[int, list[tuple[torch.Size, torch.dtype, torch.device]]] = {}
-        self.replay: dict[int, _Replay] = {}
+        self.holders = Holders()
+        self.starts: dict[int, StageStart] = {}
         self.plain: dict[int, Boundary] = {}
         self.taped: dict[int, Boundary] = {}
         self.needed: dict[int, frozenset[int]] | None = ex.needed
         self.inputs = Boundary({})  # a[0]
-        self.versions: list[int] = []
-        self.before: list[torch.Tensor] | None = None
+        self.watch: BufferWatch | None = None  # the open stage's buffers
         self.trace: list[str] | None = [] if ex.record else None
         self.b_started = self.plan.n + 1  # lowest k whose B(k) has started (n + 1: none yet)
         self.forward_open = True
         self.hooks: Any = None
         self._hooks_on = not self.plan.trivial
         if self._hooks_on:
-            self.hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack)
+            self.hooks = torch.autograd.graph.saved_tensors_hooks(self.holders.pack, self._unpack)
             self.hooks.__enter__()
         for t in tree_flatten((tuple(args), dict(kwargs or {})))[0]:
             if isinstance(t, torch.Tensor):
@@ -229,7 +192,7 @@ class _Run:
             # first step without the probe keeps (every live value, trimmed when it ends).
             self.needed = None
         if s > 1:
-            self._end_region(s - 1)
+            self._end_stage()
             # a[s-1] is now known: what stage s-1's op does with it, then the frees before op s.
             prev = plan.forward_kinds[s - 2]
             if prev in (Forward.NO_TAPE, Forward.CHECKPOINT):
@@ -249,25 +212,17 @@ class _Run:
         self.stage = s
         if self.trace is not None:
             self.trace.append(str(op))
-        region = ex.regions[s - 1]
         if s in plan.replayed:
-            self.replay[s] = _capture_replay(ex.device_type)
-        self.versions = [b._version for b in region.buffers]
-        # Some kernels (batch norm's running statistics) write buffers without bumping their
-        # version: the first step compares values too.
-        self.before = [b.clone() for b in region.buffers] if not ex.probed else None
-        self.packing = s if kind is not Forward.TAPE else None
-        if self.packing is not None:
-            self.holders[s] = []
-            self.meta[s] = []
+            self.starts[s] = StageStart.capture(ex.device_type)
+        # Until the first step has run, values are compared too (`StageBuffers.watch`).
+        self.watch = ex.regions[s - 1].watch(compare_values=not ex.probed)
+        self.holders.open(s if kind is not Forward.TAPE else None)
 
-    def _end_region(self, s: int) -> None:
-        region = self.ex.regions[s - 1]
-        for i, (b, v) in enumerate(zip(region.buffers, self.versions, strict=True)):
-            if b._version != v or (self.before is not None and not torch.equal(b, self.before[i])):
-                region.mutated.add(i)
-        self.before = None
-        self.packing = None
+    def _end_stage(self) -> None:
+        if self.watch is not None:
+            self.watch.close()
+            self.watch = None
+        self.holders.open(None)
 
     def block_pre(self, k: int, args: Any, kwargs: Any) -> None:
         self._stop_recording()
@@ -349,28 +304,12 @@ class _Run:
             hooks.__exit__(None, None, None)
 
     # -- saved tensors -------------------------------------------------------------------------
-    def _pack(self, t: torch.Tensor) -> Any:
-        s = self.packing
-        if s is None:
-            return t
-        h = _Holder(s)
-        self.holders[s].append(weakref.ref(h))
-        self.meta[s].append((t.shape, t.dtype, t.device))
-        return h
-
     def _unpack(self, h: Any) -> torch.Tensor:
-        if not isinstance(h, _Holder):
+        if not isinstance(h, Holder):
             return h
         if h.value is None:
             self.advance(h.stage)
-        value = h.value
-        if value is None:
-            raise ReplayError(
-                f"stage {h.stage}'s saved tensor was used twice or before its rerun; a second "
-                f"backward through a scheduled step (retain_graph=True) is not supported"
-            )
-        h.value = None
-        return value
+        return h.take()
 
     # -- backward phase -------------------------------------------------------------------------
     def _hook_b_start(self, k: int, tensors: list[torch.Tensor]) -> None:
@@ -384,31 +323,34 @@ class _Run:
             raise ReplayError("backward started before the model's forward returned")
         if k >= self.b_started:
             return
-        while True:
-            op = plan.ops[self.pos]
-            if isinstance(op, Bwd):
-                if op.stage == k:
-                    self.b_started = k
-                    if self.trace is not None:
-                        self.trace.append(str(op))
-                    return
-                if op.stage < k:
-                    raise ReplayError(
-                        f"autograd reached stage {k} after the schedule's {op}: the model's "
-                        f"backward does not follow the chain"
-                    )
-                if op.stage < self.b_started:  # finished without a hook (B(n) always)
-                    if self.trace is not None:
-                        self.trace.append(str(op))
-                self.b_started = op.stage
-                if op.stage > 1:
-                    self.plain.pop(op.stage - 1, None)
-                self.taped.pop(op.stage, None)
-            elif isinstance(op, FreeActivation):
-                self.plain.pop(op.index, None)
-            else:
-                self._forward(op)
+        while not _HANDLERS[type(plan.ops[self.pos])](self, plan.ops[self.pos], k):
             self.pos += 1
+
+    # The handlers of `advance`, one per op type: each runs its op while autograd waits to
+    # start ``B(k)``, and says whether the cursor has reached it.
+    def _backward(self, op: Bwd, k: int) -> bool:
+        if op.stage == k:
+            self.b_started = k
+            if self.trace is not None:
+                self.trace.append(str(op))
+            return True
+        if op.stage < k:
+            raise ReplayError(
+                f"autograd reached stage {k} after the schedule's {op}: the model's "
+                f"backward does not follow the chain"
+            )
+        if op.stage < self.b_started:  # finished without a hook (B(n) always)
+            if self.trace is not None:
+                self.trace.append(str(op))
+        self.b_started = op.stage
+        if op.stage > 1:
+            self.plain.pop(op.stage - 1, None)
+        self.taped.pop(op.stage, None)
+        return False
+
+    def _free(self, op: FreeActivation, k: int) -> bool:
+        self.plain.pop(op.index, None)
+        return False
 
     def _source(self, i: int) -> Boundary:
         if i == 0:
@@ -418,7 +360,7 @@ class _Run:
                 return held[i]
         raise ReplayError(f"a[{i}] is not held when the schedule reads it (internal error)")
 
-    def _forward(self, op: Op) -> None:
+    def _forward(self, op: Op, k: int) -> bool:
         kind = forward_kind(op)
         s: int = op.stage  # type: ignore[union-attr]
         out = self.ex.rerun(self, s, self._source(s - 1), tape=kind is Forward.TAPE)
@@ -432,6 +374,16 @@ class _Run:
             self.plain[s] = out
             if kind is Forward.NO_TAPE and s > 1:
                 self.plain.pop(s - 1, None)
+        return False
+
+
+_HANDLERS: dict[type[Op], Callable[[_Run, Any, int], bool]] = {
+    Bwd: _Run._backward,
+    FreeActivation: _Run._free,
+    FwdNoTape: _Run._forward,
+    FwdCheckpoint: _Run._forward,
+    FwdTape: _Run._forward,
+}
 
 
 class _Executor:
@@ -465,12 +417,12 @@ class _Executor:
         modules = {id(c.module): c.module for c in calls}
         in_blocks = {id(b) for m in modules.values() for b in m.buffers()}
         outside = [b for b in model.buffers() if id(b) not in in_blocks]
-        self.regions: list[_Region] = []
+        self.regions: list[StageBuffers] = []
         if prologue:
-            self.regions.append(_Region(list(outside)))
+            self.regions.append(StageBuffers(list(outside)))
         for c in calls:
-            self.regions.append(_Region([*c.module.buffers(), *outside]))
-        self.regions.append(_Region())
+            self.regions.append(StageBuffers([*c.module.buffers(), *outside]))
+        self.regions.append(StageBuffers())
         self.stage_hooks = StageHooks(
             calls,
             self._block_pre,
@@ -570,33 +522,18 @@ class _Executor:
     def rerun(self, run: _Run, s: int, src: Boundary, *, tape: bool) -> Boundary | None:
         """Run stage s again from the boundary `src`; with `tape`, fill its holders. Returns the
         next boundary a[s] when the schedule keeps it."""
-        region = self.regions[s - 1]
-        replay = run.replay[s]
         with ExitStack() as stack:
             stack.enter_context(_tls_state(_REPLAYING))
-            devices = [d for d, _ in replay.cuda_rng]
-            stack.enter_context(torch.random.fork_rng(devices=devices, device_type="cuda"))
-            torch.set_rng_state(replay.cpu_rng)
-            for d, st in replay.cuda_rng:
-                torch.cuda.set_rng_state(st, d)
-            for dt, enabled, dtype in replay.autocast:
-                stack.enter_context(
-                    torch.autocast(
-                        dt, dtype=dtype, enabled=enabled, cache_enabled=replay.autocast_cache
-                    )
-                )
-            saved = [
-                (b, b.detach().clone()) for i, b in enumerate(region.buffers) if i in region.mutated
-            ]
-            stack.callback(_restore, saved)
+            run.starts[s].enter(stack)
+            self.regions[s - 1].protect(stack)
             stack.enter_context(torch.enable_grad())
             if tape:
-                filler = _Filler(run, s)
+                filler = run.holders.filler(s)
                 stack.enter_context(
-                    torch.autograd.graph.saved_tensors_hooks(filler.pack, _no_unpack)
+                    torch.autograd.graph.saved_tensors_hooks(filler.pack, no_unpack)
                 )
             else:
-                stack.enter_context(torch.autograd.graph.saved_tensors_hooks(_discard, _no_unpack))
+                stack.enter_context(torch.autograd.graph.saved_tensors_hooks(discard, no_unpack))
             src.check(s)
             # Fresh detached leaves per rerun: each builds its own throwaway graph.
             env: dict[int, Any] = {h: detach(t) for h, t in src.items()}
@@ -614,57 +551,6 @@ class _Executor:
                 f"rerun; its forward must make the same calls every time it runs"
             )
         return Boundary({h: detach(env[h]) for h in run.needed[s]})
-
-
-def _restore(saved: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
-    with torch.no_grad():
-        for b, v in saved:
-            b.copy_(v)
-
-
-def _discard(t: torch.Tensor) -> None:
-    return None
-
-
-def _no_unpack(x: Any) -> torch.Tensor:
-    raise ReplayError("a rerun's own graph was back-propagated (internal error)")
-
-
-class _Filler:
-    """Pack hook of an ``F_all`` rerun: the i-th saved tensor fills the stage's i-th holder."""
-
-    def __init__(self, run: _Run, s: int) -> None:
-        self.s = s
-        self.refs = run.holders.get(s, [])
-        self.meta = run.meta.get(s, [])
-        self.count = 0
-
-    def pack(self, t: torch.Tensor) -> None:
-        i = self.count
-        if i >= len(self.refs):
-            raise ReplayError(
-                f"stage {self.s} saved more tensors when rerun than in the forward "
-                f"({len(self.refs)}): its forward must save the same tensors every time it runs"
-            )
-        shape, dtype, device = self.meta[i]
-        if (t.shape, t.dtype, t.device) != (shape, dtype, device):
-            raise ReplayError(
-                f"stage {self.s}'s saved tensor {i} is {tuple(t.shape)} {t.dtype} on {t.device} "
-                f"when rerun but was {tuple(shape)} {dtype} on {device} in the forward: the stage "
-                f"computed something else the second time (state its forward updates, such as a "
-                f"KV cache: train with use_cache=False)"
-            )
-        self.count += 1
-        h = self.refs[i]()
-        if h is not None:
-            h.value = t.detach() if t.requires_grad else t
-
-    def done(self) -> None:
-        if self.count != len(self.refs):
-            raise ReplayError(
-                f"stage {self.s} saved {self.count} tensors when rerun but {len(self.refs)} in "
-                f"the forward: its forward must save the same tensors every time it runs"
-            )
 
 
 def _same_problem(schedule: Schedule, problem: Chain | Graph, name: str) -> None:

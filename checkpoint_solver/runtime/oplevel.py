@@ -35,9 +35,11 @@ from torch.utils._python_dispatch import _disable_current_modes
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from checkpoint_solver.errors import ApplyError, FingerprintMismatchError, ReplayError
+from checkpoint_solver.problem import RngPolicy
 from checkpoint_solver.problem.fingerprint import fingerprint
 from checkpoint_solver.profiling.guards import check as check_guard
 from checkpoint_solver.profiling.region import Region, autocast_off, call_key, capture_region
+from checkpoint_solver.profiling.snapshot import RngState
 from checkpoint_solver.runtime import applied as applied_record
 from checkpoint_solver.schedule import Compute, Free, Schedule
 
@@ -104,7 +106,7 @@ def compile_schedule(region: Region, schedule: Schedule) -> GraphReplay:
                 steps.append(("run", v))
                 # Random groups draw in order; a buffer's counter write ("forbid_recompute",
                 # BatchNorm's num_batches_tracked) runs once wherever it runs.
-                if g.rng[v] == "replay_state" and v not in seen:
+                if g.rng[v] == RngPolicy.REPLAY_STATE and v not in seen:
                     random_order.append(v)
                 seen.add(v)
         elif isinstance(op, Free):
@@ -208,7 +210,7 @@ def _run_steps(
                     restore = [(env[b], env[b].clone()) for b in region.buffer_writes[v]]
                 ran.add(v)
             resume = None
-            if random[v] == "replay_state":
+            if random[v] == RngPolicy.REPLAY_STATE:
                 if v in rng.saved:
                     resume = rng.get()  # a recomputation: draw what the first run drew
                     rng.set(rng.saved[v])
@@ -352,16 +354,13 @@ class _Generators:
     """The RNG states random groups first ran under (CPU and the region's CUDA devices)."""
 
     devices: tuple[torch.device, ...]
-    saved: dict[int, Any] = field(default_factory=dict)
+    saved: dict[int, RngState] = field(default_factory=dict)
 
-    def get(self) -> Any:
-        return torch.get_rng_state(), [torch.cuda.get_rng_state(d) for d in self.devices]
+    def get(self) -> RngState:
+        return RngState.take(self.devices)
 
-    def set(self, state: Any) -> None:
-        cpu, cuda = state
-        torch.set_rng_state(cpu)
-        for d, st in zip(self.devices, cuda, strict=True):
-            torch.cuda.set_rng_state(st, d)
+    def set(self, state: RngState) -> None:
+        state.restore()
 
 
 @dataclass(eq=False)
