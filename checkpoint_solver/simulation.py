@@ -101,7 +101,15 @@ from checkpoint_solver.errors import (
     InvalidProblemError,
     InvalidScheduleError,
 )
-from checkpoint_solver.problem import Chain, Graph, Problem, fingerprint, whole_step_chain
+from checkpoint_solver.problem import (
+    Chain,
+    Graph,
+    Problem,
+    RngPolicy,
+    Role,
+    fingerprint,
+    whole_step_chain,
+)
 from checkpoint_solver.schedule.ops import (
     Bwd,
     Compute,
@@ -720,14 +728,14 @@ class _GraphSim(_Sim):
     def __init__(self, graph: Graph, budget_bytes: int | None) -> None:
         super().__init__(budget_bytes, graph.store_all_time)
         self.g = graph
-        self.live = [r != "op" for r in graph.role]
+        self.live = [r != Role.OP for r in graph.role]
         self.count = [0] * graph.size
         self.mem = graph.budget_source_bytes
 
     def _node(self, v: int) -> int:
         if not 0 <= v < self.g.size:
             raise _Stop(f"node {v} does not exist; this graph has nodes 0..{self.g.size - 1}")
-        if self.g.role[v] != "op":
+        if self.g.role[v] != Role.OP:
             raise _Stop(
                 f"node {v} ({self.g.names[v]}) is an {self.g.role[v]}: it exists before the step "
                 f"and is never computed or freed"
@@ -743,7 +751,7 @@ class _GraphSim(_Sim):
             for u in g.preds[v]:
                 if not self.live[u]:
                     raise _Stop(f"needs the output of node {u} ({g.names[u]}), which is not live")
-            if self.count[v] and g.rng[v] == "forbid_recompute":
+            if self.count[v] and g.rng[v] == RngPolicy.FORBID_RECOMPUTE:
                 raise _Stop(
                     f"node {v} ({g.names[v]}) is a random op without a saved RNG state; it may "
                     f"not be recomputed"

@@ -6,7 +6,7 @@ from typing import TypeAlias
 
 from checkpoint_solver.problem.chain import BoundaryValue, Chain, CostUnit
 from checkpoint_solver.problem.fingerprint import fingerprint
-from checkpoint_solver.problem.graph import Graph
+from checkpoint_solver.problem.graph import Graph, RngPolicy, Role
 from checkpoint_solver.problem.io import (
     example_names,
     load_problem,
@@ -25,6 +25,8 @@ __all__ = [
     "Graph",
     "ModelStates",
     "Problem",
+    "RngPolicy",
+    "Role",
     "example_names",
     "fingerprint",
     "load_problem",

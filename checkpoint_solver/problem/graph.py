@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -14,10 +15,42 @@ from checkpoint_solver.problem.chain import COST_UNITS, CostUnit
 from checkpoint_solver.problem.states import ModelStates
 from checkpoint_solver.units import MAX_BYTES
 
-__all__ = ["RNG_POLICIES", "ROLES", "Graph"]
+__all__ = ["RNG_POLICIES", "ROLES", "Graph", "RngPolicy", "Role"]
 
-RNG_POLICIES: tuple[str, ...] = ("none", "forbid_recompute", "replay_state")
-ROLES: tuple[str, ...] = ("op", "input", "param")
+
+class _Value(str, enum.Enum):
+    """A str enum that prints as its value (as problem files and messages hold it)."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
+
+    def __hash__(self) -> int:  # as its value's, in every Python (3.10's Enum hashes the name)
+        return str.__hash__(self)
+
+
+class RngPolicy(_Value):
+    """How a node that draws random numbers may be recomputed (`Graph.rng`). A str: it compares
+    and hashes as its value, which is what problem files hold."""
+
+    NONE = "none"  # deterministic
+    FORBID_RECOMPUTE = "forbid_recompute"  # never recomputed (dropout without a saved RNG state)
+    REPLAY_STATE = "replay_state"  # recomputed with the RNG state its first run saved
+
+
+class Role(_Value):
+    """What a node is (`Graph.role`): an op the step computes, or a value that exists before the
+    step starts (an input, a parameter). A str, like `RngPolicy`."""
+
+    OP = "op"
+    INPUT = "input"
+    PARAM = "param"
+
+
+RNG_POLICIES: tuple[str, ...] = tuple(p.value for p in RngPolicy)
+ROLES: tuple[str, ...] = tuple(r.value for r in Role)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -39,12 +72,12 @@ class Graph:
         Bytes of each node's output.
     is_backward : tuple[bool, ...]
         True for nodes of the backward pass.
-    rng : tuple[str, ...]
-        Random-op policy per node: ``"none"`` (deterministic), ``"forbid_recompute"`` (never
+    rng : tuple[RngPolicy, ...]
+        Random-op policy per node (given as `RngPolicy` members or their values): ``"none"`` (deterministic), ``"forbid_recompute"`` (never
         recomputed, e.g. dropout without a saved RNG state) or ``"replay_state"`` (recomputed with its
         saved RNG state).
-    role : tuple[str, ...]
-        ``"op"`` for computed nodes; ``"input"`` and ``"param"`` for values that exist before the
+    role : tuple[Role, ...]
+        (`Role` members or their values) ``"op"`` for computed nodes; ``"input"`` and ``"param"`` for values that exist before the
         step starts. Those are live throughout, never computed or freed, and counted in memory only
         when `sources_in_budget` is true.
     edges : tuple[tuple[int, int], ...]
@@ -87,9 +120,9 @@ class Graph:
         n = len(self.names)
         object.__setattr__(self, "names", tuple(str(s) for s in self.names))
         if not self.rng:
-            object.__setattr__(self, "rng", ("none",) * n)
+            object.__setattr__(self, "rng", (RngPolicy.NONE,) * n)
         if not self.role:
-            object.__setattr__(self, "role", ("op",) * n)
+            object.__setattr__(self, "role", (Role.OP,) * n)
         for blk in self.block:
             if isinstance(blk, bool) or not isinstance(blk, int):
                 raise InvalidProblemError(
@@ -141,15 +174,17 @@ class Graph:
             raise InvalidProblemError("Graph.cost adds up to infinity; give costs in smaller units")
         object.__setattr__(self, "is_backward", tuple(bool(b) for b in self.is_backward))
         for i, p in enumerate(self.rng):
-            if p not in RNG_POLICIES:
+            if not isinstance(p, str) or p not in RNG_POLICIES:
                 raise InvalidProblemError(
                     f"Graph.rng of node {i} ({self.names[i]}) is {p!r}; use one of {', '.join(RNG_POLICIES)}"
                 )
         for i, r in enumerate(self.role):
-            if r not in ROLES:
+            if not isinstance(r, str) or r not in ROLES:
                 raise InvalidProblemError(
                     f"Graph.role of node {i} ({self.names[i]}) is {r!r}; use one of {', '.join(ROLES)}"
                 )
+        object.__setattr__(self, "rng", tuple(RngPolicy(p) for p in self.rng))
+        object.__setattr__(self, "role", tuple(Role(r) for r in self.role))
         edges = set()
         for e in self.edges:
             if (

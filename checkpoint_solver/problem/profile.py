@@ -22,7 +22,14 @@ from typing import Any
 
 from checkpoint_solver._io import canonical_json, check_header, load_json, write_atomic
 from checkpoint_solver.errors import ScheduleFormatError
-from checkpoint_solver.problem import Chain, Graph, problem_from_dict, problem_to_dict
+from checkpoint_solver.problem import (
+    Chain,
+    Graph,
+    RngPolicy,
+    Role,
+    problem_from_dict,
+    problem_to_dict,
+)
 
 __all__ = ["PROFILE_FORMAT", "Profile", "StageInfo", "StageKind", "load_profile"]
 
@@ -161,9 +168,11 @@ class Profile:
             out_bytes=tuple(g.out_bytes[v] for v in keep),
             is_backward=tuple(g.is_backward[v] for v in keep),
             edges=tuple((new[u], new[v]) for (u, v) in g.edges if v in inside_set and u in new),
-            rng=tuple("none" if v in outside else g.rng[v] for v in keep),
+            rng=tuple(RngPolicy.NONE if v in outside else g.rng[v] for v in keep),
             role=tuple(
-                ("param" if g.role[v] == "param" else "input") if v in outside else g.role[v]
+                (Role.PARAM if g.role[v] == Role.PARAM else Role.INPUT)
+                if v in outside
+                else g.role[v]
                 for v in keep
             ),
             cost_unit=g.cost_unit,

@@ -54,7 +54,7 @@ from torch.utils._pytree import tree_flatten, tree_map
 from torch.utils.flop_counter import FlopCounterMode
 
 from checkpoint_solver.errors import ProfilingError
-from checkpoint_solver.problem import BoundaryValue, Chain, ModelStates
+from checkpoint_solver.problem import BoundaryValue, Chain, ModelStates, Role
 from checkpoint_solver.problem.profile import Profile, StageInfo, StageKind
 from checkpoint_solver.profiling.inputs import Inputs, model_device
 from checkpoint_solver.profiling.snapshot import Snapshot
@@ -936,7 +936,7 @@ def _with_graph(
         measurement = {**prof.measurement, "graph_error": str(exc)}
         return dataclasses.replace(prof, measurement=measurement)
     graph = region.graph
-    block = graph.block or tuple(0 if r == "op" else -1 for r in graph.role)
+    block = graph.block or tuple(0 if r == Role.OP else -1 for r in graph.role)
     # Block k (0 prologue, 1.. the stages, len + 1 after them) -> chain stage: the chain drops an
     # empty prologue; the tangents and the sink are the epilogue's (the loss is back-propagated
     # there).

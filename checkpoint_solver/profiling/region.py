@@ -60,7 +60,7 @@ from torch.fx.experimental.proxy_tensor import make_fx
 from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
 
 from checkpoint_solver.errors import ProfilingError
-from checkpoint_solver.problem import Graph
+from checkpoint_solver.problem import Graph, RngPolicy, Role
 from checkpoint_solver.problem.blocks import backward_blocks
 from checkpoint_solver.profiling.graph import (
     RANDOM_OPS,
@@ -770,19 +770,19 @@ def _coarsen(
     cost = [0.0] * size
     out_bytes = [0] * size
     backward = [False] * size
-    rng = ["none"] * size
-    role = ["op"] * size
+    rng = [RngPolicy.NONE] * size
+    role = [Role.OP] * size
     members: list[tuple[fx.Node, ...]] = [()] * size
     exposed_of: list[tuple[fx.Node, ...]] = [()] * size
     for i, n in enumerate(sources):
         names[i] = n.name
         out_bytes[i] = _nbytes(n.meta.get("val"))
-        role[i] = "input" if n in x_nodes else "param"
+        role[i] = Role.INPUT if n in x_nodes else Role.PARAM
     for k, (t, v) in enumerate(zip(t_nodes, tangent_ids, strict=True)):
         names[v] = f"tangent_{k}"
         out_bytes[v] = _nbytes(t.meta.get("val"))
         backward[v] = True
-        rng[v] = "forbid_recompute"
+        rng[v] = RngPolicy.FORBID_RECOMPUTE
     names[sink] = "sink"
     backward[sink] = True
     edges: set[tuple[int, int]] = set()
@@ -796,14 +796,14 @@ def _coarsen(
         cost[i] = sum(times.get(n, 0.0) for n in mem)
         backward[i] = position[h] >= loss_at
         if any(_op_name(n.target) in RANDOM_OPS for n in mem):
-            rng[i] = "replay_state"
+            rng[i] = RngPolicy.REPLAY_STATE
         bufs = {b for n in mem for b in writes.get(n, ())}
         if bufs:
             buffer_writes[i] = tuple(sorted(bufs, key=position.__getitem__))
             if not any(an.made.get(n) for n in mem):
                 # Only a write (a batch counter's add_): computed once, and always (the sink
                 # waits for it, so no schedule leaves it out).
-                rng[i] = "forbid_recompute"
+                rng[i] = RngPolicy.FORBID_RECOMPUTE
                 edges.add((i, sink))
         exposed = [n for n in mem if n in special or any(of.get(u, -1) != i for u in n.users)]
         exposed_of[i] = tuple(exposed)

@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from checkpoint_solver.errors import InfeasibleBudgetError
-from checkpoint_solver.problem import Graph
+from checkpoint_solver.problem import Graph, RngPolicy
 from checkpoint_solver.schedule import Compute, Free, Op, Schedule, Status
 from checkpoint_solver.solvers._common import make_schedule
 
@@ -67,7 +67,7 @@ class OpGraph:
             cost=np.array([graph.cost[v] for v in nodes], dtype=np.float64),
             preds=preds,
             users=tuple(tuple(u) for u in users),
-            no_recompute=np.array([graph.rng[v] == "forbid_recompute" for v in nodes]),
+            no_recompute=np.array([graph.rng[v] == RngPolicy.FORBID_RECOMPUTE for v in nodes]),
             base_bytes=base,
         )
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 
-from checkpoint_solver.problem import Graph
+from checkpoint_solver.problem import Graph, Role
 from checkpoint_solver.problem.blocks import backward_blocks
 
 __all__ = ["find_segments"]
@@ -28,7 +28,7 @@ def find_segments(graph: Graph, count: int | None = None) -> tuple[int, ...]:
     ops = graph.ops
     fwd = [v for v in ops if not graph.is_backward[v]]
     n = len(fwd)
-    blocks = [-1 if graph.role[v] != "op" else 0 for v in range(graph.size)]
+    blocks = [-1 if graph.role[v] != Role.OP else 0 for v in range(graph.size)]
     if n == 0:
         return tuple(blocks)
     k = count if count is not None else max(2, round(math.sqrt(n)))
@@ -78,7 +78,7 @@ def find_segments(graph: Graph, count: int | None = None) -> tuple[int, ...]:
             end = next(ends, n - 1)
     n_blocks = max(blocks[v] for v in fwd)
     backward = graph.is_backward
-    is_op = [r == "op" for r in graph.role]
+    is_op = [r == Role.OP for r in graph.role]
     roots = [
         v for v in ops if backward[v] and not any(is_op[u] and backward[u] for u in graph.preds[v])
     ]

@@ -53,7 +53,7 @@ from checkpoint_solver.errors import (
     InvalidOptionError,
     InvalidProblemError,
 )
-from checkpoint_solver.problem import Chain, Graph, whole_step_chain
+from checkpoint_solver.problem import Chain, Graph, RngPolicy, Role, whole_step_chain
 from checkpoint_solver.schedule import (
     Bwd,
     Compute,
@@ -109,7 +109,7 @@ def _stages(graph: Graph) -> _Stages:
     block = graph.block or find_segments(graph)
     ops = graph.ops
     tangents = tuple(
-        v for v in ops if graph.names[v].startswith("tangent_") and graph.rng[v] != "none"
+        v for v in ops if graph.names[v].startswith("tangent_") and graph.rng[v] != RngPolicy.NONE
     )
     sink = tuple(v for v in ops if graph.names[v] == "sink")
     special = set(tangents) | set(sink)
@@ -136,7 +136,7 @@ def _stages(graph: Graph) -> _Stages:
     for k, p in enumerate(phases):
         for v in (*fwd[p], *bwd[p]):
             for u in graph.preds[v]:
-                if graph.role[u] != "op" or graph.is_backward[u]:
+                if graph.role[u] != Role.OP or graph.is_backward[u]:
                     continue
                 su = stage_of.get(u)
                 if su is None or (su > k and not graph.is_backward[v]):
@@ -218,7 +218,9 @@ def _signature(graph: Graph, forward: Sequence[int], backward: Sequence[int]) ->
     sig: list[object] = []
     for v in nodes:
         preds = tuple(
-            sorted(local[u] if u in local else -1 - (graph.role[u] != "op") for u in graph.preds[v])
+            sorted(
+                local[u] if u in local else -1 - (graph.role[u] != Role.OP) for u in graph.preds[v]
+            )
         )
         sig.append((graph.out_bytes[v], graph.rng[v], graph.is_backward[v], preds))
     return tuple(sig)
@@ -240,8 +242,8 @@ def _local_graph(
         out_bytes=tuple(graph.out_bytes[v] for v in keep),
         is_backward=tuple(graph.is_backward[v] for v in keep),
         edges=tuple((new[u], new[v]) for v in inside for u in graph.preds[v] if u in new),
-        rng=tuple("none" if v in out_set else graph.rng[v] for v in keep),
-        role=tuple("input" if v in out_set else "op" for v in keep),
+        rng=tuple(RngPolicy.NONE if v in out_set else graph.rng[v] for v in keep),
+        role=tuple(Role.INPUT if v in out_set else Role.OP for v in keep),
         cost_unit=graph.cost_unit,
     )
     return g, keep
@@ -335,7 +337,7 @@ def _option_costs(
         u
         for v in part
         for u in graph.preds[v]
-        if u not in pset and u not in fset and graph.is_backward[u] and graph.role[u] == "op"
+        if u not in pset and u not in fset and graph.is_backward[u] and graph.role[u] == Role.OP
     }
     # (The stage's own forward nodes that the part does not rerun have read theirs already.)
     outside = {
@@ -408,7 +410,7 @@ def _expand(graph: Graph, plan: _Plan, chain_ops: list[Op], picks: dict[int, int
     seq.extend(st.sink)
     computes: list[int] = []
     for v in seq:
-        if graph.rng[v] == "forbid_recompute":
+        if graph.rng[v] == RngPolicy.FORBID_RECOMPUTE:
             if v in done:
                 continue
             done.add(v)
@@ -418,7 +420,7 @@ def _expand(graph: Graph, plan: _Plan, chain_ops: list[Op], picks: dict[int, int
     current: dict[int, int] = {}
     for i, v in enumerate(computes):
         for u in graph.preds[v]:
-            if graph.role[u] == "op":
+            if graph.role[u] == Role.OP:
                 last_use[(u, current[u])] = i
         current[v] = i
     frees_at: dict[int, list[int]] = {}

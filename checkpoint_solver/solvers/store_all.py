@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from checkpoint_solver.errors import InfeasibleBudgetError
-from checkpoint_solver.problem import Chain, Graph, Problem
+from checkpoint_solver.problem import Chain, Graph, Problem, Role
 from checkpoint_solver.schedule import Bwd, Compute, Free, FwdTape, Op, Schedule, Status
 from checkpoint_solver.solvers._common import make_schedule
 
@@ -35,7 +35,7 @@ def _graph_ops(graph: Graph, free_after_last_use: bool) -> tuple[list[Op], int]:
     for v in order:
         ops.append(Compute(v))
         if free_after_last_use:
-            ops.extend(Free(u) for u in graph.preds[v] if graph.role[u] == "op" and last[u] == v)
+            ops.extend(Free(u) for u in graph.preds[v] if graph.role[u] == Role.OP and last[u] == v)
             if not graph.succs[v]:
                 ops.append(Free(v))
     # Peak from live intervals [pos(v), pos(last use of v)] (open-ended when nothing is freed).
