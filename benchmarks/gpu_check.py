@@ -32,7 +32,7 @@ from checkpoint_solver import zoo
 from checkpoint_solver.profiling.chain import inputs_to
 from checkpoint_solver.runtime import baselines
 from checkpoint_solver.runtime.measure import measure_step, time_steps
-from checkpoint_solver.solvers.torch_rules import profile_blocks, torch_per_block
+from checkpoint_solver.solvers.baseline_plans import profile_blocks, torch_per_block
 
 
 def run(name: str, device: str) -> list[object]:

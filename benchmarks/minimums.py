@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import checkpoint_solver as cs
 from benchmarks._common import table, write_section, zoo_arguments
 from checkpoint_solver import zoo
-from checkpoint_solver.solvers.torch_rules import profile_blocks, torch_per_block
+from checkpoint_solver.solvers.baseline_plans import profile_blocks, torch_per_block
 
 
 def run(name: str, size: int) -> list[object]:

@@ -30,7 +30,7 @@ from benchmarks._common import table, write_section
 from checkpoint_solver import format_bytes, models
 from checkpoint_solver.runtime import baselines
 from checkpoint_solver.runtime.measure import measure_step, time_steps
-from checkpoint_solver.solvers.torch_rules import torch_per_block, torch_sequential
+from checkpoint_solver.solvers.baseline_plans import torch_per_block, torch_sequential
 
 # A 10-stage chain solves in milliseconds even at 5,000 memory slots; at the default 500 the
 # rounding costs dp a few points at budgets set by other methods' exact peaks.

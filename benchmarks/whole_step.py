@@ -32,7 +32,7 @@ from benchmarks._common import table, write_section, zoo_arguments
 from checkpoint_solver import zoo
 from checkpoint_solver.errors import InfeasibleBudgetError
 from checkpoint_solver.runtime.measure import measure_step
-from checkpoint_solver.solvers.torch_rules import profile_blocks, torch_per_block
+from checkpoint_solver.solvers.baseline_plans import profile_blocks, torch_per_block
 
 
 def _measured(model: torch.nn.Module, inputs: object, prof: cs.Profile, sched: cs.Schedule) -> int:

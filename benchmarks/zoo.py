@@ -34,8 +34,8 @@ from benchmarks._common import table, write_section
 from checkpoint_solver import zoo
 from checkpoint_solver.runtime import baselines
 from checkpoint_solver.runtime.measure import train_step
+from checkpoint_solver.solvers.baseline_plans import profile_blocks, torch_per_block
 from checkpoint_solver.solvers.hierarchical import chain_schedule_on_graph
-from checkpoint_solver.solvers.torch_rules import profile_blocks, torch_per_block
 from tests.zoo.check import differences, reference, run_schedule
 
 

@@ -46,7 +46,7 @@ from checkpoint_solver.profiling.chain import inputs_to, resolve_blocks
 from checkpoint_solver.profiling.inputs import model_device
 from checkpoint_solver.runtime import baselines
 from checkpoint_solver.runtime.measure import measure_step, train_step
-from checkpoint_solver.solvers.torch_rules import (
+from checkpoint_solver.solvers.baseline_plans import (
     profile_blocks,
     torch_per_block,
     torch_sequential,

@@ -37,3 +37,23 @@ def test_runtime_is_an_attribute_from_import_without_torch() -> None:
 
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("checkpoint_solver.report", "checkpoint_solver.curves"),
+        ("checkpoint_solver.solvers.torch_rules", "checkpoint_solver.solvers.baseline_plans"),
+    ],
+)
+def test_renamed_modules_keep_their_old_name_with_a_warning(old: str, new: str) -> None:
+    """Code written against the old names runs, warned, and gets the same objects."""
+    import importlib
+    import sys
+
+    sys.modules.pop(old, None)
+    with pytest.warns(DeprecationWarning, match=new):
+        alias = importlib.import_module(old)
+    target = importlib.import_module(new)
+    assert alias.__all__ == target.__all__
+    assert all(getattr(alias, n) is getattr(target, n) for n in target.__all__)

@@ -4,7 +4,7 @@ private names. Read from the source (every import statement, those inside functi
 lazy import that points up fails here as well.
 
 Layers, bottom up: the core (errors, units, the root's private helpers ``_io``, ``_args``,
-``_text``; ``problem``, ``schedule``, ``simulation``, ``solvers``, ``report``), then the torch side
+``_text``; ``problem``, ``schedule``, ``simulation``, ``solvers``, ``curves``), then the torch side
 (``profiling``, ``runtime``, ``buckets``, ``compare``, ``models``, ``zoo``), then the command line
 (``cli``, ``__main__``) and the package's own ``__init__`` (the facade, which may import
 anything).
@@ -26,6 +26,7 @@ CORE = {
     "schedule",
     "simulation",
     "solvers",
+    "curves",
     "report",
 }
 TORCH_SIDE = {"profiling", "runtime", "buckets", "compare", "models", "zoo"}

@@ -14,7 +14,7 @@ import checkpoint_solver as cs  # noqa: E402
 from checkpoint_solver import ProfilingError, models  # noqa: E402
 from checkpoint_solver.problem import step_floor  # noqa: E402
 from checkpoint_solver.runtime.measure import measure_step  # noqa: E402
-from checkpoint_solver.solvers.torch_rules import profile_blocks, torch_per_block  # noqa: E402
+from checkpoint_solver.solvers.baseline_plans import profile_blocks, torch_per_block  # noqa: E402
 
 
 def _gpt():  # type: ignore[no-untyped-def]

@@ -67,7 +67,7 @@ def inspect_cmd(
             "violation": None if report.violation is None else str(report.violation.reason),
         }
         if plot:
-            from checkpoint_solver.report import plot_memory
+            from checkpoint_solver.curves import plot_memory
 
             plot_memory(sched, report, plot)
     if as_json:

@@ -60,8 +60,8 @@ def tradeoff_cmd(
       checkpoint-solver tradeoff gpt.profile.json --solvers dp,revolve,sqrt --points 30
     """
     from checkpoint_solver import format_bytes
-    from checkpoint_solver.report import plot_tradeoff, tradeoff_rows, write_csv
-    from checkpoint_solver.solvers.torch_rules import profile_blocks
+    from checkpoint_solver.curves import plot_tradeoff, tradeoff_rows, write_csv
+    from checkpoint_solver.solvers.baseline_plans import profile_blocks
 
     prob, names = _load(problem)
     rows = tradeoff_rows(

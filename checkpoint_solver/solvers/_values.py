@@ -25,7 +25,7 @@ from checkpoint_solver.problem import Chain, Problem
 from checkpoint_solver.schedule import Schedule, Status
 from checkpoint_solver.solvers._common import make_schedule
 from checkpoint_solver.solvers._registry import SolverSpec
-from checkpoint_solver.solvers.torch_rules import Rule, fastest_rule, rule_plans
+from checkpoint_solver.solvers.baseline_plans import Rule, fastest_rule, rule_plans
 
 __all__ = ["has_values", "min_budget_exact", "solve_exact"]
 

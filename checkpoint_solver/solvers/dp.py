@@ -42,7 +42,7 @@ time of any schedule of this form within the budget, and gives the reported gap 
 same recursion with "peak" in place of "time" (`min_budget_dp`); at budgets where the slot
 rounding leaves no schedule, the minimum-memory schedule is returned.
 
-Torch's rules' plans (`checkpoint_solver.solvers.torch_rules.rule_candidates`: per-block and
+Torch's rules' plans (`checkpoint_solver.solvers.baseline_plans.rule_candidates`: per-block and
 ``checkpoint_sequential``) are persistent, so the recursion finds something at least as fast
 whenever its slot rounding lets it see their memory; where the rounding hides one that fits and is
 faster, that plan is returned (the notes say so; the bound still holds).
@@ -74,7 +74,7 @@ from checkpoint_solver.schedule import Op, Schedule, Status
 from checkpoint_solver.solvers._chain import CHAIN, Decision, emit_plan
 from checkpoint_solver.solvers._common import make_schedule
 from checkpoint_solver.solvers._options import int_option
-from checkpoint_solver.solvers.torch_rules import Rule, fastest_rule, rule_plans
+from checkpoint_solver.solvers.baseline_plans import Rule, fastest_rule, rule_plans
 
 __all__ = ["Option", "OptionsDP", "least_memory_plan", "min_budget_dp", "solve_dp", "tradeoff_dp"]
 
@@ -467,7 +467,7 @@ def _schedule_at(
 
 
 def _rules(chain: Chain) -> list[Rule]:
-    """Torch's rules' plans (`torch_rules.rule_plans`), weighed beside the DP's plan: they are in
+    """Torch's rules' plans (`baseline_plans.rule_plans`), weighed beside the DP's plan: they are in
     its space, so only the slot rounding can make one faster within a budget. Not on a chain
     whose boundaries share values: `checkpoint_solver.solvers._values` weighs them there, at
     the user's budget, while it runs the DP at larger ones."""

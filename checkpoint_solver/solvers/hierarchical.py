@@ -70,8 +70,8 @@ from checkpoint_solver.solvers._common import make_schedule
 from checkpoint_solver.solvers._deadline import Deadline, check_time_limit
 from checkpoint_solver.solvers._options import int_option
 from checkpoint_solver.solvers._segments import find_segments
+from checkpoint_solver.solvers.baseline_plans import rule_candidates
 from checkpoint_solver.solvers.dp import OptionsDP, least_memory_plan
-from checkpoint_solver.solvers.torch_rules import rule_candidates
 
 __all__ = ["chain_schedule_on_graph", "min_budget_hierarchical", "solve_hierarchical"]
 
@@ -480,7 +480,7 @@ def _curves(
 
 
 def _rule_plans(graph: Graph, plan: _Plan, scope: str) -> list[tuple[list[Op], int, float]]:
-    """Torch's rules' chain plans (`torch_rules.rule_candidates`: per-block and
+    """Torch's rules' chain plans (`baseline_plans.rule_candidates`: per-block and
     checkpoint_sequential over the stages) and the plan that reruns from the input
     (`_from_the_input`), expanded without recomputation inside a stage, each with its simulated
     peak and time: what a user reaches for by hand, and the least-memory extreme."""

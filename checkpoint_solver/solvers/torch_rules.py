@@ -1,42 +1,20 @@
-"""What torch's own checkpointing does, written as chain schedules, so the simulator can price it.
-
-These are not solvers (they ignore the budget): they are the points users reach today, put on the
-same memory/time axes as ours.
-
-- `torch_per_block`: ``torch.utils.checkpoint`` around every block (``use_reentrant=False``), what
-  ``gradient_checkpointing_enable()`` does in Hugging Face models. Code outside the blocks (the
-  prologue and the epilogue, loss included) keeps its tape.
-- `torch_sequential`: ``torch.utils.checkpoint.checkpoint_sequential``'s rule with `segments`
-  segments over the blocks: chunks of ``n // segments`` consecutive blocks, every chunk but the
-  last run under one checkpoint, the last chunk and the remainder stored.
-
-``first`` is the 1-based stage of the first block and ``count`` the number of blocks; by default
-every stage is a block. For a `checkpoint_solver.profiling.Profile`, `profile_blocks` gives them.
-
-Examples
---------
->>> from checkpoint_solver.problem.synthetic import uniform_chain
->>> s = torch_per_block(uniform_chain(4))
->>> " ".join(str(op) for op in s.ops)
-'F_ck(1) F_ck(2) F_ck(3) F_ck(4) F_all(4) B(4) F_all(3) B(3) F_all(2) B(2) F_all(1) B(1)'
->>> " ".join(str(op) for op in torch_sequential(uniform_chain(4), 2).ops)
-'F_ck(1) F_n(2) F_all(3) F_all(4) B(4) B(3) F_all(1) F_all(2) B(2) B(1)'
-"""
+"""Deprecated alias of `checkpoint_solver.solvers.baseline_plans` (renamed: it is no solver and
+runs no torch; it writes torch's checkpointing rules as chain plans). Importing it warns; it will
+be removed in a later release."""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
-from typing import Any
+import warnings
 
-from checkpoint_solver.errors import InvalidOptionError
-from checkpoint_solver.problem import Chain
-from checkpoint_solver.problem.profile import StageKind
-from checkpoint_solver.problem.states import resolve_scope
-from checkpoint_solver.schedule import Op, Schedule
-from checkpoint_solver.schedule.ops import parse_op
-from checkpoint_solver.simulation import simulate_ops
-from checkpoint_solver.solvers._common import make_schedule
+from checkpoint_solver.solvers.baseline_plans import (
+    fastest_rule,
+    profile_blocks,
+    rule_candidates,
+    rule_ops,
+    rule_plans,
+    torch_per_block,
+    torch_sequential,
+)
 
 __all__ = [
     "fastest_rule",
@@ -48,160 +26,9 @@ __all__ = [
     "torch_sequential",
 ]
 
-
-def profile_blocks(stage_names: Sequence[str]) -> tuple[int, int]:
-    """``(first, count)`` of a profile's blocks from its stage names: the profiler's
-    ``"prologue"`` and ``"epilogue+loss"`` stages are not blocks.
-
-    >>> profile_blocks(["prologue", "blocks.0", "blocks.1", "epilogue+loss"])
-    (2, 2)
-    """
-    kinds = [StageKind.of(n) for n in stage_names]
-    first = 2 if kinds and kinds[0] is StageKind.PROLOGUE else 1
-    tail = bool(kinds) and kinds[-1] is StageKind.EPILOGUE
-    last = len(stage_names) - (1 if tail else 0)
-    return first, max(last - first + 1, 0)
-
-
-def _range(chain: Chain, first: int, count: int | None) -> tuple[int, int]:
-    count = chain.length - first + 1 if count is None else count
-    if first < 1 or count < 1 or first + count - 1 > chain.length:
-        raise InvalidOptionError(
-            f"blocks {first}..{first + (count or 0) - 1} are not stages of a {chain.length}-stage "
-            f"chain; give first >= 1 and first + count - 1 <= {chain.length}"
-        )
-    return first, count
-
-
-def rule_ops(n: int, first: int, count: int, chunk: int, stored_tail: int) -> list[Op]:
-    """The chain ops of an `n`-stage chain whose blocks ``first .. first + count - 1`` run in
-    chunks of `chunk` under one checkpoint each, the last `stored_tail` blocks and everything
-    outside the blocks stored."""
-    kinds = {i: "F_all" for i in range(1, n + 1)}
-    chunks = []
-    last_ckpt = first + count - stored_tail
-    for head in range(first, last_ckpt, chunk):
-        members = list(range(head, min(head + chunk, last_ckpt)))
-        chunks.append(members)
-        kinds[head] = "F_ck"
-        for i in members[1:]:
-            kinds[i] = "F_n"
-    text = [f"{kinds[i]}({i})" for i in range(1, n + 1)]
-    text += [f"B({i})" for i in range(n, last_ckpt - 1, -1)]
-    for members in reversed(chunks):
-        text += [f"F_all({i})" for i in members] + [f"B({i})" for i in reversed(members)]
-    text += [f"B({i})" for i in range(first - 1, 0, -1)]
-    return [parse_op(t) for t in text]
-
-
-def rule_candidates(n: int) -> list[list[Op]]:
-    """The plans torch's rules give an `n`-stage chain, for every way its blocks may be framed
-    (the first and the last stage each a block or not: a profile's prologue and epilogue are
-    not): per-block, and `checkpoint_sequential` at 2 segments and at about the square root of
-    the block count. The chain solvers weigh them beside their own plans, so a schedule is never
-    slower than the rule a user would reach for within the same budget (a DP's slot rounding, or
-    an accounting that counts a shared value once per boundary, can miss these plans)."""
-    out: list[list[Op]] = []
-    seen: set[tuple[object, ...]] = set()
-    for first in (1, 2):
-        for last in (n, n - 1):
-            count = last - first + 1
-            if count < 1:
-                continue
-            shapes = [(1, 0)]  # per-block: chunks of one, nothing stored
-            for segments in sorted({2, max(1, round(math.sqrt(count)))}):
-                if 1 <= segments <= count:
-                    size = count // segments
-                    shapes.append((size, count - (segments - 1) * size))
-            for chunk, stored_tail in shapes:
-                ops = rule_ops(n, first, count, chunk, stored_tail)
-                key = tuple(str(op) for op in ops)
-                if key not in seen:
-                    seen.add(key)
-                    out.append(ops)
-    return out
-
-
-Rule = tuple[list[Op], int, float]  # a rule's chain ops, simulated peak and time
-
-
-def rule_plans(chain: Chain) -> list[Rule]:
-    """`rule_candidates` for `chain` with their simulated peaks and times (activations, as the
-    chain counts them: a whole-step chain's are the step's)."""
-    out = []
-    for ops in rule_candidates(chain.length):
-        rep = simulate_ops(chain, ops)
-        if rep.valid:
-            out.append((ops, rep.peak_bytes, rep.compute_time))
-    return out
-
-
-def fastest_rule(rules: Sequence[Rule], budget_bytes: int, time: float = math.inf) -> Rule | None:
-    """The fastest of `rules` within `budget_bytes` that is faster than `time`, if any."""
-    fits = [r for r in rules if r[1] <= budget_bytes and r[2] < time * (1 - 1e-12)]
-    return min(fits, key=lambda r: (r[2], r[1])) if fits else None
-
-
-def _schedule(
-    chain: Chain,
-    first: int,
-    count: int,
-    chunk: int,
-    stored_tail: int,
-    name: str,
-    options: Any,
-    scope: str | None = None,
-) -> Schedule:
-    """`rule_ops` as a schedule whose budget is its own simulated peak in `scope` (as in
-    `solve`: the whole step when the chain has model states)."""
-    ops = rule_ops(chain.length, first, count, chunk, stored_tail)
-    which = resolve_scope(chain, scope)
-    report = simulate_ops(chain, ops, scope=which)
-    return make_schedule(
-        chain,
-        report.peak_bytes,
-        ops,
-        solver=name,
-        peak_bytes=report.peak_bytes,
-        compute_time=report.compute_time,
-        options=options,
-        notes="torch's rule, not an optimisation; budget = its own simulated peak",
-        scope=which,
-    )
-
-
-def torch_per_block(
-    chain: Chain, first: int = 1, count: int | None = None, *, scope: str | None = None
-) -> Schedule:
-    """Every block under its own checkpoint (its input kept, its tape rebuilt in backward)."""
-    first, count = _range(chain, first, count)
-    options = {"first": first, "count": count}
-    return _schedule(chain, first, count, 1, 0, "torch-per-block", options, scope)
-
-
-def torch_sequential(
-    chain: Chain,
-    segments: int,
-    first: int = 1,
-    count: int | None = None,
-    *,
-    scope: str | None = None,
-) -> Schedule:
-    """``checkpoint_sequential(blocks, segments)``: the first ``segments - 1`` chunks of
-    ``count // segments`` blocks checkpointed, the rest stored."""
-    first, count = _range(chain, first, count)
-    if not 1 <= segments <= count:
-        raise InvalidOptionError(
-            f"segments={segments} is not valid for {count} blocks; give 1..{count}"
-        )
-    size = count // segments
-    return _schedule(
-        chain,
-        first,
-        count,
-        size,
-        count - (segments - 1) * size,
-        f"torch-sequential-{segments}",
-        {"first": first, "count": count, "segments": segments},
-        scope,
-    )
+warnings.warn(
+    "checkpoint_solver.solvers.torch_rules is now checkpoint_solver.solvers.baseline_plans; "
+    "import it from there",
+    DeprecationWarning,
+    stacklevel=2,
+)

@@ -401,7 +401,9 @@ def test_outputs_beside_a_scalar_loss_get_zero_tangents_freed_after_use() -> Non
     assert all(torch.equal(a, b) for a, b in zip(got_grads, want_grads, strict=True))
 
 
-def test_hierarchical_is_never_slower_than_torch_rules_within_their_peaks(gpt_region) -> None:  # type: ignore[no-untyped-def]
+def test_hierarchical_is_never_slower_than_the_baseline_plans_within_their_peaks(
+    gpt_region,
+) -> None:  # type: ignore[no-untyped-def]
     """Per-block and checkpoint_sequential over the blocks, expanded, are among hierarchical's
     candidates: at each one's own peak, hierarchical is at least as fast."""
     from checkpoint_solver.solvers import hierarchical

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 import checkpoint_solver as cs
 from checkpoint_solver.problem.synthetic import transformer_chain, uniform_chain
 from checkpoint_solver.simulation import simulate, simulate_ops
-from checkpoint_solver.solvers.torch_rules import rule_candidates, rule_plans, torch_per_block
+from checkpoint_solver.solvers.baseline_plans import rule_candidates, rule_plans, torch_per_block
 from tests.strategies import chains_with_values
 
 

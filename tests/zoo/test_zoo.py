@@ -15,7 +15,7 @@ torch = pytest.importorskip("torch")
 
 import checkpoint_solver as cs  # noqa: E402
 from checkpoint_solver import zoo  # noqa: E402
-from checkpoint_solver.solvers.torch_rules import profile_blocks, torch_per_block  # noqa: E402
+from checkpoint_solver.solvers.baseline_plans import profile_blocks, torch_per_block  # noqa: E402
 from tests.zoo.check import differences, dp_budgets, reference, run_schedule  # noqa: E402
 
 # What the call tree must give, per family: (number of stages of config 0, config 1 without the
@@ -384,7 +384,7 @@ def test_chain_predictions_are_the_measured_peaks(name: str, size: int) -> None:
     measured activation peak (the step after a first one) is the simulator's prediction within
     3 %, both ways."""
     from checkpoint_solver.runtime.measure import measure_step
-    from checkpoint_solver.solvers.torch_rules import profile_blocks, torch_per_block
+    from checkpoint_solver.solvers.baseline_plans import profile_blocks, torch_per_block
 
     model, inputs = _build(name, size)
     prof = _profile(model, inputs)
@@ -419,7 +419,7 @@ def test_whole_step_predictions_are_the_measured_peaks(name: str, size: int) -> 
     state, gradients, the optimizer step) is the simulator's whole-step prediction within 3 %,
     both ways, for no checkpointing, torch per-block and dp halfway."""
     from checkpoint_solver.runtime.measure import measure_step
-    from checkpoint_solver.solvers.torch_rules import profile_blocks, torch_per_block
+    from checkpoint_solver.solvers.baseline_plans import profile_blocks, torch_per_block
 
     model, inputs = _build(name, size)
     with warnings.catch_warnings():

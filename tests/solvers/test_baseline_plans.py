@@ -7,7 +7,7 @@ import pytest
 
 import checkpoint_solver as cs
 from checkpoint_solver.problem.synthetic import transformer_chain, uniform_chain
-from checkpoint_solver.solvers.torch_rules import (
+from checkpoint_solver.solvers.baseline_plans import (
     profile_blocks,
     torch_per_block,
     torch_sequential,
