@@ -62,6 +62,7 @@ register(
         name="store_all",
         kinds=("chain", "graph"),
         fn=store_all.solve_store_all,
+        options_type=store_all.StoreAllOptions,
         min_budget=store_all.min_budget_store_all,
         guarantee="no recomputation: optimal time, the memory reference",
     )
@@ -71,6 +72,7 @@ register(
         name="uniform",
         kinds=("chain",),
         fn=periodic.solve_uniform,
+        options_type=periodic.UniformOptions,
         min_budget=periodic.min_budget_uniform,
         guarantee="checkpoint_sequential segments (the fastest segment count that fits)",
     )
@@ -89,6 +91,7 @@ register(
         name="revolve",
         kinds=("chain",),
         fn=revolve.solve_revolve,
+        options_type=revolve.RevolveOptions,
         min_budget=revolve.min_budget_revolve,
         guarantee="uniform chains: the binomial minimum of forward steps (Griewank & Walther 2000); other chains: the binomial schedule as a baseline",
     )
@@ -98,6 +101,7 @@ register(
         name="dp",
         kinds=("chain",),
         fn=dp.solve_dp,
+        options_type=dp.DpOptions,
         min_budget=dp.min_budget_dp,
         guarantee="optimal among persistent chain schedules at its memory discretisation; reports the gap (Beaumont et al. 2019)",
         tradeoff=dp.tradeoff_dp,
@@ -108,6 +112,7 @@ register(
         name="ilp",
         kinds=("graph",),
         fn=ilp.solve_ilp,
+        options_type=ilp.IlpOptions,
         min_budget=ilp.min_budget_ilp,
         guarantee="Checkmate MILP: optimal when proven, else the MIP gap and bound (HiGHS or CBC)",
     )
@@ -117,6 +122,7 @@ register(
         name="ilp-rounding",
         kinds=("graph",),
         fn=ilp_rounding.solve_ilp_rounding,
+        options_type=ilp_rounding.RoundingOptions,
         min_budget=ilp_rounding.min_budget_rounding,
         guarantee="LP relaxation + Checkmate's rounding for large graphs; reports the LP lower bound",
         exact_min_budget=False,
@@ -127,6 +133,7 @@ register(
         name="greedy",
         kinds=("graph",),
         fn=graph_greedy.solve_greedy,
+        options_type=graph_greedy.GreedyOptions,
         min_budget=graph_greedy.min_budget_greedy,
         guarantee="fast heuristic (keep all, then evict the least compute per byte); trivial lower bound",
         exact_min_budget=False,
@@ -137,6 +144,7 @@ register(
         name="hierarchical",
         kinds=("graph",),
         fn=hierarchical.solve_hierarchical,
+        options_type=hierarchical.HierarchicalOptions,
         min_budget=hierarchical.min_budget_hierarchical,
         guarantee=(
             "chain DP over per-block op-level options (after Rockmate); blocks from "
@@ -153,6 +161,7 @@ register(
         name="cpsat",
         kinds=("graph",),
         fn=cpsat.solve_cpsat,
+        options_type=cpsat.CpsatOptions,
         min_budget=cpsat.min_budget_cpsat,
         guarantee=(
             "retention intervals on CP-SAT (after Moccasin): optimal among schedules computing "
@@ -166,6 +175,7 @@ register(
         name="auto",
         kinds=("chain", "graph"),
         fn=auto.solve_auto,
+        options_type=auto.AutoOptions,
         min_budget=auto.min_budget_auto,
         guarantee="the fastest schedule among the applicable solvers; says which it picked",
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
@@ -10,12 +9,14 @@ from typing import Any, TypeAlias
 from checkpoint_solver.errors import UnknownOptionError, UnknownSolverError
 from checkpoint_solver.problem import Problem
 from checkpoint_solver.schedule import Schedule
+from checkpoint_solver.solvers._options import NoOptions, SolverOptions
 
 __all__ = ["REGISTRY", "SolverFn", "SolverSpec", "get_spec", "register"]
 
 
 # A solver is ``fn(problem, budget_bytes, /, *, option=default, ...) -> Schedule``; its
-# keyword-only parameters are its options. ``min_budget(problem, /, *, same options) -> int``.
+# keyword-only parameters are its options, the fields of its `SolverOptions` dataclass.
+# ``min_budget(problem, /, *, same options) -> int``.
 SolverFn: TypeAlias = Callable[..., Schedule]
 MinBudgetFn: TypeAlias = Callable[..., int]
 
@@ -30,7 +31,7 @@ class SolverSpec:
     kinds : tuple[str, ...]
         Problem kinds handled (``"chain"``, ``"graph"``).
     fn : SolverFn
-        Keyword-only parameters of `fn` are the solver's options.
+        Keyword-only parameters of `fn` are the solver's options: the fields of `options_type`.
     min_budget : MinBudgetFn
         The least budget at which `fn` returns a schedule, for the same options.
     exact_min_budget : bool
@@ -46,6 +47,9 @@ class SolverSpec:
     tradeoff : Callable | None
         ``fn(problem, budgets, /, **options) -> list[Schedule | None]`` when the solver can give
         many budgets from one run (``None`` for an infeasible budget).
+    options_type : type[SolverOptions]
+        The solver's options dataclass: the names, defaults and the one check `fn`, `min_budget`
+        and `tradeoff` all run.
     """
 
     name: str
@@ -56,12 +60,12 @@ class SolverSpec:
     requires: Callable[[Problem], str | None] = field(default=lambda problem: None)
     tradeoff: Callable[..., list[Schedule | None]] | None = None
     exact_min_budget: bool = True
+    options_type: type[SolverOptions] = NoOptions
 
     @property
     def options(self) -> dict[str, Any]:
         """Option names with their defaults."""
-        params = inspect.signature(self.fn).parameters.values()
-        return {p.name: p.default for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY}
+        return self.options_type.defaults()
 
     def check_options(self, options: dict[str, Any]) -> None:
         unknown = sorted(set(options) - set(self.options))

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from checkpoint_solver.errors import CheckpointSolverError, InfeasibleBudgetError
 from checkpoint_solver.problem import Problem
 from checkpoint_solver.schedule import Schedule
 from checkpoint_solver.solvers._deadline import Deadline, check_time_limit
+from checkpoint_solver.solvers._options import SolverOptions, scope_option
 from checkpoint_solver.solvers._registry import REGISTRY
 from checkpoint_solver.solvers._step import graph_step_min_budget, graph_step_solve
 from checkpoint_solver.solvers._values import has_values, min_budget_exact, solve_exact
@@ -58,6 +61,18 @@ def _candidates(problem: Problem, time_limit: float) -> list[tuple[str, dict[str
     return out
 
 
+@dataclass(frozen=True)
+class AutoOptions(SolverOptions):
+    """``auto``'s options (see `solve_auto`)."""
+
+    time_limit: float = 60.0
+    scope: str = "activations"
+
+    def check(self) -> None:
+        check_time_limit(self.time_limit, allow_none=False)
+        scope_option(self.scope)
+
+
 def solve_auto(
     problem: Problem, budget_bytes: int, /, *, time_limit: float = 60.0, scope: str = "activations"
 ) -> Schedule:
@@ -76,7 +91,7 @@ def solve_auto(
     `checkpoint_solver.solve`) each candidate solves the whole step
     (`checkpoint_solver.solvers._step`).
     """
-    check_time_limit(time_limit, allow_none=False)
+    AutoOptions(time_limit, scope)
     deadline = Deadline(time_limit)
     best: Schedule | None = None
     report = []
@@ -123,6 +138,7 @@ def min_budget_auto(
     problem: Problem, /, *, time_limit: float = 60.0, scope: str = "activations"
 ) -> int:
     """The smallest minimum budget over the solvers auto runs (in `scope`)."""
+    AutoOptions(time_limit, scope)
     out = []
     for name, options, _ in _candidates(problem, float(time_limit)):
         spec = REGISTRY[name]

@@ -25,6 +25,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ from checkpoint_solver.problem import Graph
 from checkpoint_solver.schedule import Compute, Free, Op, Schedule, Status
 from checkpoint_solver.solvers._common import make_schedule
 from checkpoint_solver.solvers._deadline import Deadline, check_time_limit
-from checkpoint_solver.solvers._options import int_option
+from checkpoint_solver.solvers._options import SolverOptions, int_option
 from checkpoint_solver.solvers._plans import OpGraph
 from checkpoint_solver.solvers.graph_greedy import greedy_fallback
 
@@ -46,6 +47,24 @@ from checkpoint_solver.solvers.graph_greedy import greedy_fallback
 # order fails), so CP-SAT runs in a child process (`_cpsat_worker.py`, which imports only OR-Tools).
 
 __all__ = ["min_budget_cpsat", "solve_cpsat"]
+
+
+@dataclass(frozen=True)
+class CpsatOptions(SolverOptions):
+    """``cpsat``'s options (see `solve_cpsat`)."""
+
+    intervals: int = 2
+    time_limit: float | None = 60.0
+    threads: int | None = None
+    seed: int = 0
+
+    def check(self) -> None:
+        int_option("intervals", self.intervals, hint="(retention intervals per node)")
+        check_time_limit(self.time_limit)
+        if self.time_limit == 0:
+            raise InvalidOptionError("time_limit=0 leaves CP-SAT no time; give seconds > 0 or None")
+        int_option("threads", self.threads, allow_none=True)
+        int_option("seed", self.seed, low=0, hint="(CP-SAT's random seed)")
 
 
 def solve_cpsat(
@@ -80,13 +99,8 @@ def solve_cpsat(
     CheckpointSolverError
         When the time limit passes before any schedule is found.
     """
-    if not isinstance(intervals, int) or isinstance(intervals, bool) or intervals < 1:
-        raise InvalidOptionError(f"intervals must be an integer >= 1, got {intervals!r}")
-    check_time_limit(time_limit)
-    if time_limit == 0:
-        raise InvalidOptionError("time_limit=0 leaves CP-SAT no time; give seconds > 0 or None")
+    CpsatOptions(intervals, time_limit, threads, seed)
     deadline = Deadline(time_limit)
-    int_option("threads", threads, allow_none=True)
     from checkpoint_solver.solvers._plans import require_working_set
 
     g = OpGraph.of(graph)
@@ -242,7 +256,7 @@ def min_budget_cpsat(
     """
     from checkpoint_solver.solvers.graph_greedy import min_budget_greedy
 
-    check_time_limit(time_limit)
+    CpsatOptions(intervals, time_limit, threads, seed)
     g = OpGraph.of(graph)
     if g.n == 0:
         return g.base_bytes

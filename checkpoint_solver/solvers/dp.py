@@ -73,7 +73,7 @@ from checkpoint_solver.problem import Chain
 from checkpoint_solver.schedule import Op, Schedule, Status
 from checkpoint_solver.solvers._chain import CHAIN, Decision, emit_plan
 from checkpoint_solver.solvers._common import make_schedule
-from checkpoint_solver.solvers._options import int_option
+from checkpoint_solver.solvers._options import SolverOptions, bool_option, int_option
 from checkpoint_solver.solvers.baseline_plans import Rule, fastest_rule, rule_plans
 
 __all__ = ["Option", "OptionsDP", "least_memory_plan", "min_budget_dp", "solve_dp", "tradeoff_dp"]
@@ -389,8 +389,16 @@ def _check_table_memory(n: int, size: int) -> None:
         )
 
 
-def _check_slots(mem_slots: int) -> None:
-    int_option("mem_slots", mem_slots, hint="(default 500)")
+@dataclass(frozen=True)
+class DpOptions(SolverOptions):
+    """``dp``'s options (see `solve_dp`)."""
+
+    mem_slots: int = 500
+    bound: bool = True
+
+    def check(self) -> None:
+        int_option("mem_slots", self.mem_slots, hint="(default 500)")
+        bool_option("bound", self.bound)
 
 
 def _unit(chain: Chain, budget_bytes: int, mem_slots: int) -> int:
@@ -497,7 +505,7 @@ def solve_dp(
     InfeasibleBudgetError
         Below the exact minimum budget (`min_budget_dp`).
     """
-    _check_slots(mem_slots)
+    DpOptions(mem_slots, bound)
     if budget_bytes <= chain.x[0] or chain.length == 0:
         # (Otherwise a table with no plan at the budget says so: the minimum is not needed.)
         min_bytes = _min_memory(chain)[0]
@@ -536,7 +544,7 @@ def _tables(
 
 def min_budget_dp(chain: Chain, /, *, mem_slots: int = 500, bound: bool = True) -> int:
     """Exact minimum peak over the DP's plans, by Equations (1)-(3) with peak in place of time."""
-    _check_slots(mem_slots)
+    DpOptions(mem_slots, bound)
     return _min_memory(chain)[0]
 
 
@@ -544,7 +552,7 @@ def tradeoff_dp(
     chain: Chain, budgets: list[int], /, *, mem_slots: int = 500, bound: bool = True
 ) -> list[Schedule | None]:
     """Schedules for many budgets from one table (built for the largest budget)."""
-    _check_slots(mem_slots)
+    DpOptions(mem_slots, bound)
     min_bytes = _min_memory(chain)[0]
     feasible = [b for b in budgets if b >= min_bytes]
     if not feasible:

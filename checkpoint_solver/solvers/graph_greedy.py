@@ -13,6 +13,7 @@ lower bound is the trivial one: every node is computed at least once.
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 from checkpoint_solver.errors import InfeasibleBudgetError
 from checkpoint_solver.problem import Graph
@@ -20,6 +21,7 @@ from checkpoint_solver.schedule import Compute, Free, Schedule, Status
 from checkpoint_solver.solvers._common import make_schedule
 from checkpoint_solver.solvers._dtr import dtr_candidates
 from checkpoint_solver.solvers._heuristics import greedy_plan
+from checkpoint_solver.solvers._options import SolverOptions, scope_option
 from checkpoint_solver.solvers._order import low_peak_order, reorder, store_all_peak
 from checkpoint_solver.solvers._plans import OpGraph, keep_all_plan, plan_peak
 
@@ -54,6 +56,16 @@ def op_graph_orders(graph: Graph) -> list[tuple[OpGraph, str]]:
     return out
 
 
+@dataclass(frozen=True)
+class GreedyOptions(SolverOptions):
+    """``greedy``'s options (see `solve_greedy`)."""
+
+    scope: str = "activations"
+
+    def check(self) -> None:
+        scope_option(self.scope)
+
+
 def solve_greedy(graph: Graph, budget_bytes: int, /, *, scope: str = "activations") -> Schedule:
     """Greedy eviction schedule within `budget_bytes`.
 
@@ -68,6 +80,7 @@ def solve_greedy(graph: Graph, budget_bytes: int, /, *, scope: str = "activation
     InfeasibleBudgetError
         When the greedy cannot fit the budget (``min_budget_bytes`` is its own minimum).
     """
+    GreedyOptions(scope)
     candidates = _candidates(graph, budget_bytes, scope)
     if not candidates:
         low = min_budget_greedy(graph, scope=scope)
@@ -152,6 +165,7 @@ def greedy_fallback(
 def min_budget_greedy(graph: Graph, /, *, scope: str = "activations") -> int:
     """The least budget at which the greedy finds a schedule (bisection on its own success, in
     each order it tries); for ``scope="step"`` the least whole-step budget."""
+    GreedyOptions(scope)
     if scope != "step":
         return min_budget_over(op_graph_orders(graph))
     from checkpoint_solver.solvers._step import graph_margin, stage_states

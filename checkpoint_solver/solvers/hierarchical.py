@@ -68,7 +68,7 @@ from checkpoint_solver.schedule import (
 from checkpoint_solver.simulation import simulate_ops
 from checkpoint_solver.solvers._common import make_schedule
 from checkpoint_solver.solvers._deadline import Deadline, check_time_limit
-from checkpoint_solver.solvers._options import int_option
+from checkpoint_solver.solvers._options import SolverOptions, bool_option, int_option, scope_option
 from checkpoint_solver.solvers._segments import find_segments
 from checkpoint_solver.solvers.baseline_plans import rule_candidates
 from checkpoint_solver.solvers.dp import OptionsDP, least_memory_plan
@@ -435,16 +435,33 @@ def _expand(graph: Graph, plan: _Plan, chain_ops: list[Op], picks: dict[int, int
     return ops
 
 
-def _check(option_budgets: int, option_solver: str, mem_slots: int, time_limit: float) -> None:
-    int_option("option_budgets", option_budgets)
-    if option_solver not in ("greedy", "ilp", "ilp-rounding"):
-        raise InvalidOptionError(
-            f"option_solver={option_solver!r}; use greedy (fast), ilp or ilp-rounding"
-        )
-    int_option("mem_slots", mem_slots)
-    check_time_limit(time_limit, allow_none=False)
-    if time_limit == 0:
-        raise InvalidOptionError("time_limit=0 leaves the options no time; give seconds > 0")
+@dataclass(frozen=True)
+class HierarchicalOptions(SolverOptions):
+    """``hierarchical``'s options (see `solve_hierarchical`)."""
+
+    option_budgets: int = 5
+    option_solver: str = "greedy"
+    time_limit: float = 5.0
+    mem_slots: int = 2000
+    block_level: bool = False
+    scope: str = "activations"
+
+    def check(self) -> None:
+        int_option("option_budgets", self.option_budgets)
+        if not isinstance(self.option_solver, str) or self.option_solver not in (
+            "greedy",
+            "ilp",
+            "ilp-rounding",
+        ):
+            raise InvalidOptionError(
+                f"option_solver={self.option_solver!r}; use greedy (fast), ilp or ilp-rounding"
+            )
+        check_time_limit(self.time_limit, allow_none=False)
+        if self.time_limit == 0:
+            raise InvalidOptionError("time_limit=0 leaves the options no time; give seconds > 0")
+        int_option("mem_slots", self.mem_slots)
+        bool_option("block_level", self.block_level)
+        scope_option(self.scope)
 
 
 @functools.lru_cache(maxsize=4)
@@ -707,7 +724,7 @@ def solve_hierarchical(
     InvalidProblemError
         When the graph has no forward or no backward nodes, or is not a chain of blocks.
     """
-    _check(option_budgets, option_solver, mem_slots, time_limit)
+    HierarchicalOptions(option_budgets, option_solver, time_limit, mem_slots, block_level, scope)
     start = time.perf_counter()
     curves = _curves(
         graph,
@@ -778,7 +795,7 @@ def min_budget_hierarchical(
 ) -> int:
     """The smallest expanded peak over the DP's plans (sampled over its memory axis), in
     `scope` (see `solve_hierarchical`)."""
-    _check(option_budgets, option_solver, mem_slots, time_limit)
+    HierarchicalOptions(option_budgets, option_solver, time_limit, mem_slots, block_level, scope)
     curves = _curves(
         graph,
         block_level=block_level,

@@ -9,6 +9,7 @@ computed once). The status is ``optimal`` only when the backend proved it with a
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -23,7 +24,7 @@ from checkpoint_solver.simulation import simulate_ops
 from checkpoint_solver.solvers import _milp
 from checkpoint_solver.solvers._deadline import Deadline, OutOfTime, check_time_limit
 from checkpoint_solver.solvers._heuristics import greedy_plan
-from checkpoint_solver.solvers._options import int_option
+from checkpoint_solver.solvers._options import SolverOptions, bool_option, int_option, scope_option
 from checkpoint_solver.solvers._plans import (
     BoolMatrix,
     OpGraph,
@@ -44,7 +45,7 @@ ORDERS = ("given", "search")
 
 
 def _check_order(order: str) -> None:
-    if order not in ORDERS:
+    if not isinstance(order, str) or order not in ORDERS:
         raise InvalidOptionError(
             f"order={order!r} is not one of {', '.join(ORDERS)}: 'given' computes nodes for the "
             f"first time in the graph's numbering (Checkmate), 'search' in a topological order "
@@ -55,16 +56,35 @@ def _check_order(order: str) -> None:
 def _check_options(
     backend: str, time_limit: float | None, rel_gap: float, threads: int | None
 ) -> None:
-    if backend not in _milp.BACKENDS:
+    """The MILP's own options, shared by ``ilp`` and ``ilp-rounding``."""
+    if not isinstance(backend, str) or backend not in _milp.BACKENDS:
         raise InvalidOptionError(
             f"backend={backend!r} is not one of {', '.join(_milp.BACKENDS)}; available here: "
             f"{', '.join(_milp.available_backends()) or 'none'}"
         )
     check_time_limit(time_limit)
-    if not isinstance(rel_gap, (int, float)) or not 0 <= rel_gap < 1:
+    if isinstance(rel_gap, bool) or not isinstance(rel_gap, (int, float)) or not 0 <= rel_gap < 1:
         raise InvalidOptionError(f"rel_gap={rel_gap!r} must be in [0, 1); 0 proves optimality")
     int_option("threads", threads, allow_none=True)
-    _milp.require_backend(backend)
+
+
+@dataclass(frozen=True)
+class IlpOptions(SolverOptions):
+    """``ilp``'s options (see `solve_ilp`)."""
+
+    backend: str = "highs"
+    time_limit: float | None = None
+    rel_gap: float = 0.0
+    threads: int | None = None
+    warm_start: bool = True
+    order: str = "given"
+    scope: str = "activations"
+
+    def check(self) -> None:
+        _check_options(self.backend, self.time_limit, self.rel_gap, self.threads)
+        bool_option("warm_start", self.warm_start)
+        _check_order(self.order)
+        scope_option(self.scope)
 
 
 def solve_ilp(
@@ -120,7 +140,8 @@ def solve_ilp(
     """
     # Long: the solve's phases (heuristic candidates, warm start, the MILP, the fallback) share the
     # candidates, the deadline and the whole-step terms.
-    _check_options(backend, time_limit, rel_gap, threads)
+    IlpOptions(backend, time_limit, rel_gap, threads, warm_start, order, scope)
+    _milp.require_backend(backend)
     deadline = Deadline(time_limit)
     orders = _orders(graph, order)
     g, where = orders[0]
@@ -364,7 +385,8 @@ def min_budget_ilp(
     CheckpointSolverError
         When the backend does not prove the minimum within `time_limit`.
     """
-    _check_options(backend, time_limit, rel_gap, threads)
+    IlpOptions(backend, time_limit, rel_gap, threads, warm_start, order, scope)
+    _milp.require_backend(backend)
     orders = _orders(graph, order)
     g = orders[0][0]
     if g.n == 0:

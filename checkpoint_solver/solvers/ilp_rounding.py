@@ -12,6 +12,8 @@ For graphs too large for the MILP; the schedule reports the LP bound so the gap 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from checkpoint_solver.errors import InfeasibleBudgetError, InvalidOptionError
@@ -19,6 +21,7 @@ from checkpoint_solver.problem import Graph
 from checkpoint_solver.schedule import Schedule, Status
 from checkpoint_solver.solvers import _milp
 from checkpoint_solver.solvers._deadline import Deadline, OutOfTime
+from checkpoint_solver.solvers._options import SolverOptions
 from checkpoint_solver.solvers._plans import (
     BoolMatrix,
     OpGraph,
@@ -33,6 +36,7 @@ from checkpoint_solver.solvers.graph_greedy import greedy_fallback, min_budget_o
 from checkpoint_solver.solvers.ilp import (
     _Candidate,
     _check_options,
+    _check_order,
     _greedy_candidates,
     _orders,
 )
@@ -61,6 +65,29 @@ def _rounded_plans(
     return plans
 
 
+@dataclass(frozen=True)
+class RoundingOptions(SolverOptions):
+    """``ilp-rounding``'s options (see `solve_ilp_rounding`)."""
+
+    backend: str = "highs"
+    budget_factors: tuple[float, ...] = (1.0, 0.9, 0.8)
+    time_limit: float | None = None
+    threads: int | None = None
+    order: str = "given"
+
+    def check(self) -> None:
+        _check_options(self.backend, self.time_limit, 0.0, self.threads)
+        factors = self.budget_factors
+        if (
+            not isinstance(factors, (tuple, list))
+            or not factors
+            or any(isinstance(f, bool) or not isinstance(f, (int, float)) for f in factors)
+            or any(not 0 < f <= 1 for f in factors)
+        ):
+            raise InvalidOptionError(f"budget_factors={factors!r} must be numbers in (0, 1]")
+        _check_order(self.order)
+
+
 def solve_ilp_rounding(
     graph: Graph,
     budget_bytes: int,
@@ -86,10 +113,9 @@ def solve_ilp_rounding(
     """
     # Long: the LP, its roundings and the greedy candidates share the deadline and the candidate
     # list.
-    _check_options(backend, time_limit, 0.0, threads)
+    RoundingOptions(backend, budget_factors, time_limit, threads, order)
+    _milp.require_backend(backend)
     deadline = Deadline(time_limit)
-    if not budget_factors or any(not 0 < f <= 1 for f in budget_factors):
-        raise InvalidOptionError(f"budget_factors={budget_factors!r} must be numbers in (0, 1]")
     orders = _orders(graph, order)
     g, where = orders[0]
     require_working_set(g, budget_bytes, "ilp-rounding")
@@ -221,4 +247,5 @@ def min_budget_rounding(
 ) -> int:
     """Rounding always has the greedy plan (in each order it runs) to fall back on: the least of
     the greedy's minima."""
+    RoundingOptions(backend, budget_factors, time_limit, threads, order)
     return min_budget_over(_orders(graph, order))

@@ -13,11 +13,13 @@ T. Chen, B. Xu, C. Zhang, C. Guestrin, "Training Deep Nets with Sublinear Memory
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from checkpoint_solver.errors import InfeasibleBudgetError, InvalidOptionError
 from checkpoint_solver.problem import Chain
 from checkpoint_solver.schedule import Bwd, FwdCheckpoint, FwdNoTape, FwdTape, Op, Schedule
 from checkpoint_solver.solvers._common import make_schedule
+from checkpoint_solver.solvers._options import SolverOptions, int_option
 
 __all__ = [
     "min_budget_sqrt",
@@ -87,7 +89,21 @@ def _check_segments(chain: Chain, segments: int) -> None:
         )
 
 
+@dataclass(frozen=True)
+class UniformOptions(SolverOptions):
+    """``uniform``'s options (see `solve_uniform`); the range of `segments` depends on the
+    chain, so `_candidates` checks it against the chain too."""
+
+    segments: int | None = None
+
+    def check(self) -> None:
+        int_option(
+            "segments", self.segments, allow_none=True, hint="(unset: the fastest count that fits)"
+        )
+
+
 def _candidates(chain: Chain, segments: int | None) -> list[int]:
+    UniformOptions(segments)
     if segments is not None:
         _check_segments(chain, segments)
         return [segments]

@@ -31,6 +31,7 @@ A. Griewank, A. Walther, "Algorithm 799: revolve", ACM TOMS 26(1), 2000.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import cache
 
 from checkpoint_solver.errors import InfeasibleBudgetError, InvalidOptionError
@@ -38,7 +39,7 @@ from checkpoint_solver.problem import Chain
 from checkpoint_solver.schedule import Schedule, Status
 from checkpoint_solver.solvers._chain import CHAIN, Decision, emit_plan
 from checkpoint_solver.solvers._common import make_schedule
-from checkpoint_solver.solvers._options import int_option
+from checkpoint_solver.solvers._options import SolverOptions, int_option
 
 __all__ = ["min_budget_revolve", "revolve_steps", "solve_revolve"]
 
@@ -131,16 +132,26 @@ def _peak_of(chain: Chain, snapshots: int) -> int:
     return _peak(chain, snapshots) if chain.is_uniform else _exact_peak(chain, snapshots)
 
 
+@dataclass(frozen=True)
+class RevolveOptions(SolverOptions):
+    """``revolve``'s options (see `solve_revolve`)."""
+
+    snapshots: int | None = None
+
+    def check(self) -> None:
+        int_option(
+            "snapshots",
+            self.snapshots,
+            allow_none=True,
+            hint="(the initial state counts as one), or leave it unset to use as many as the "
+            "budget allows",
+        )
+
+
 def _snapshot_range(chain: Chain, snapshots: int | None) -> list[int]:
-    top = max(chain.length, 1)
+    RevolveOptions(snapshots)
     if snapshots is None:
-        return list(range(1, top + 1))
-    int_option(
-        "snapshots",
-        snapshots,
-        hint="(the initial state counts as one), or leave it unset to use as many as the budget "
-        "allows",
-    )
+        return list(range(1, max(chain.length, 1) + 1))
     return [snapshots]
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from checkpoint_solver.errors import InfeasibleBudgetError
 from checkpoint_solver.problem import Chain, Graph, Problem, Role
 from checkpoint_solver.schedule import Bwd, Compute, Free, FwdTape, Op, Schedule, Status
 from checkpoint_solver.solvers._common import make_schedule
+from checkpoint_solver.solvers._options import SolverOptions, bool_option
 
 __all__ = ["min_budget_store_all", "solve_store_all"]
 
@@ -58,6 +61,16 @@ def _plan(problem: Problem, free_after_last_use: bool) -> tuple[list[Op], int]:
     return _graph_ops(problem, free_after_last_use)
 
 
+@dataclass(frozen=True)
+class StoreAllOptions(SolverOptions):
+    """``store_all``'s options (see `solve_store_all`)."""
+
+    free_after_last_use: bool = True
+
+    def check(self) -> None:
+        bool_option("free_after_last_use", self.free_after_last_use)
+
+
 def solve_store_all(
     problem: Problem, budget_bytes: int, /, *, free_after_last_use: bool = True
 ) -> Schedule:
@@ -82,6 +95,7 @@ def solve_store_all(
     InfeasibleBudgetError
         When its peak exceeds the budget; ``min_budget_bytes`` is that peak.
     """
+    StoreAllOptions(free_after_last_use)
     ops, peak = _plan(problem, free_after_last_use)
     if peak > budget_bytes:
         raise InfeasibleBudgetError(
@@ -107,4 +121,5 @@ def solve_store_all(
 
 def min_budget_store_all(problem: Problem, /, *, free_after_last_use: bool = True) -> int:
     """The peak of the store-all schedule."""
+    StoreAllOptions(free_after_last_use)
     return _plan(problem, free_after_last_use)[1]

@@ -107,3 +107,56 @@ def test_integer_options_are_checked_alike() -> None:
     graph = cs.load_problem("example:vgg16-graph")
     with pytest.raises(InvalidOptionError, match=r"threads=True must be an integer >= 1 or None"):
         cs.solve(graph, 10**12, "ilp", threads=True)
+
+
+def _keyword_options(fn: object) -> dict[str, object]:
+    import inspect
+
+    params = inspect.signature(fn).parameters.values()  # type: ignore[arg-type]
+    return {p.name: p.default for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+
+def test_solve_min_budget_and_tradeoff_declare_the_same_options() -> None:
+    """A solver's options are one set: `solve`, `min_budget` and (when it has one) `tradeoff`
+    take the same names with the same defaults, so an option valid for one is valid for all."""
+    from checkpoint_solver.solvers._registry import REGISTRY
+
+    for name, spec in REGISTRY.items():
+        options = _keyword_options(spec.fn)
+        assert options == spec.options, name
+        assert _keyword_options(spec.min_budget) == options, name
+        if spec.tradeoff is not None:
+            assert _keyword_options(spec.tradeoff) == options, name
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "store_all",
+        "uniform",
+        "revolve",
+        "dp",
+        "ilp",
+        "ilp-rounding",
+        "greedy",
+        "hierarchical",
+        "cpsat",
+        "auto",
+    ],
+)
+def test_every_option_refuses_a_value_of_no_kind_alike_in_solve_and_min_budget(name: str) -> None:
+    """Each option is checked, and by one check: an object of no option's type is refused with
+    an `InvalidOptionError` that names the option, the same from `solve` and `min_budget`."""
+    import checkpoint_solver as cs
+    from checkpoint_solver.problem.synthetic import uniform_chain
+    from checkpoint_solver.solvers._registry import REGISTRY
+
+    spec = REGISTRY[name]
+    problem = uniform_chain(4) if "chain" in spec.kinds else random_dag(6, seed=1)
+    for option in spec.options:
+        bad = {option: object()}
+        with pytest.raises(InvalidOptionError, match=option) as from_solve:
+            cs.solve(problem, 10**9, name, **bad)
+        with pytest.raises(InvalidOptionError, match=option) as from_min:
+            cs.min_budget(problem, name, **bad)
+        assert str(from_solve.value) == str(from_min.value)
