@@ -38,7 +38,7 @@ def backward_blocks(
     With `sizes` (each node's output bytes), a node on the gradient path that reads none of its
     own block's forward values (``grad @ W`` of a linear, ``grad * gamma`` of a layer scale)
     moves to the latest block among its readers when its output is at least as large as the
-    gradients it reads: it is the backward of an earlier block's op (its readers say which),
+    gradients it reads (and not empty): it is the backward of an earlier block's op (its readers say which),
     and in the later block its output would wait through the earlier block's recomputation, as
     eager's per-block backward never holds it (ConvNeXt's MLP: a hidden-sized gradient held
     across each block's rerun, 14 % of the peak).
@@ -82,7 +82,12 @@ def backward_blocks(
         for v in reversed(movable):  # readers first: their blocks are final
             readers = [blocks[w] for w in succs[v] if w != sink and backward[w] and is_op[w]]
             grads_in = sum(sizes[u] for u in preds[v] if on_path[u])
-            if readers and max(readers) < blocks[v] and sizes[v] >= grads_in:
+            # A node of no activation bytes holds nothing across a rerun, so it stays: the sums
+            # of a shared weight's gradient are parameter-gradient memory (0 bytes here), and
+            # moved along their chain to the last one they would keep every use's
+            # contribution live until the end of the backward (an unrolled RNN's step
+            # measured 2.2x its whole-step prediction).
+            if readers and max(readers) < blocks[v] and 0 < sizes[v] and grads_in <= sizes[v]:
                 blocks[v] = max(readers)
     for v in reversed(free):
         readers = [blocks[w] for w in succs[v] if w != sink]

@@ -32,6 +32,14 @@ def test_a_node_that_shrinks_its_gradient_stays_where_the_gradient_is() -> None:
     assert _blocks([0, 8, 8, 8, 4, 8, 2, 8])[5:] == [2, 2, 1]
 
 
+def test_a_node_of_no_activation_bytes_stays_where_its_gradient_is() -> None:
+    # A parameter-gradient sum (0 activation bytes: it is model-state memory) reading only
+    # gradients: moving it to its reader's block would keep every contribution it sums live
+    # until then (an unrolled RNN's weight summed at the end of the backward).
+    assert _blocks([0, 8, 8, 8, 4, 8, 0, 8])[5:] == [2, 2, 1]
+    assert _blocks([0, 8, 8, 8, 4, 0, 0, 8])[5:] == [2, 2, 1]
+
+
 def test_a_node_reading_a_value_made_before_its_block_goes_with_that_blocks_forward() -> None:
     # A U-Net up block: 1 h (block 1's), 2 c = cat(skip, h), made in block 1 (between the blocks)
     # and read only by block 2's forward (3: the block's conv); block 3 (4) reads 3; 5 the
