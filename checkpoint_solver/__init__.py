@@ -21,6 +21,7 @@ from checkpoint_solver import runtime
 from checkpoint_solver.errors import (
     ApplyError,
     CheckpointSolverError,
+    FileFormatError,
     FingerprintMismatchError,
     InfeasibleBudgetError,
     InvalidArgumentError,
@@ -63,6 +64,7 @@ __all__ = [
     "ApplyError",
     "Chain",
     "CheckpointSolverError",
+    "FileFormatError",
     "FingerprintMismatchError",
     "Graph",
     "InfeasibleBudgetError",

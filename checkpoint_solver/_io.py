@@ -10,7 +10,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from checkpoint_solver.errors import ScheduleFormatError
+from checkpoint_solver.errors import FileFormatError
 
 __all__ = [
     "canonical_json",
@@ -77,7 +77,7 @@ def load_json(path: str | os.PathLike[str], what: str) -> Any:
 
     A missing file is a `FileNotFoundError` naming it; a folder, an unreadable file, bytes that
     are not UTF-8, text that is not JSON, ``NaN``/``Infinity`` (not JSON; our files never hold
-    them) and nesting too deep to parse are a `ScheduleFormatError` naming the file and what is
+    them) and nesting too deep to parse are a `FileFormatError` naming the file and what is
     wrong with it.
     """
     p = Path(path)
@@ -86,39 +86,39 @@ def load_json(path: str | os.PathLike[str], what: str) -> Any:
     except FileNotFoundError:
         raise FileNotFoundError(f"{what} file {p} does not exist; check the path") from None
     except IsADirectoryError:
-        raise ScheduleFormatError(
+        raise FileFormatError(
             f"{what} file {p} is a folder; give the path of a JSON file in it"
         ) from None
     except OSError as exc:
-        raise ScheduleFormatError(
+        raise FileFormatError(
             f"{what} file {p} cannot be read ({exc.strerror or exc}); check its permissions"
         ) from None
     return parse_json(raw, f"{what} file {p}")
 
 
 def parse_json(raw: bytes | str, source: str) -> Any:
-    """Parse JSON text or UTF-8 bytes; every failure is a `ScheduleFormatError` naming `source`."""
+    """Parse JSON text or UTF-8 bytes; every failure is a `FileFormatError` naming `source`."""
     try:
         text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
     except UnicodeDecodeError as exc:
-        raise ScheduleFormatError(
+        raise FileFormatError(
             f"{source} is not UTF-8 text (byte {exc.start} is {raw[exc.start : exc.start + 1]!r}); "
             f"it is not a file checkpoint_solver wrote: regenerate it"
         ) from None
     try:
         return json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
-        raise ScheduleFormatError(
+        raise FileFormatError(
             f"{source} is not valid JSON ({exc.msg} at line {exc.lineno}, column "
             f"{exc.colno}); regenerate it or fix the file"
         ) from None
     except _Constant as exc:
-        raise ScheduleFormatError(
+        raise FileFormatError(
             f"{source} holds {exc.args[0]}, which is not JSON (numbers must be finite); "
             f"regenerate it or fix the file"
         ) from None
     except RecursionError:
-        raise ScheduleFormatError(
+        raise FileFormatError(
             f"{source} nests arrays or objects too deeply to read; it is not a file "
             f"checkpoint_solver wrote"
         ) from None
@@ -144,7 +144,7 @@ def validate(data: Any, package: str, schema_name: str, what: str) -> None:
 
     Raises
     ------
-    ScheduleFormatError
+    FileFormatError
         Naming the first failing field by its JSON path.
     """
     import jsonschema
@@ -156,13 +156,13 @@ def validate(data: Any, package: str, schema_name: str, what: str) -> None:
             validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path]
         )
     except RecursionError:
-        raise ScheduleFormatError(
+        raise FileFormatError(
             f"{what} nests arrays or objects too deeply to check against {schema_name}"
         ) from None
     if errors:
         err = errors[0]
         where = "/".join(str(p) for p in err.absolute_path) or "(top level)"
-        raise ScheduleFormatError(f"{what} does not match {schema_name} at {where}: {err.message}")
+        raise FileFormatError(f"{what} does not match {schema_name} at {where}: {err.message}")
 
 
 def check_header(
@@ -178,19 +178,19 @@ def check_header(
 
     Raises
     ------
-    ScheduleFormatError
+    FileFormatError
         Naming what was found, what is expected, and the given hints.
     """
     if not isinstance(data, dict):
-        raise ScheduleFormatError(f"{source} must be a JSON object, got {type(data).__name__}")
+        raise FileFormatError(f"{source} must be a JSON object, got {type(data).__name__}")
     found = data.get("format")
     if found != fmt:
-        raise ScheduleFormatError(
+        raise FileFormatError(
             f"{source} has format {found!r}; expected {fmt!r} {other_format_hint}"
         )
     version = data.get("version")
     if version not in versions:
-        raise ScheduleFormatError(
+        raise FileFormatError(
             f"{source} has version {version!r}; this checkpoint_solver reads versions "
             f"{', '.join(map(str, versions))}{upgrade_hint}"
         )

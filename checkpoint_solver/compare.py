@@ -42,8 +42,9 @@ from torch import nn
 
 import checkpoint_solver as cs
 from checkpoint_solver.errors import InfeasibleBudgetError
-from checkpoint_solver.profiling.chain import inputs_to, resolve_blocks
+from checkpoint_solver.profiling.chain import inputs_to
 from checkpoint_solver.profiling.inputs import model_device
+from checkpoint_solver.profiling.stages import resolve_blocks
 from checkpoint_solver.runtime import baselines
 from checkpoint_solver.runtime.measure import measure_step, train_step
 from checkpoint_solver.solvers.baseline_plans import (

@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = [
     "ApplyError",
     "CheckpointSolverError",
+    "FileFormatError",
     "FingerprintMismatchError",
     "InfeasibleBudgetError",
     "InvalidArgumentError",
@@ -113,8 +114,14 @@ class InvalidScheduleError(CheckpointSolverError, ValueError):
         return (type(self), (self.index, self.op, self.reason))
 
 
-class ScheduleFormatError(CheckpointSolverError, ValueError):
-    """A schedule or problem file is not valid JSON of a supported format and version."""
+class FileFormatError(CheckpointSolverError, ValueError):
+    """A schedule, problem or profile file is not valid JSON of a supported format and version;
+    the message names the file and what is wrong (a field by its JSON path)."""
+
+
+# The name it had when schedules were the only files: the same class, so code catching it still
+# catches every file's format error.
+ScheduleFormatError = FileFormatError
 
 
 class FingerprintMismatchError(CheckpointSolverError, ValueError):

@@ -57,3 +57,15 @@ def test_renamed_modules_keep_their_old_name_with_a_warning(old: str, new: str) 
     target = importlib.import_module(new)
     assert alias.__all__ == target.__all__
     assert all(getattr(alias, n) is getattr(target, n) for n in target.__all__)
+
+
+def test_every_files_format_error_is_one_class_under_both_names(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A problem file, a profile and a schedule that are not what they claim raise
+    `FileFormatError`; `ScheduleFormatError`, its name when schedules were the only files, is the
+    same class, so code that catches it still catches them all."""
+    assert cs.ScheduleFormatError is cs.FileFormatError
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"format": "something-else", "version": 1}', encoding="utf-8")
+    for load in (cs.load_problem, cs.load_schedule, cs.Profile.load):
+        with pytest.raises(cs.FileFormatError):
+            load(bad)

@@ -10,7 +10,7 @@ from typing import Any
 
 from checkpoint_solver._args import expect_path, expect_problem
 from checkpoint_solver._io import canonical_json, check_header, load_json, validate, write_atomic
-from checkpoint_solver.errors import InvalidProblemError, ScheduleFormatError
+from checkpoint_solver.errors import FileFormatError, InvalidProblemError
 from checkpoint_solver.problem.chain import Chain
 from checkpoint_solver.problem.fingerprint import fingerprint
 from checkpoint_solver.problem.graph import Graph
@@ -42,16 +42,16 @@ def problem_from_dict(data: Mapping[str, Any], *, source: str = "problem") -> Ch
 
     Raises
     ------
-    ScheduleFormatError
+    FileFormatError
         Wrong format or version, a schema violation, or a stored fingerprint that does not match
         the content (the file was edited by hand).
     InvalidProblemError
         When the content parses but is inconsistent (mismatched lengths, a cycle, ...).
     """
     if not isinstance(data, Mapping):
-        raise ScheduleFormatError(f"{source} must be a JSON object, got {type(data).__name__}")
+        raise FileFormatError(f"{source} must be a JSON object, got {type(data).__name__}")
     if "format" not in data and "kind" in data:
-        raise ScheduleFormatError(
+        raise FileFormatError(
             f"{source} has no 'format' field but looks like a checkpoint-problem file (it has "
             f'\'kind\'); regenerate it, or add "format": "{PROBLEM_FORMAT}", "version": 1'
         )
@@ -81,7 +81,7 @@ def problem_from_dict(data: Mapping[str, Any], *, source: str = "problem") -> Ch
         raise InvalidProblemError(f"{source}: {exc}") from None
     stored = data.get("fingerprint")
     if stored is not None and stored != fingerprint(problem):
-        raise ScheduleFormatError(
+        raise FileFormatError(
             f"{source} says fingerprint {stored} but its content hashes to {fingerprint(problem)}; "
             f"the file was changed after it was written: regenerate it, or delete the "
             f"'fingerprint' field to accept the new content"

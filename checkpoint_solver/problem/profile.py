@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from checkpoint_solver._io import canonical_json, check_header, load_json, write_atomic
-from checkpoint_solver.errors import ScheduleFormatError
+from checkpoint_solver.errors import FileFormatError
 from checkpoint_solver.problem import (
     Chain,
     Graph,
@@ -132,13 +132,13 @@ class Profile:
 
     def __post_init__(self) -> None:
         if len(self.stages) != self.chain.length:
-            raise ScheduleFormatError(
+            raise FileFormatError(
                 f"a profile needs one stage record per chain stage: {len(self.stages)} records "
                 f"for a chain of {self.chain.length} stages"
             )
         object.__setattr__(self, "graph_stages", tuple(int(k) for k in self.graph_stages))
         if self.graph is not None and len(self.graph_stages) != self.graph.size:
-            raise ScheduleFormatError(
+            raise FileFormatError(
                 f"graph_stages has {len(self.graph_stages)} entries for a graph of "
                 f"{self.graph.size} nodes"
             )
@@ -218,30 +218,30 @@ class Profile:
             ("measurement", (Mapping, type(None)), "an object or null"),
         ):
             if key == "chain" and key not in data:
-                raise ScheduleFormatError(
+                raise FileFormatError(
                     f"{source} has no 'chain'; a profile file holds the chain it measured: "
                     f"profile the model again"
                 )
             if not isinstance(data.get(key), kinds):
-                raise ScheduleFormatError(
+                raise FileFormatError(
                     f"{source}: '{key}' must be {what}, got {type(data.get(key)).__name__}"
                 )
         chain = problem_from_dict(data["chain"], source=f"{source}: chain")
         if not isinstance(chain, Chain):
-            raise ScheduleFormatError(f"{source}: 'chain' holds a {chain.kind}, not a chain")
+            raise FileFormatError(f"{source}: 'chain' holds a {chain.kind}, not a chain")
         graph = None
         if data.get("graph") is not None:
             g = problem_from_dict(data["graph"], source=f"{source}: graph")
             if not isinstance(g, Graph):
-                raise ScheduleFormatError(f"{source}: 'graph' holds a {g.kind}, not a graph")
+                raise FileFormatError(f"{source}: 'graph' holds a {g.kind}, not a graph")
             graph = g
         try:
             stages = tuple(StageInfo.from_dict(s) for s in data["stages"])
         except (KeyError, TypeError, ValueError, OverflowError, AttributeError) as exc:
-            raise ScheduleFormatError(f"{source}: bad stage record ({exc!r})") from None
+            raise FileFormatError(f"{source}: bad stage record ({exc!r})") from None
         graph_stages = list(data.get("graph_stages") or ())
         if any(isinstance(k, bool) or not isinstance(k, int) for k in graph_stages):
-            raise ScheduleFormatError(f"{source}: 'graph_stages' must hold integers")
+            raise FileFormatError(f"{source}: 'graph_stages' must hold integers")
         return cls(
             chain=chain,
             stages=stages,

@@ -22,6 +22,9 @@ Found automatically (`find_stages`), from the top of the call tree down:
 - With no repeated structure (or one covering less than half of the forward), the stages are the
   model's top-level calls, and the note says so.
 
+The blocks a user names (or the default ones) are resolved to modules by `resolve_blocks`, for the
+profiler and the runtime alike: both bind blocks to stages here.
+
 Code between two stages (glue: a residual add, a concatenation with a skip connection, a
 downsampling layer that is not a block) belongs to the stage before it; code before the first
 stage is the prologue; code after the last one, and the loss, the epilogue.
@@ -41,7 +44,92 @@ from torch.utils._pytree import tree_flatten
 
 from checkpoint_solver.errors import ProfilingError
 
-__all__ = ["StageCall", "StageHooks", "call_tree", "find_stages", "stage_calls", "when_grads_done"]
+__all__ = [
+    "StageCall",
+    "StageHooks",
+    "call_tree",
+    "find_stages",
+    "resolve_blocks",
+    "stage_calls",
+    "when_grads_done",
+]
+
+
+def resolve_blocks(
+    model: nn.Module, blocks: Sequence[nn.Module | str] | str | None
+) -> list[tuple[str, nn.Module]]:
+    """The chain's blocks as ``(dotted name, module)``, in the order given.
+
+    A name (or module) that is an `nn.ModuleList` stands for its children (a list is never called
+    itself); an `nn.Sequential` named explicitly is one block. With `blocks` None: the children of
+    an `nn.Sequential` model, else the children of the `nn.ModuleList`/`nn.Sequential` (two or
+    more children) holding the most parameters, e.g. a transformer's layers.
+    """
+    names = {id(m): n for n, m in model.named_modules()}
+    if blocks is None:
+        if isinstance(model, nn.Sequential):
+            return [(n, m) for n, m in model.named_children()]
+        # A ModuleList (a loop over layers) first; else a Sequential of composite blocks.
+        best: tuple[int, int, int, str] | None = None
+        for name, m in model.named_modules():
+            if not isinstance(m, (nn.ModuleList, nn.Sequential)) or len(m) < 2:
+                continue
+            if isinstance(m, nn.Sequential) and not all(
+                any(True for _ in c.children()) for c in m.children()
+            ):
+                continue
+            is_list = int(isinstance(m, nn.ModuleList))
+            score = (is_list, sum(p.numel() for p in m.parameters()), len(m), name)
+            if best is None or score[:3] > best[:3]:
+                best = score
+        if best is None:
+            raise ProfilingError(
+                f"{type(model).__name__} is not an nn.Sequential and has no nn.ModuleList or "
+                f"nn.Sequential of blocks to cut at; pass blocks=[...] (modules or dotted names "
+                f"such as 'transformer.h')"
+            )
+        container = model.get_submodule(best[3])
+        return [(f"{best[3]}.{c}", child) for c, child in container.named_children()]
+    if isinstance(blocks, str):
+        blocks = [blocks]
+    out: list[tuple[str, nn.Module]] = []
+    for b in blocks:
+        if isinstance(b, str):
+            try:
+                m = model.get_submodule(b)
+            except AttributeError:
+                raise ProfilingError(
+                    f"block {b!r} is not a submodule of {type(model).__name__}; names look like "
+                    f"{', '.join(repr(n) for n, _ in list(model.named_modules())[1:4])}"
+                ) from None
+            name = b
+        elif isinstance(b, nn.Module):
+            if id(b) not in names:
+                raise ProfilingError(
+                    f"block {type(b).__name__} (given as a module) is not part of the model"
+                )
+            m, name = b, names[id(b)]
+        else:
+            raise ProfilingError(f"blocks must be modules or dotted names, got {type(b).__name__}")
+        if isinstance(m, nn.ModuleList):
+            out.extend((f"{name}.{c}" if name else c, child) for c, child in m.named_children())
+        else:
+            out.append((name, m))
+    if not out:
+        raise ProfilingError("blocks is empty; name at least one block")
+    seen: dict[int, str] = {}
+    for name, m in out:
+        if id(m) in seen:
+            raise ProfilingError(f"block {name!r} is listed twice (also as {seen[id(m)]!r})")
+        seen[id(m)] = name
+    for name, m in out:
+        for sub in m.modules():
+            if sub is not m and id(sub) in seen:
+                raise ProfilingError(
+                    f"block {seen[id(sub)]!r} is inside block {name!r}; blocks must not nest"
+                )
+    return out
+
 
 _LEVEL = 0.5  # a repeated group covering this share of a call's ops makes it a stage level
 _OTHER = 0.1  # other children at a stage level with this share are stages too

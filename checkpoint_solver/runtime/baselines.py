@@ -2,7 +2,7 @@
 
 Each function hooks the model in place and returns it (same call signature, parameters and
 ``state_dict``); `remove` undoes any of them. Blocks are found as the profiler finds them
-(`checkpoint_solver.profiling.chain.resolve_blocks`).
+(`checkpoint_solver.profiling.stages.resolve_blocks`).
 
 - `no_checkpoint`: plain autograd (the model as it is).
 - `checkpoint_per_block`: ``torch.utils.checkpoint.checkpoint(block, ..., use_reentrant=False)``
@@ -27,7 +27,7 @@ from torch.utils.checkpoint import checkpoint
 from torch.utils.checkpoint import checkpoint_sequential as _torch_sequential
 
 from checkpoint_solver.errors import ApplyError, ReplayError
-from checkpoint_solver.profiling.chain import resolve_blocks
+from checkpoint_solver.profiling.stages import resolve_blocks
 from checkpoint_solver.runtime import applied
 
 __all__ = ["checkpoint_per_block", "checkpoint_sequential", "no_checkpoint", "remove"]

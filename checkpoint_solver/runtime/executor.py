@@ -58,9 +58,13 @@ from checkpoint_solver.errors import (
 )
 from checkpoint_solver.problem import Chain, Graph, fingerprint
 from checkpoint_solver.problem.profile import Profile, StageKind
-from checkpoint_solver.profiling.chain import resolve_blocks
 from checkpoint_solver.profiling.snapshot import Snapshot
-from checkpoint_solver.profiling.stages import StageCall, StageHooks, when_grads_done
+from checkpoint_solver.profiling.stages import (
+    StageCall,
+    StageHooks,
+    resolve_blocks,
+    when_grads_done,
+)
 from checkpoint_solver.profiling.tracker import distinct_storage_nbytes
 from checkpoint_solver.runtime import applied
 from checkpoint_solver.runtime.holders import Holder, Holders, discard, no_unpack

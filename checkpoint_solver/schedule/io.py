@@ -15,7 +15,7 @@ from typing import Any
 
 from checkpoint_solver._args import expect_path, expect_schedule
 from checkpoint_solver._io import canonical_json, check_header, load_json, validate, write_atomic
-from checkpoint_solver.errors import ScheduleFormatError
+from checkpoint_solver.errors import FileFormatError
 from checkpoint_solver.schedule.ops import parse_op
 from checkpoint_solver.schedule.schedule import Prediction, Schedule, Status
 from checkpoint_solver.units import MAX_BYTES
@@ -79,7 +79,7 @@ def schedule_from_dict(data: Any, *, source: str = "schedule") -> Schedule:
 
     Raises
     ------
-    ScheduleFormatError
+    FileFormatError
         Wrong format, unsupported version (the message lists the supported ones), a schema
         violation (the message names the field), or an op of the wrong kind.
     """
@@ -135,13 +135,13 @@ def _check_numbers(source: str, sizes: dict[str, Any], reals: dict[str, Any]) ->
     """Sizes within what the solvers represent, reals finite (null where allowed)."""
     for where, v in sizes.items():
         if isinstance(v, int) and not isinstance(v, bool) and v > MAX_BYTES:
-            raise ScheduleFormatError(
+            raise FileFormatError(
                 f"{source} has {where} = {v}, more than {MAX_BYTES} (2**60), the most the solvers "
                 f"represent; the file was edited or corrupted: regenerate it"
             )
     for where, v in reals.items():
         if isinstance(v, float) and not math.isfinite(v):
-            raise ScheduleFormatError(
+            raise FileFormatError(
                 f"{source} has {where} = {v}; it must be a finite number: regenerate it"
             )
 

@@ -31,7 +31,7 @@ import re
 from dataclasses import dataclass
 from typing import TypeAlias
 
-from checkpoint_solver.errors import ScheduleFormatError
+from checkpoint_solver.errors import FileFormatError
 
 __all__ = [
     "Bwd",
@@ -141,7 +141,7 @@ def parse_op(text: str) -> Op:
 
     Raises
     ------
-    ScheduleFormatError
+    FileFormatError
         When `text` is not one of the forms listed in this module's docstring.
     """
     for pattern, cls in _PARSERS:
@@ -149,7 +149,7 @@ def parse_op(text: str) -> Op:
         if match:
             op: Op = cls(int(match.group(1)))
             return op
-    raise ScheduleFormatError(
+    raise FileFormatError(
         f"unknown op {text!r}; chain ops are F_n(i), F_ck(i), F_all(i), B(i), free(a[i]); "
         f"graph ops are compute(v), free(v)"
     )

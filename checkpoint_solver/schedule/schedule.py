@@ -108,24 +108,24 @@ class Schedule:
             ("solve_s", self.solve_s),
         ):
             if isinstance(v, float) and not math.isfinite(v):
-                from checkpoint_solver.errors import ScheduleFormatError
+                from checkpoint_solver.errors import FileFormatError
 
-                raise ScheduleFormatError(
+                raise FileFormatError(
                     f"Schedule {where} is {v}; it must be a finite number (JSON has no NaN)"
                 )
         object.__setattr__(self, "status", Status(self.status))
         if self.scope not in ("activations", "step"):
-            from checkpoint_solver.errors import ScheduleFormatError
+            from checkpoint_solver.errors import FileFormatError
 
-            raise ScheduleFormatError(
+            raise FileFormatError(
                 f"scope is {self.scope!r}; a schedule's budget covers 'activations' or 'step'"
             )
         allowed = CHAIN_OP_TYPES if self.kind == "chain" else GRAPH_OP_TYPES
         for k, op in enumerate(self.ops):
             if not isinstance(op, allowed):
-                from checkpoint_solver.errors import ScheduleFormatError
+                from checkpoint_solver.errors import FileFormatError
 
-                raise ScheduleFormatError(
+                raise FileFormatError(
                     f"op {k} ({op}) is not a {self.kind} op; a {self.kind} schedule may only "
                     f"contain {', '.join(t.__name__ for t in allowed)}"
                 )
