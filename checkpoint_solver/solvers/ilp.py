@@ -260,15 +260,15 @@ def solve_ilp(
         warm_start=start,
     )
     bound = None if result.bound is None else max(result.bound, trivial)
-    if result.status == "infeasible" and heuristics:
+    if result.status == _milp.MilpStatus.INFEASIBLE and heuristics:
         # A schedule in hand refutes the claim (a backend's numerical or time-limit slip, or a
         # schedule in another order): keep the schedule, say so, and prove nothing.
         result = dataclasses.replace(
             result,
-            status="no_solution",
+            status=_milp.MilpStatus.NO_SOLUTION,
             message=f"{backend} reported the budget infeasible, refuted by the heuristic's schedule",
         )
-    if result.status == "infeasible":
+    if result.status == _milp.MilpStatus.INFEASIBLE:
         raise InfeasibleBudgetError(
             budget_bytes,
             None,
@@ -287,7 +287,7 @@ def solve_ilp(
             f"time limit or the budget"
         )
     best = min(candidates, key=lambda c: c.time)  # the MILP's on a tie (listed first)
-    if best.source == "milp" and result.status == "optimal":
+    if best.source == "milp" and result.status == _milp.MilpStatus.OPTIMAL:
         return wrap(best, Status.OPTIMAL, best.time, f"proven optimal by {backend}")
     if best.source == "milp":
         return wrap(
@@ -309,7 +309,7 @@ def solve_ilp(
         Status.HEURISTIC,
         trivial,
         f"the greedy in another order beats what {backend} found in this one "
-        f"({result.status}{': ' + result.message if result.message else ''}); lower bound: "
+        f"({result.status.value}{': ' + result.message if result.message else ''}); lower bound: "
         f"every node computed once",
     )
 
@@ -404,7 +404,7 @@ def min_budget_ilp(
         # peak >= U[t, k] + what is beside the op nodes' values there.
         model.add_row([col, peak], [1.0, -1.0], -np.inf, -float(model.extra_units.get((t, k), 0)))
     result = _milp.run(model, backend, time_limit=time_limit, rel_gap=0.0, threads=threads)
-    if result.status != "optimal" or result.x is None:
+    if result.status != _milp.MilpStatus.OPTIMAL or result.x is None:
         raise CheckpointSolverError(
             f"the minimum budget was not proven within time_limit={time_limit} s ({result.message}); "
             f"raise the time limit"

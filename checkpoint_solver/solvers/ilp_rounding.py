@@ -173,7 +173,7 @@ def solve_ilp_rounding(
             model, backend, time_limit=deadline.left(), rel_gap=0.0, threads=threads, relax=True
         )
         if factor == 1.0:
-            if lp.status == "infeasible" and len(orders) == 1:
+            if lp.status == _milp.MilpStatus.INFEASIBLE and len(orders) == 1:
                 raise InfeasibleBudgetError(
                     budget_bytes,
                     min_budget_over(orders),

@@ -242,7 +242,9 @@ def test_a_backend_infeasibility_claim_refuted_by_the_heuristic_is_not_reported(
     graph = load_problem(checkmate_dir / "vgg16_train.json")
     budget = int(0.9 * min_budget_store_all(graph))
     monkeypatch.setattr(
-        _milp, "run", lambda *a, **k: _milp.MilpResult("infeasible", None, None, None, "cbc")
+        _milp,
+        "run",
+        lambda *a, **k: _milp.MilpResult(_milp.MilpStatus.INFEASIBLE, None, None, None, "cbc"),
     )
     sched = solve(graph, budget, "ilp", backend="cbc", time_limit=1)
     assert sched.status.value == "heuristic"

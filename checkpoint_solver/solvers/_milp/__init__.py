@@ -11,13 +11,14 @@ import numpy.typing as npt
 
 from checkpoint_solver.errors import SolverUnavailableError
 from checkpoint_solver.solvers._milp.cbc import cbc_path, run_cbc
-from checkpoint_solver.solvers._milp.formulation import MilpModel, MilpResult, build
+from checkpoint_solver.solvers._milp.formulation import MilpModel, MilpResult, MilpStatus, build
 from checkpoint_solver.solvers._milp.highs import run_highs
 
 __all__ = [
     "BACKENDS",
     "MilpModel",
     "MilpResult",
+    "MilpStatus",
     "available_backends",
     "build",
     "require_backend",

@@ -16,7 +16,7 @@ from functools import cache
 import numpy as np
 import numpy.typing as npt
 
-from checkpoint_solver.solvers._milp.formulation import MilpModel, MilpResult
+from checkpoint_solver.solvers._milp.formulation import MilpModel, MilpResult, MilpStatus
 
 
 @cache
@@ -143,7 +143,7 @@ def run_cbc(
         out = _run_capped(args, time_limit)
         elapsed = time.perf_counter() - began
         if not os.path.exists(sol):
-            return MilpResult("no_solution", None, None, None, "cbc", out.stdout[-500:])
+            return MilpResult(MilpStatus.NO_SOLUTION, None, None, None, "cbc", out.stdout[-500:])
         with open(sol) as fh:
             text = fh.read()
     first = text.splitlines()[0] if text else ""
@@ -156,17 +156,17 @@ def run_cbc(
     objective = float(obj_match.group(1)) if obj_match else None
     bound_match = re.search(r"Lower bound:\s+([-0-9.eE+]+)", out.stdout)
     if first.startswith("Optimal"):
-        return MilpResult("optimal", x, objective, objective, "cbc")
+        return MilpResult(MilpStatus.OPTIMAL, x, objective, objective, "cbc")
     if "infeasible" in first.lower() and "no integer solution" not in first:
         if time_limit is not None and elapsed >= 0.5 * time_limit:
             # CBC 2.10 cut off by its time limit inside preprocessing reports "Integer
             # infeasible" for feasible models (seen on VGG16 at 90 % with -sec 0.3): not a proof.
             return MilpResult(
-                "no_solution", None, None, None, "cbc", f"{first} (at the time limit)"
+                MilpStatus.NO_SOLUTION, None, None, None, "cbc", f"{first} (at the time limit)"
             )
-        return MilpResult("infeasible", None, None, None, "cbc", first)
+        return MilpResult(MilpStatus.INFEASIBLE, None, None, None, "cbc", first)
     if first.startswith("Stopped") and "no integer solution" not in first and objective is not None:
         bound = float(bound_match.group(1)) if bound_match else None
-        return MilpResult("feasible", x, objective, bound, "cbc", first)
+        return MilpResult(MilpStatus.FEASIBLE, x, objective, bound, "cbc", first)
     bound = float(bound_match.group(1)) if bound_match else None
-    return MilpResult("no_solution", None, None, bound, "cbc", first)
+    return MilpResult(MilpStatus.NO_SOLUTION, None, None, bound, "cbc", first)

@@ -35,6 +35,7 @@ Objective: ``min sum C_i R[t, i]``. Memory is divided by the gcd of the sizes (C
 from __future__ import annotations
 
 import dataclasses
+import enum
 import itertools
 import math
 from collections.abc import Callable
@@ -49,7 +50,7 @@ from scipy import sparse
 from checkpoint_solver.solvers._deadline import Deadline
 from checkpoint_solver.solvers._plans import BoolMatrix, OpGraph
 
-__all__ = ["MilpModel", "MilpResult", "build"]
+__all__ = ["MilpModel", "MilpResult", "MilpStatus", "build"]
 
 
 @dataclass
@@ -247,11 +248,20 @@ def build(
     return model
 
 
+class MilpStatus(str, enum.Enum):
+    """What a backend's solve ended with."""
+
+    OPTIMAL = "optimal"  # proven within the gap asked for
+    FEASIBLE = "feasible"  # a solution, not proven
+    INFEASIBLE = "infeasible"  # proven: no solution
+    NO_SOLUTION = "no_solution"  # none found (a time limit, a numerical failure)
+
+
 @dataclass
 class MilpResult:
     """What a backend found: status, solution, objective, best bound, gap."""
 
-    status: str  # "optimal", "feasible", "infeasible", "no_solution"
+    status: MilpStatus
     x: npt.NDArray[np.float64] | None
     objective: float | None
     bound: float | None

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from checkpoint_solver.solvers._milp.formulation import MilpModel, MilpResult
+from checkpoint_solver.solvers._milp.formulation import MilpModel, MilpResult, MilpStatus
 
 
 def run_highs(
@@ -69,23 +69,31 @@ def run_highs(
     objective = float(info.objective_function_value) if has_x else None
     if relax:
         if status == S.kOptimal:
-            return MilpResult("optimal", x, objective, objective, "highs")
+            return MilpResult(MilpStatus.OPTIMAL, x, objective, objective, "highs")
         if status == S.kInfeasible:
-            return MilpResult("infeasible", None, None, None, "highs")
-        return MilpResult("no_solution", None, None, None, "highs", h.modelStatusToString(status))
+            return MilpResult(MilpStatus.INFEASIBLE, None, None, None, "highs")
+        return MilpResult(
+            MilpStatus.NO_SOLUTION, None, None, None, "highs", h.modelStatusToString(status)
+        )
     bound = float(info.mip_dual_bound) if math.isfinite(info.mip_dual_bound) else None
     if status == S.kInfeasible:
-        return MilpResult("infeasible", None, None, None, "highs")
+        return MilpResult(MilpStatus.INFEASIBLE, None, None, None, "highs")
     if status == S.kOptimal and x is not None:
         gap_ok = rel_gap == 0 or (
             objective is not None
             and bound is not None
             and objective - bound <= 1e-9 * max(1.0, abs(objective))
         )
-        return MilpResult("optimal" if gap_ok else "feasible", x, objective, bound, "highs")
+        return MilpResult(
+            MilpStatus.OPTIMAL if gap_ok else MilpStatus.FEASIBLE, x, objective, bound, "highs"
+        )
     if x is not None:
-        return MilpResult("feasible", x, objective, bound, "highs", h.modelStatusToString(status))
-    return MilpResult("no_solution", None, None, bound, "highs", h.modelStatusToString(status))
+        return MilpResult(
+            MilpStatus.FEASIBLE, x, objective, bound, "highs", h.modelStatusToString(status)
+        )
+    return MilpResult(
+        MilpStatus.NO_SOLUTION, None, None, bound, "highs", h.modelStatusToString(status)
+    )
 
 
 # Seconds the dual simplex gets on an LP relaxation before the interior point method takes over.
