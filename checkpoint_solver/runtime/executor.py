@@ -327,7 +327,13 @@ class _Run:
             raise ReplayError("backward started before the model's forward returned")
         if k >= self.b_started:
             return
-        while not _HANDLERS[type(plan.ops[self.pos])](self, plan.ops[self.pos], k):
+        while True:
+            op = plan.ops[self.pos]
+            handler = _HANDLERS.get(type(op))
+            if handler is None:
+                raise ReplayError(f"the executor has no handler for {op!r} (internal error)")
+            if handler(self, op, k):
+                return
             self.pos += 1
 
     # The handlers of `advance`, one per op type: each runs its op while autograd waits to

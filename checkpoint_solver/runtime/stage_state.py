@@ -2,6 +2,17 @@
 started with (`StageStart`), and its buffers as they were before (`StageBuffers`), so a rerun
 draws the same dropout masks, runs the same kernels in the same precision, and BatchNorm's running
 statistics are updated once per step.
+
+# NOTE [Recompute RNG]
+A stage the schedule reruns has its CPU generator's state (and the current CUDA device's) taken as
+it starts (`StageStart.capture`); each rerun forks the generators, sets them to that state, runs,
+and the fork puts the stream back: dropout draws the forward's masks, and the step's own stream is
+the one plain autograd leaves.
+
+# NOTE [Buffers once per step]
+The first step watches which buffers each stage's forward writes (`StageBuffers.watch`, comparing
+values too: BatchNorm's running statistics change without a version bump); every rerun puts those
+back when it ends (`StageBuffers.protect`), so they are updated once per step, as in eager.
 """
 
 from __future__ import annotations
