@@ -89,12 +89,14 @@ __all__ = [
     "__version__",
     "apply",
     "available_solvers",
+    "capture_region",
     "check",
     "fingerprint",
     "format_bytes",
     "format_seconds",
     "load_problem",
     "load_schedule",
+    "measure_step",
     "min_budget",
     "parse_bytes",
     "problem_from_dict",
@@ -168,3 +170,46 @@ def apply(
     from checkpoint_solver.runtime.executor import apply as _apply
 
     return _apply(model, schedule, profile, blocks=blocks, record=record, probe=probe)
+
+
+def capture_region(
+    module: Any,
+    args: tuple[Any, ...] = (),
+    kwargs: dict[str, Any] | None = None,
+    *,
+    blocks: Any = (),
+    stages: Any = None,
+    repeats: int = 3,
+    name: str | None = None,
+) -> Any:
+    """Capture `module`'s joint forward and backward graph for these inputs as a `Region`, whose
+    ``.graph`` is the `Graph` the graph solvers take (`cs.apply` replays their schedules on it).
+
+    Imports torch when called. The parameters are those of
+    `checkpoint_solver.profiling.region.capture_region`, which documents them: `blocks` (modules
+    whose calls become the graph's blocks, for ``hierarchical``), `stages` (the profiler's stage
+    calls instead), `repeats` (timed runs per op), `name`.
+    """
+    from checkpoint_solver.profiling.region import capture_region as _capture
+
+    return _capture(module, args, kwargs, blocks=blocks, stages=stages, repeats=repeats, name=name)
+
+
+def measure_step(
+    model: Any,
+    inputs: Any,
+    loss_fn: Any = None,
+    *,
+    optimizer: Any = None,
+    accumulate: bool = False,
+) -> Any:
+    """Run one training step of `model` under the live-storage tracker and report its activation
+    peak (and, with `optimizer`, the whole step's), counted as the simulator counts them: how a
+    schedule's prediction is checked.
+
+    Imports torch when called. The parameters are those of
+    `checkpoint_solver.runtime.measure.measure_step`, which documents them.
+    """
+    from checkpoint_solver.runtime.measure import measure_step as _measure
+
+    return _measure(model, inputs, loss_fn, optimizer=optimizer, accumulate=accumulate)

@@ -1,5 +1,6 @@
-"""The public front door: `cs.profile` and `cs.apply` show their real parameters (not
-``**kwargs``) and stay in step with the functions they call; `cs.runtime` is there from import."""
+"""The public front door: `cs.profile`, `cs.apply`, `cs.capture_region` and `cs.measure_step`
+show their real parameters (not ``**kwargs``) and stay in step with the functions they call;
+`cs.runtime` is there from import."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ import checkpoint_solver as cs
     [
         ("profile", "checkpoint_solver.profiling.chain", "profile"),
         ("apply", "checkpoint_solver.runtime.executor", "apply"),
+        ("capture_region", "checkpoint_solver.profiling.region", "capture_region"),
+        ("measure_step", "checkpoint_solver.runtime.measure", "measure_step"),
     ],
 )
 def test_the_facade_has_the_real_signature(facade: str, module: str, name: str) -> None:
