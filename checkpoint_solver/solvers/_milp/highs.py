@@ -67,14 +67,13 @@ def run_highs(
     has_x = info.primal_solution_status == 2  # kSolutionStatusFeasible
     x = np.asarray(h.getSolution().col_value) if has_x else None
     objective = float(info.objective_function_value) if has_x else None
+    why = h.modelStatusToString(status)
     if relax:
         if status == S.kOptimal:
             return MilpResult(MilpStatus.OPTIMAL, x, objective, objective, "highs")
         if status == S.kInfeasible:
             return MilpResult(MilpStatus.INFEASIBLE, None, None, None, "highs")
-        return MilpResult(
-            MilpStatus.NO_SOLUTION, None, None, None, "highs", h.modelStatusToString(status)
-        )
+        return MilpResult(MilpStatus.NO_SOLUTION, None, None, None, "highs", why)
     bound = float(info.mip_dual_bound) if math.isfinite(info.mip_dual_bound) else None
     if status == S.kInfeasible:
         return MilpResult(MilpStatus.INFEASIBLE, None, None, None, "highs")
@@ -88,12 +87,8 @@ def run_highs(
             MilpStatus.OPTIMAL if gap_ok else MilpStatus.FEASIBLE, x, objective, bound, "highs"
         )
     if x is not None:
-        return MilpResult(
-            MilpStatus.FEASIBLE, x, objective, bound, "highs", h.modelStatusToString(status)
-        )
-    return MilpResult(
-        MilpStatus.NO_SOLUTION, None, None, bound, "highs", h.modelStatusToString(status)
-    )
+        return MilpResult(MilpStatus.FEASIBLE, x, objective, bound, "highs", why)
+    return MilpResult(MilpStatus.NO_SOLUTION, None, None, bound, "highs", why)
 
 
 # Seconds the dual simplex gets on an LP relaxation before the interior point method takes over.
