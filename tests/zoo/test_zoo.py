@@ -451,11 +451,7 @@ def test_whole_step_predictions_are_the_measured_peaks(name: str, size: int) -> 
 
 
 @pytest.mark.parametrize(
-    "name",
-    [
-        *["llama", "bert", "vit", "gpt2", "resnet", "convnext", "unet", "rnn_steps"],
-        pytest.param("rnn", marks=pytest.mark.slow),
-    ],
+    "name", ["llama", "bert", "vit", "gpt2", "resnet", "convnext", "unet", "rnn_steps"]
 )
 def test_hierarchical_predictions_are_the_measured_peaks(name: str) -> None:
     """The op graph under hierarchical halfway between its minimum and store-all, as an
