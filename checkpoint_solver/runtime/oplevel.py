@@ -213,7 +213,7 @@ def _run_steps(
             if random[v] == RngPolicy.REPLAY_STATE:
                 if v in rng.saved:
                     resume = rng.get()  # a recomputation: draw what the first run drew
-                    rng.set(rng.saved[v])
+                    rng.saved[v].restore()
                 else:
                     rng.saved[v] = rng.get()
             for k, n in enumerate(mem):
@@ -232,7 +232,7 @@ def _run_steps(
                 for buf, before in restore:
                     buf.copy_(before)
             if resume is not None:
-                rng.set(resume)
+                resume.restore()
             if trace is not None:
                 trace.append(f"compute({v})")
         elif kind == "free":
@@ -358,9 +358,6 @@ class _Generators:
 
     def get(self) -> RngState:
         return RngState.take(self.devices)
-
-    def set(self, state: RngState) -> None:
-        state.restore()
 
 
 @dataclass(eq=False)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from checkpoint_solver.errors import InvalidOptionError
+from checkpoint_solver.problem.states import SCOPES
 
 __all__ = ["NoOptions", "SolverOptions", "bool_option", "int_option", "scope_option"]
 
@@ -72,7 +73,7 @@ class NoOptions(SolverOptions):
 def scope_option(value: Any) -> None:
     """A solver's own `scope` is ``"activations"`` or ``"step"`` (`checkpoint_solver.solve`
     resolves ``"auto"`` and None before calling it)."""
-    if not isinstance(value, str) or value not in ("activations", "step"):
+    if not isinstance(value, str) or value not in SCOPES:
         raise InvalidOptionError(
             f"scope={value!r}: a solver's scope is 'activations' or 'step' "
             f"(checkpoint_solver.solve also takes 'auto')"

@@ -91,7 +91,7 @@ def solve_auto(
     `checkpoint_solver.solve`) each candidate solves the whole step
     (`checkpoint_solver.solvers._step`).
     """
-    AutoOptions(time_limit, scope)
+    AutoOptions(time_limit=time_limit, scope=scope)
     deadline = Deadline(time_limit)
     best: Schedule | None = None
     report = []
@@ -138,7 +138,7 @@ def min_budget_auto(
     problem: Problem, /, *, time_limit: float = 60.0, scope: str = "activations"
 ) -> int:
     """The smallest minimum budget over the solvers auto runs (in `scope`)."""
-    AutoOptions(time_limit, scope)
+    AutoOptions(time_limit=time_limit, scope=scope)
     out = []
     for name, options, _ in _candidates(problem, float(time_limit)):
         spec = REGISTRY[name]

@@ -99,7 +99,7 @@ def solve_cpsat(
     CheckpointSolverError
         When the time limit passes before any schedule is found.
     """
-    CpsatOptions(intervals, time_limit, threads, seed)
+    CpsatOptions(intervals=intervals, time_limit=time_limit, threads=threads, seed=seed)
     deadline = Deadline(time_limit)
     from checkpoint_solver.solvers._plans import require_working_set
 
@@ -256,7 +256,7 @@ def min_budget_cpsat(
     """
     from checkpoint_solver.solvers.graph_greedy import min_budget_greedy
 
-    CpsatOptions(intervals, time_limit, threads, seed)
+    CpsatOptions(intervals=intervals, time_limit=time_limit, threads=threads, seed=seed)
     g = OpGraph.of(graph)
     if g.n == 0:
         return g.base_bytes

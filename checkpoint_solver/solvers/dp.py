@@ -505,7 +505,7 @@ def solve_dp(
     InfeasibleBudgetError
         Below the exact minimum budget (`min_budget_dp`).
     """
-    DpOptions(mem_slots, bound)
+    DpOptions(mem_slots=mem_slots, bound=bound)
     if budget_bytes <= chain.x[0] or chain.length == 0:
         # (Otherwise a table with no plan at the budget says so: the minimum is not needed.)
         min_bytes = _min_memory(chain)[0]
@@ -544,7 +544,7 @@ def _tables(
 
 def min_budget_dp(chain: Chain, /, *, mem_slots: int = 500, bound: bool = True) -> int:
     """Exact minimum peak over the DP's plans, by Equations (1)-(3) with peak in place of time."""
-    DpOptions(mem_slots, bound)
+    DpOptions(mem_slots=mem_slots, bound=bound)
     return _min_memory(chain)[0]
 
 
@@ -552,7 +552,7 @@ def tradeoff_dp(
     chain: Chain, budgets: list[int], /, *, mem_slots: int = 500, bound: bool = True
 ) -> list[Schedule | None]:
     """Schedules for many budgets from one table (built for the largest budget)."""
-    DpOptions(mem_slots, bound)
+    DpOptions(mem_slots=mem_slots, bound=bound)
     min_bytes = _min_memory(chain)[0]
     feasible = [b for b in budgets if b >= min_bytes]
     if not feasible:

@@ -724,7 +724,14 @@ def solve_hierarchical(
     InvalidProblemError
         When the graph has no forward or no backward nodes, or is not a chain of blocks.
     """
-    HierarchicalOptions(option_budgets, option_solver, time_limit, mem_slots, block_level, scope)
+    HierarchicalOptions(
+        option_budgets=option_budgets,
+        option_solver=option_solver,
+        time_limit=time_limit,
+        mem_slots=mem_slots,
+        block_level=block_level,
+        scope=scope,
+    )
     start = time.perf_counter()
     curves = _curves(
         graph,
@@ -795,7 +802,14 @@ def min_budget_hierarchical(
 ) -> int:
     """The smallest expanded peak over the DP's plans (sampled over its memory axis), in
     `scope` (see `solve_hierarchical`)."""
-    HierarchicalOptions(option_budgets, option_solver, time_limit, mem_slots, block_level, scope)
+    HierarchicalOptions(
+        option_budgets=option_budgets,
+        option_solver=option_solver,
+        time_limit=time_limit,
+        mem_slots=mem_slots,
+        block_level=block_level,
+        scope=scope,
+    )
     curves = _curves(
         graph,
         block_level=block_level,

@@ -140,7 +140,15 @@ def solve_ilp(
     """
     # Long: the solve's phases (heuristic candidates, warm start, the MILP, the fallback) share the
     # candidates, the deadline and the whole-step terms.
-    IlpOptions(backend, time_limit, rel_gap, threads, warm_start, order, scope)
+    IlpOptions(
+        backend=backend,
+        time_limit=time_limit,
+        rel_gap=rel_gap,
+        threads=threads,
+        warm_start=warm_start,
+        order=order,
+        scope=scope,
+    )
     _milp.require_backend(backend)
     deadline = Deadline(time_limit)
     orders = _orders(graph, order)
@@ -385,7 +393,15 @@ def min_budget_ilp(
     CheckpointSolverError
         When the backend does not prove the minimum within `time_limit`.
     """
-    IlpOptions(backend, time_limit, rel_gap, threads, warm_start, order, scope)
+    IlpOptions(
+        backend=backend,
+        time_limit=time_limit,
+        rel_gap=rel_gap,
+        threads=threads,
+        warm_start=warm_start,
+        order=order,
+        scope=scope,
+    )
     _milp.require_backend(backend)
     orders = _orders(graph, order)
     g = orders[0][0]

@@ -113,7 +113,13 @@ def solve_ilp_rounding(
     """
     # Long: the LP, its roundings and the greedy candidates share the deadline and the candidate
     # list.
-    RoundingOptions(backend, budget_factors, time_limit, threads, order)
+    RoundingOptions(
+        backend=backend,
+        budget_factors=budget_factors,
+        time_limit=time_limit,
+        threads=threads,
+        order=order,
+    )
     _milp.require_backend(backend)
     deadline = Deadline(time_limit)
     orders = _orders(graph, order)
@@ -247,5 +253,11 @@ def min_budget_rounding(
 ) -> int:
     """Rounding always has the greedy plan (in each order it runs) to fall back on: the least of
     the greedy's minima."""
-    RoundingOptions(backend, budget_factors, time_limit, threads, order)
+    RoundingOptions(
+        backend=backend,
+        budget_factors=budget_factors,
+        time_limit=time_limit,
+        threads=threads,
+        order=order,
+    )
     return min_budget_over(_orders(graph, order))

@@ -78,11 +78,8 @@ def segments_plan(chain: Chain, k: int) -> tuple[list[Op], int, float]:
 
 
 def _check_segments(chain: Chain, segments: int) -> None:
-    if (
-        isinstance(segments, bool)
-        or not isinstance(segments, int)
-        or not 1 <= segments <= max(chain.length, 1)
-    ):
+    """The chain's range for `segments` (an integer >= 1: `UniformOptions` checked it)."""
+    if segments > max(chain.length, 1):
         raise InvalidOptionError(
             f"segments={segments!r} is not valid for a chain of {chain.length} stages; "
             f"give an integer in 1..{max(chain.length, 1)}, or leave it unset to pick the best"

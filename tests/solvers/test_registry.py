@@ -122,11 +122,11 @@ def test_solve_min_budget_and_tradeoff_declare_the_same_options() -> None:
     from checkpoint_solver.solvers._registry import REGISTRY
 
     for name, spec in REGISTRY.items():
-        options = _keyword_options(spec.fn)
-        assert options == spec.options, name
-        assert _keyword_options(spec.min_budget) == options, name
+        options = list(_keyword_options(spec.fn).items())
+        assert options == list(spec.options.items()), name
+        assert list(_keyword_options(spec.min_budget).items()) == options, name
         if spec.tradeoff is not None:
-            assert _keyword_options(spec.tradeoff) == options, name
+            assert list(_keyword_options(spec.tradeoff).items()) == options, name
 
 
 @pytest.mark.parametrize(
