@@ -91,6 +91,7 @@ __all__ = [
     "available_solvers",
     "capture_region",
     "check",
+    "export_policy",
     "fingerprint",
     "format_bytes",
     "format_seconds",
@@ -213,3 +214,19 @@ def measure_step(
     from checkpoint_solver.runtime.measure import measure_step as _measure
 
     return _measure(model, inputs, loss_fn, optimizer=optimizer, accumulate=accumulate)
+
+
+def export_policy(model: Any, schedule: Schedule, profile: Profile, example_inputs: Any) -> Any:
+    """Export `schedule` as torch's own checkpointing: per block, a ``torch.utils.checkpoint``
+    region or none, and inside a region, per op, saved or recomputed (a selective policy). Returns
+    a `TorchPolicy`: ``.apply(model)`` wraps the blocks (then train in eager, under
+    ``torch.compile`` or FSDP2, without our executor), ``.predicted`` (eager) and
+    ``.predicted_compiled`` are its peak and time, ``.describe()`` what it costs against the
+    schedule.
+
+    Imports torch when called. The parameters are those of
+    `checkpoint_solver.export.export_policy`, which documents them.
+    """
+    from checkpoint_solver.export import export_policy as _export
+
+    return _export(model, schedule, profile, example_inputs)

@@ -29,7 +29,7 @@ CORE = {
     "curves",
     "report",
 }
-TORCH_SIDE = {"profiling", "runtime", "buckets", "compare", "models", "zoo"}
+TORCH_SIDE = {"profiling", "runtime", "buckets", "compare", "export", "models", "zoo"}
 CLI = {"cli", "__main__"}
 ROOT_HELPERS = {"_io", "_args", "_text"}  # private modules of the root, shared by design
 

@@ -23,7 +23,7 @@ from torch.utils._pytree import tree_flatten
 from checkpoint_solver.errors import ProfilingError
 from checkpoint_solver.profiling.stages import StageCall, StageHooks
 
-__all__ = ["RANDOM_OPS", "PhaseMarks"]
+__all__ = ["RANDOM_OPS", "PhaseMarks", "aliases"]
 
 RANDOM_OPS = frozenset(
     {
@@ -50,7 +50,7 @@ def _op_name(target: Any) -> str:
     return name.split(".")[0]
 
 
-def _aliases(node: fx.Node) -> bool:
+def aliases(node: fx.Node) -> bool:
     """Whether every output of `node` aliases an input (so it allocates nothing)."""
     if node.target is operator.getitem:
         return True

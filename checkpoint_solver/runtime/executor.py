@@ -450,6 +450,7 @@ class _Executor:
 
     # -- hooks ------------------------------------------------------------------------------
     def _model_pre(self, model: nn.Module, args: Any, kwargs: Any) -> None:
+        applied.refuse_compiling(model)
         if _state() is not None or not torch.is_grad_enabled():
             return
         if self.plan.trivial and not self.record:
@@ -506,6 +507,7 @@ class _Executor:
             run.abort()
 
     def _block_pre(self, k: int, args: Any, kwargs: Any) -> None:
+        applied.refuse_compiling(self.model)
         _state().block_pre(k, args, kwargs)
 
     def _block_post(self, k: int, output: Any) -> None:
@@ -637,6 +639,7 @@ def apply(
             f"cs.apply's profile must be a Profile (cs.profile(model, inputs) or "
             f"cs.Profile.load(path)), got {type(profile).__name__}"
         )
+    applied.refuse_compiled(model)
     applied.check_free(model)
     if schedule.kind == "graph":
         from checkpoint_solver.runtime import oplevel

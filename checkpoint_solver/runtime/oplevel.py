@@ -393,11 +393,13 @@ def apply_graph(module: nn.Module, schedule: Schedule, *, record: bool = False) 
     FingerprintMismatchError
         At the first training call, when the schedule was solved for another region.
     """
+    applied_record.refuse_compiled(module)
     applied_record.check_free(module)
     original = module.forward
     applied = _Applied(record=record)
 
     def forward(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
+        applied_record.refuse_compiling(self)
         leaves, spec = tree_flatten((tuple(args), dict(kwargs)))
         tensors = [x for x in leaves if isinstance(x, torch.Tensor)]
         named = dict(self.named_parameters())
