@@ -91,6 +91,7 @@ __all__ = [
     "available_solvers",
     "capture_region",
     "check",
+    "enable",
     "export_policy",
     "fingerprint",
     "format_bytes",
@@ -230,3 +231,42 @@ def export_policy(model: Any, schedule: Schedule, profile: Profile, example_inpu
     from checkpoint_solver.export import export_policy as _export
 
     return _export(model, schedule, profile, example_inputs)
+
+
+def enable(
+    model: Any,
+    example_inputs: Any,
+    budget: int | float | str,
+    *,
+    mode: str = "executor",
+    solver: str | None = None,
+    optimizer: Any = None,
+    loss_fn: Any = None,
+    blocks: Any = None,
+    cache: bool = True,
+    cache_dir: Any = None,
+    verbose: bool = True,
+) -> Any:
+    """One line: profile `model` on `example_inputs`, solve for `budget`, apply the schedule in
+    place (``mode="executor"``: our executor; ``"policy"``: torch's own checkpoint policies, for
+    ``torch.compile`` and FSDP2), cache profile and schedule as JSON for the next run, and print
+    what was chosen. Returns an `Enabled` record.
+
+    Imports torch when called. The parameters are those of
+    `checkpoint_solver.enabling.enable`, which documents them.
+    """
+    from checkpoint_solver.enabling import enable as _enable
+
+    return _enable(
+        model,
+        example_inputs,
+        budget,
+        mode=mode,
+        solver=solver,
+        optimizer=optimizer,
+        loss_fn=loss_fn,
+        blocks=blocks,
+        cache=cache,
+        cache_dir=cache_dir,
+        verbose=verbose,
+    )

@@ -5,7 +5,8 @@ lazy import that points up fails here as well.
 
 Layers, bottom up: the core (errors, units, the root's private helpers ``_io``, ``_args``,
 ``_text``; ``problem``, ``schedule``, ``simulation``, ``solvers``, ``curves``), then the torch side
-(``profiling``, ``runtime``, ``buckets``, ``compare``, ``models``, ``zoo``), then the command line
+(``profiling``, ``runtime``, ``buckets``, ``compare``, ``enabling``, ``export``, ``models``,
+``zoo``), then the command line
 (``cli``, ``__main__``) and the package's own ``__init__`` (the facade, which may import
 anything).
 """
@@ -29,7 +30,7 @@ CORE = {
     "curves",
     "report",
 }
-TORCH_SIDE = {"profiling", "runtime", "buckets", "compare", "export", "models", "zoo"}
+TORCH_SIDE = {"profiling", "runtime", "buckets", "compare", "enabling", "export", "models", "zoo"}
 CLI = {"cli", "__main__"}
 ROOT_HELPERS = {"_io", "_args", "_text"}  # private modules of the root, shared by design
 

@@ -417,6 +417,7 @@ class _Executor:
         self.warned_inputs = False
         self.probed = False  # a step has found which buffers each region's forward writes
         self.needed: dict[int, frozenset[int]] | None = None  # learnt by the first step
+        self.structure = ""  # the call structure `needed` was learnt for
         self.probe_first = probe  # learn `needed` by a no-grad forward before the first step
         self.needed_from_probe = False  # `needed` was learnt by the probe, not by a step
         self.probe_counts: dict[int, int] = {}  # values made before each stage, in the probe
@@ -456,6 +457,13 @@ class _Executor:
         if self.plan.trivial and not self.record:
             return
         self._check_inputs(args, kwargs)
+        # What a step keeps is learnt per call structure (its values are numbered from the
+        # inputs on): a call with other arguments (a Trainer's extra num_items_in_batch) learns
+        # again.
+        structure = str(tree_flatten((tuple(args), dict(kwargs or {})))[1])
+        if structure != self.structure:
+            self.needed = None
+            self.structure = structure
         if self.needed is None and self.probe_first and not self.plan.trivial:
             self._probe(model, args, kwargs)
         self.stage_hooks.reset()

@@ -376,3 +376,22 @@ def test_a_forward_that_differs_without_grad_still_trains_exactly() -> None:
         assert torch.equal(a, b)
         for p, q in zip(mine.parameters(), ref.parameters(), strict=True):
             assert torch.equal(p.grad, q.grad)
+
+
+def test_a_call_with_other_arguments_learns_its_boundaries_again() -> None:
+    # transformers' Trainer passes num_items_in_batch beside the batch: another tensor among the
+    # inputs renumbers the step's values, so what the first step learnt does not apply.
+    model, batch = _hf_gpt2()
+    plain = copy.deepcopy(model)
+    prof = cs.profile(copy.deepcopy(model), batch, graph=False)
+    sched = cs.solve(prof.chain, cs.min_budget(prof.chain, "dp"), "dp")
+    assert any(str(op).startswith(("F_n", "F_ck")) for op in sched.ops)
+    apply(model, sched, prof)
+    count = torch.tensor(int(batch["labels"].numel()))
+    for kwargs in ({}, {"num_items_in_batch": count}, {}):
+        for m in (model, plain):
+            m.zero_grad(set_to_none=True)
+            torch.manual_seed(5)
+            m(**batch, **kwargs).loss.backward()
+        for a, b in zip(model.parameters(), plain.parameters(), strict=True):
+            assert torch.equal(a.grad, b.grad)
