@@ -56,6 +56,7 @@ from checkpoint_solver.solvers import (
     solve,
     tradeoff,
 )
+from checkpoint_solver.solvers.pipeline import PipelinePlan, solve_pipeline
 from checkpoint_solver.units import format_bytes, format_seconds, parse_bytes
 
 __version__ = "0.1.0"
@@ -73,6 +74,7 @@ __all__ = [
     "InvalidOptionError",
     "InvalidProblemError",
     "InvalidScheduleError",
+    "PipelinePlan",
     "Prediction",
     "Problem",
     "ProfilingError",
@@ -109,6 +111,7 @@ __all__ = [
     "save_schedule",
     "simulate",
     "solve",
+    "solve_pipeline",
     "tradeoff",
 ]
 
