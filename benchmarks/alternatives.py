@@ -102,31 +102,14 @@ def compiled_comparison(layers: int, steps: int) -> None:
     assert graph is not None
     x0 = int(prof.measurement["input_bytes"])
     torch._dynamo.reset()
-    peak0, time0, ref = _compiled_step(Compiled(copy.deepcopy(model), 1.0), inputs, steps)
-    rows = [
-        [
-            "torch.compile, no checkpointing",
-            "-",
-            format_bytes(peak0),
-            f"{time0 * 1e3:.0f} ms",
-            "+0.0%",
-            "reference",
-        ]
-    ]
+    reference = Compiled(copy.deepcopy(model), 1.0)
+    peak0, time0, ref = _compiled_step(reference, inputs, steps)
+    rows = [["torch.compile, no checkpointing", "-", format_bytes(peak0), time0, "reference"]]
     wins = []
     for b in COMPILE_BUDGETS[1:]:
         torch._dynamo.reset()
         peak, t, grads = _compiled_step(Compiled(copy.deepcopy(model), b), inputs, steps)
-        rows.append(
-            [
-                f"torch.compile budget {b}",
-                "-",
-                format_bytes(peak),
-                f"{t * 1e3:.0f} ms",
-                f"{t / time0 - 1:+.1%}",
-                _same(grads, ref),
-            ]
-        )
+        rows.append([f"torch.compile budget {b}", "-", format_bytes(peak), t, _same(grads, ref)])
         ours = copy.deepcopy(model)
         policy = None
         low = cs.min_budget(graph, "hierarchical")
@@ -143,7 +126,7 @@ def compiled_comparison(layers: int, steps: int) -> None:
                 policy = candidate
                 break
         if policy is None:
-            rows.append([f"= {b}: ours (exported, compiled)", "-", "infeasible", "-", "-", "-"])
+            rows.append([f"= {b}: ours (exported, compiled)", "-", "infeasible", None, "-"])
             continue
         policy.apply(ours)
         torch._dynamo.reset()
@@ -154,8 +137,7 @@ def compiled_comparison(layers: int, steps: int) -> None:
                 f"= {b}: ours (exported, compiled)",
                 format_bytes(policy.peak_bytes_compiled),
                 format_bytes(p2),
-                f"{t2 * 1e3:.0f} ms",
-                f"{t2 / time0 - 1:+.1%}",
+                t2,
                 _same(g2, ref),
             ]
         )
@@ -163,6 +145,20 @@ def compiled_comparison(layers: int, steps: int) -> None:
             f"- budget {b} ({format_bytes(peak)}): ours {format_bytes(p2)}, "
             f"{t2 / t - 1:+.1%} step time against it"
         )
+    # The reference timed again last (one method after another on a shared machine): the faster.
+    torch._dynamo.reset()
+    time0 = min(time0, _compiled_step(reference, inputs, steps)[1])
+    rows = [
+        [
+            m,
+            pred,
+            meas,
+            "-" if t is None else f"{t * 1e3:.0f} ms",
+            "-" if t is None else f"{t / time0 - 1:+.1%}",
+            note,
+        ]
+        for m, pred, meas, t, note in rows
+    ]
     text = table(
         [
             "method",

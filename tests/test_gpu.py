@@ -126,3 +126,35 @@ def test_whole_step_prediction_is_the_measured_step_on_the_device() -> None:
             got.cuda_step_peak_bytes,
             predicted,
         )
+
+
+def test_an_exported_policy_on_the_device_is_bitwise_at_its_predicted_peak() -> None:
+    # torch's own checkpoint regions (cs.export_policy) with CUDA RNG states (dropout) and,
+    # on CUDA, max_memory_allocated beside the tracker.
+    model, inputs = _gpt(dropout=0.1)
+    plain = copy.deepcopy(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prof = cs.profile(model, inputs, warmup=1, repeats=2)
+    graph = prof.graph
+    assert graph is not None
+    low, high = cs.min_budget(graph, "hierarchical"), cs.min_budget(graph, "store_all")
+    policy = cs.export_policy(
+        model, cs.solve(graph, (low + high) // 2, "hierarchical"), prof, inputs
+    )
+    assert any(b.checkpoint for b in policy.blocks)
+    policy.apply(model)
+    for m in (model, plain):
+        m.zero_grad(set_to_none=True)
+        torch.manual_seed(4)
+        got = measure_step(m, inputs)
+        if m is model:
+            measured = got
+    for a, b in zip(model.parameters(), plain.parameters(), strict=True):
+        assert torch.equal(a.grad, b.grad)
+    assert abs(measured.peak_bytes / policy.peak_bytes - 1) <= 0.03
+    if CUDA:
+        assert measured.cuda_peak_bytes is not None
+        # Allocated during the step: the activations and the parameters' gradients.
+        grads = sum(p.numel() * p.element_size() for p in model.parameters())
+        assert measured.cuda_peak_bytes <= (policy.peak_bytes + grads) * 1.10
