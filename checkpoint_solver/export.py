@@ -47,10 +47,16 @@ from checkpoint_solver.problem.profile import Profile, StageKind
 from checkpoint_solver.profiling.graph import aliases
 from checkpoint_solver.profiling.inputs import Inputs
 from checkpoint_solver.profiling.region import Region, capture_region
-from checkpoint_solver.profiling.stages import StageCall
+from checkpoint_solver.profiling.stages import profile_calls
 from checkpoint_solver.runtime import applied
 from checkpoint_solver.schedule import Prediction, Schedule
-from checkpoint_solver.solvers.two_level import TwoLevel, nearest_two_level, own_tape, two_level
+from checkpoint_solver.solvers.two_level import (
+    TwoLevel,
+    forward_of,
+    nearest_two_level,
+    own_tape,
+    two_level,
+)
 
 __all__ = ["BlockPolicy", "TorchPolicy", "export_policy"]
 
@@ -295,31 +301,21 @@ class TorchPolicy:
         return forward
 
 
-def _calls(model: nn.Module, profile: Profile) -> list[StageCall]:
-    calls = []
-    for st in profile.stages:
-        for name in st.modules:
-            try:
-                calls.append(StageCall(name, model.get_submodule(name), st.call))
-            except AttributeError:
-                raise ApplyError(
-                    f"the profile's block {name!r} is not a submodule of {type(model).__name__}; "
-                    f"export for the model that was profiled"
-                ) from None
-    return calls
-
-
-def _forward_members(region: Region, nodes: Sequence[int]) -> dict[fx.Node, int]:
-    """The traced forward ops of problem `nodes` -> their node. A parameter-only op (a
+def _forward_members(region: Region) -> Callable[[Sequence[int]], dict[fx.Node, int]]:
+    """For problem nodes, their traced forward ops -> their node. A parameter-only op (a
     weight's transpose) is inlined into every group reading it, the backward's too: only the
     forward's part of the trace is the block's."""
     order = {n: i for i, n in enumerate(region.gm.graph.nodes)}
     backward_at = min((order[u] for t in region.tangent_nodes for u in t.users), default=len(order))
-    return {m: v for v in nodes for m in region.members[v] if order[m] < backward_at}
+
+    def members(nodes: Sequence[int]) -> dict[fx.Node, int]:
+        return {m: v for v in nodes for m in region.members[v] if order[m] < backward_at}
+
+    return members
 
 
 def _saved_ops(
-    region: Region, nodes: Sequence[int], save: frozenset[int], cannot: frozenset[int]
+    region: Region, owner: dict[fx.Node, int], save: frozenset[int], cannot: frozenset[int]
 ) -> tuple[frozenset[int], set[fx.Node]]:
     """The traced ops a block's policy saves for the problem nodes `save`, and the nodes that
     saves (`save` and more: torch saves whole ops).
@@ -328,8 +324,8 @@ def _saved_ops(
     ``div_``'s, not ``empty_like``'s: torch refuses a cached tensor that was mutated). A saved
     view saves its base (else the rerun would make the base again to view it), and a saved
     output of an op with several saves them all (BatchNorm's statistics come with its output):
-    the nodes those belong to are saved too."""
-    owner = _forward_members(region, nodes)
+    the nodes those belong to are saved too. `owner`: the block's traced forward ops -> their
+    problem node."""
     save = frozenset(save)
     while True:
         kept = {m for v in save for m in region.exposed[v] if m in owner and not _written_later(m)}
@@ -348,19 +344,16 @@ def _saved_ops(
 
 
 def _block_ops(
-    region: Region, nodes: Sequence[int], kept: set[fx.Node]
+    traced: list[fx.Node], owner: dict[fx.Node, int], kept: set[fx.Node]
 ) -> tuple[tuple[str, ...], tuple[bool, ...]]:
-    """The ATen ops of a block's forward in traced order, as the selective policy sees them, and
-    which it saves."""
-    owner = _forward_members(region, nodes)
+    """The ATen ops of a block's forward in traced order (`traced`: the joint graph's nodes;
+    `owner`: the block's forward ops), as the selective policy sees them, and which it saves."""
     if not owner:
         return (), ()
-    order = {n: i for i, n in enumerate(region.gm.graph.nodes)}
-    lo = min(order[m] for m in owner)
-    hi = max(order[m] for m in owner)
+    at = [i for i, n in enumerate(traced) if n in owner]
     ops: list[str] = []
     flags: list[bool] = []
-    for n in list(region.gm.graph.nodes)[lo : hi + 1]:
+    for n in traced[at[0] : at[-1] + 1]:
         if n.op != "call_function" or n.target is operator.getitem:
             continue
         name = str(n.target)
@@ -428,7 +421,9 @@ def export_policy(
         on_graph = schedule
     blocks = [k for k, st in enumerate(profile.stages) if st.kind is StageKind.BLOCK]
     inp = Inputs.of(example_inputs)
-    region = capture_region(model, inp.args, inp.kwargs, stages=_calls(model, profile), repeats=0)
+    region = capture_region(
+        model, inp.args, inp.kwargs, stages=profile_calls(model, profile.stages), repeats=0
+    )
     if region.graph.names != graph.names:
         raise FingerprintMismatchError(
             f"{type(model).__name__} traces to another graph ({region.graph.size} nodes) than the "
@@ -438,10 +433,9 @@ def export_policy(
     # torch refuses a cached value an in-place op made (dropout's mask): such values rerun.
     inplace = frozenset(v for v in graph.ops if any(_in_place(m) for m in region.members[v]))
     nearest = nearest_two_level(graph, on_graph, stages, blocks, scope=scope, cannot_save=inplace)
-    forward: dict[int, list[int]] = {}
-    for v in graph.ops:
-        if not graph.is_backward[v] and stages[v] >= 0:
-            forward.setdefault(stages[v], []).append(v)
+    forward = forward_of(graph, stages)
+    members = _forward_members(region)
+    traced = list(region.gm.graph.nodes)
     out = []
     decisions = []
     for d in nearest.blocks:
@@ -449,8 +443,9 @@ def export_policy(
         nodes = forward.get(d.stage, [])
         # A block that is not checkpointed is a region under compile only: it saves its tape.
         wanted = d.save if d.checkpoint else frozenset(own_tape(graph, nodes, stages, d.stage))
-        save, kept = _saved_ops(region, nodes, wanted, inplace)
-        ops, flags = _block_ops(region, nodes, kept)
+        owner = members(nodes)
+        save, kept = _saved_ops(region, owner, wanted, inplace)
+        ops, flags = _block_ops(traced, owner, kept)
         out.append(BlockPolicy(d.stage, st.modules[0], st.call, d.checkpoint, ops, flags))
         decisions.append(dataclasses.replace(d, save=save) if d.checkpoint else d)
     two = two_level(graph, decisions, stages, scope=scope, budget=on_graph.budget_bytes)

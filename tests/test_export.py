@@ -56,16 +56,22 @@ def _equal(a: list, b: list) -> bool:
     )
 
 
-def _check_eager(model: torch.nn.Module, inputs: object, policy: object) -> None:
+def _plain_then_policy(model: torch.nn.Module, inputs: object, policy: object) -> tuple:
+    """One step of plain autograd, then the same step under `policy`, each from the model's
+    state before them (restored after, the policy removed)."""
     state = {k: v.clone() for k, v in model.state_dict().items()}
-    ref_grads, ref_bufs, _ = _step(model, inputs)
+    ref = _step(model, inputs)
     model.load_state_dict(state)
     policy.apply(model)
     try:
-        grads, bufs, peak = _step(model, inputs)
+        return ref, _step(model, inputs)
     finally:
         cs.runtime.remove(model)
         model.load_state_dict(state)
+
+
+def _check_eager(model: torch.nn.Module, inputs: object, policy: object) -> None:
+    (ref_grads, ref_bufs, _), (grads, bufs, peak) = _plain_then_policy(model, inputs, policy)
     assert _equal(grads, ref_grads)
     assert _equal(bufs, ref_bufs)
     predicted = policy.peak_bytes
@@ -149,14 +155,7 @@ def test_an_op_sequence_unlike_the_profiles_is_counted_and_still_correct(gpt) ->
     policy.blocks = tuple(
         type(b)(b.stage, b.module, b.call, True) if b is block else b for b in policy.blocks
     )
-    state = {k: v.clone() for k, v in model.state_dict().items()}
-    ref, _, _ = _step(model, inputs)
-    policy.apply(model)
-    try:
-        grads, _, _ = _step(model, inputs)
-    finally:
-        cs.runtime.remove(model)
-        model.load_state_dict(state)
+    (ref, _, _), (grads, _, _) = _plain_then_policy(model, inputs, policy)
     assert _equal(grads, ref)
     assert policy.mismatches[block.module] > 0
 

@@ -42,13 +42,14 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from checkpoint_solver.errors import ProfilingError
+from checkpoint_solver.errors import ApplyError, ProfilingError
 
 __all__ = [
     "StageCall",
     "StageHooks",
     "call_tree",
     "find_stages",
+    "profile_calls",
     "resolve_blocks",
     "stage_calls",
     "when_grads_done",
@@ -352,6 +353,27 @@ def _describe(chosen: list[_Call], covered: int, total: int) -> str:
         f"{len(chosen)} stages found from the call tree ({parts}), covering {share:.0f}% of the "
         f"forward's ops; repeated calls of one module are one stage each"
     )
+
+
+def profile_calls(model: nn.Module, stages: Sequence[Any]) -> list[StageCall]:
+    """The stage calls a profile's stages (`StageInfo`: modules and call) name in `model`.
+
+    Raises
+    ------
+    ApplyError
+        When a stage's module is not a submodule of `model` (another model than profiled).
+    """
+    calls = []
+    for st in stages:
+        for name in st.modules:
+            try:
+                calls.append(StageCall(name, model.get_submodule(name), st.call))
+            except AttributeError:
+                raise ApplyError(
+                    f"the profile's block {name!r} is not a submodule of {type(model).__name__}; "
+                    f"use the model that was profiled"
+                ) from None
+    return calls
 
 
 def stage_calls(tree: _Call, blocks: Sequence[tuple[str, nn.Module]]) -> list[StageCall]:

@@ -62,6 +62,7 @@ from checkpoint_solver.profiling.snapshot import Snapshot
 from checkpoint_solver.profiling.stages import (
     StageCall,
     StageHooks,
+    profile_calls,
     resolve_blocks,
     when_grads_done,
 )
@@ -669,17 +670,7 @@ def apply(
     if profile is not None:
         _same_problem(schedule, profile.chain, "chain")
         prologue = profile.stages[0].kind is StageKind.PROLOGUE
-        calls = []
-        for st in profile.stages:
-            for name in st.modules:
-                try:
-                    calls.append(StageCall(name, model.get_submodule(name), st.call))
-                except AttributeError:
-                    raise ApplyError(
-                        f"the profile's block {name!r} is not a submodule of "
-                        f"{type(model).__name__}; apply the schedule to the model that was "
-                        f"profiled"
-                    ) from None
+        calls = profile_calls(model, profile.stages)
         input_bytes = profile.chain.x[0]
     else:
         named = resolve_blocks(model, blocks)

@@ -37,6 +37,7 @@ from checkpoint_solver.solvers._common import make_schedule
 __all__ = [
     "BlockDecision",
     "TwoLevel",
+    "forward_of",
     "nearest_two_level",
     "own_tape",
     "two_level",
@@ -92,7 +93,8 @@ def with_frees(
     return ops
 
 
-def _forward_of(graph: Graph, stage_of: Sequence[int]) -> dict[int, list[int]]:
+def forward_of(graph: Graph, stage_of: Sequence[int]) -> dict[int, list[int]]:
+    """Each stage's forward op nodes, in order (`stage_of`: ``Profile.graph_stages``)."""
     out: dict[int, list[int]] = {}
     for v in graph.ops:
         if not graph.is_backward[v] and stage_of[v] >= 0:
@@ -134,7 +136,7 @@ def nearest_two_level(
     for op in schedule.ops:
         if isinstance(op, Compute):
             count[op.node] = count.get(op.node, 0) + 1
-    forward = _forward_of(graph, stage_of)
+    forward = forward_of(graph, stage_of)
     decisions = []
     for k in blocks:
         nodes = forward.get(k, [])
@@ -157,7 +159,7 @@ def two_level_ops(
     graph: Graph, decisions: Sequence[BlockDecision], stage_of: Sequence[int]
 ) -> list[Op]:
     """The graph ops torch runs for these decisions (see the module's docstring)."""
-    forward = _forward_of(graph, stage_of)
+    forward = forward_of(graph, stage_of)
     ops = graph.ops
     computes = [v for v in ops if not graph.is_backward[v]]
     backward = [v for v in ops if graph.is_backward[v]]

@@ -49,12 +49,30 @@ def run(rank: int, workdir: str, port: str) -> None:
             torch.save([p.grad for p in model.parameters()], os.path.join(workdir, "grads.pt"))
     finally:
         dist.destroy_process_group()
-    # The step is done and checked: leave without the interpreter's teardown, where a joinable
-    # C++ thread (gloo's) sometimes aborts the process after both ranks have finished ("terminate
-    # called without an active exception", about one run in five under pytest on 2 cores).
+    finish()
+
+
+def finish() -> None:
+    """The step is done and checked: leave without the interpreter's teardown, where a joinable
+    C++ thread (gloo's) sometimes aborts the process after both ranks have finished ("terminate
+    called without an active exception", about one run in five under pytest on 2 cores)."""
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
+
+
+def single_process_grads() -> list[list[torch.Tensor]]:
+    """Per rank, the plain-autograd gradients of its shard on one process (seeded as the
+    workers seed their ranks)."""
+    from checkpoint_solver.runtime.measure import train_step
+
+    per_rank = []
+    for rank in range(WORLD):
+        m = build()
+        torch.manual_seed(1234 + rank)
+        train_step(m, shard(rank))
+        per_rank.append([p.grad for p in m.parameters()])
+    return per_rank
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import torch.multiprocessing as mp
 
 import checkpoint_solver as cs
 from checkpoint_solver.profiling import load_profile
-from tests.runtime.ddp_worker import WORLD, build, shard
+from tests.runtime.ddp_worker import WORLD, build, finish, shard
 
 
 def run(rank: int, workdir: str, port: str, mode: str) -> None:
@@ -60,9 +60,7 @@ def run(rank: int, workdir: str, port: str, mode: str) -> None:
                 json.dump(gathers[0], f)
     finally:
         dist.destroy_process_group()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)  # as ddp_worker: gloo's threads sometimes abort the interpreter's teardown
+    finish()
 
 
 if __name__ == "__main__":

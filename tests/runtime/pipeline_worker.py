@@ -20,6 +20,7 @@ from torch.nn import functional as F
 import checkpoint_solver as cs
 from checkpoint_solver import models
 from checkpoint_solver.profiling import load_profile
+from tests.runtime.ddp_worker import finish
 
 MICROBATCHES = 4
 
@@ -93,9 +94,7 @@ def run(rank: int, workdir: str, port: str) -> None:
         torch.save(grads, os.path.join(workdir, f"grads-{rank}.pt"))
     finally:
         dist.destroy_process_group()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)  # as ddp_worker: gloo's threads sometimes abort the interpreter's teardown
+    finish()
 
 
 if __name__ == "__main__":

@@ -13,8 +13,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import checkpoint_solver as cs  # noqa: E402
-from checkpoint_solver.runtime.measure import train_step  # noqa: E402
-from tests.runtime.ddp_worker import WORLD, build, shard  # noqa: E402
+from tests.runtime.ddp_worker import WORLD, build, shard, single_process_grads  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -25,6 +24,20 @@ def _free_port() -> str:
         return str(s.getsockname()[1])
 
 
+def run_worker(module: str, *args: str) -> None:
+    """Run ``python -m MODULE WORKDIR PORT [MORE...]`` from the repository root (`args`: the work
+    folder, then anything more; a free port goes between them) and require a clean exit."""
+    workdir, *rest = args
+    proc = subprocess.run(
+        [sys.executable, "-m", module, workdir, _free_port(), *rest],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
 def test_ddp_two_processes_match_single_process(tmp_path: Path) -> None:
     model = build()
     prof = cs.profile(model, shard(0), warmup=1, repeats=1, graph=False)
@@ -32,21 +45,8 @@ def test_ddp_two_processes_match_single_process(tmp_path: Path) -> None:
     assert any(str(op).startswith("F_n") for op in sched.ops)
     prof.save(tmp_path / "profile.json")
     sched.save(tmp_path / "schedule.json")
-    proc = subprocess.run(
-        [sys.executable, "-m", "tests.runtime.ddp_worker", str(tmp_path), _free_port()],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_worker("tests.runtime.ddp_worker", str(tmp_path))
     got = torch.load(tmp_path / "grads.pt")
     # DDP divides each rank's gradient by the world size, then sums them.
-    per_rank = []
-    for rank in range(WORLD):
-        m = build()
-        torch.manual_seed(1234 + rank)
-        train_step(m, shard(rank))
-        per_rank.append([p.grad for p in m.parameters()])
-    for g, g0, g1 in zip(got, *per_rank, strict=True):
+    for g, g0, g1 in zip(got, *single_process_grads(), strict=True):
         assert torch.equal(g, g0 / WORLD + g1 / WORLD)

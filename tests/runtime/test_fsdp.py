@@ -7,8 +7,6 @@ already gathered)."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,22 +15,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("torch.distributed.fsdp")
 
 import checkpoint_solver as cs  # noqa: E402
-from checkpoint_solver.runtime.measure import train_step  # noqa: E402
-from tests.runtime.ddp_worker import WORLD, build, shard  # noqa: E402
-from tests.runtime.test_ddp import _free_port  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _run(tmp_path: Path, mode: str) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "tests.runtime.fsdp_worker", str(tmp_path), _free_port(), mode],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+from tests.runtime.ddp_worker import WORLD, build, shard, single_process_grads  # noqa: E402
+from tests.runtime.test_ddp import run_worker  # noqa: E402
 
 
 def test_fsdp2_two_processes_match_single_process(tmp_path: Path) -> None:
@@ -41,16 +25,10 @@ def test_fsdp2_two_processes_match_single_process(tmp_path: Path) -> None:
     sched = cs.solve(prof.graph, cs.min_budget(prof.graph, "hierarchical"), "hierarchical")
     prof.save(tmp_path / "profile.json")
     sched.save(tmp_path / "schedule.json")
-    _run(tmp_path, "policy")
-    _run(tmp_path, "plain")
+    for mode in ("policy", "plain"):
+        run_worker("tests.runtime.fsdp_worker", str(tmp_path), mode)
     got = torch.load(tmp_path / "grads-policy.pt")
-    per_rank = []
-    for rank in range(WORLD):
-        m = build()
-        torch.manual_seed(1234 + rank)
-        train_step(m, shard(rank))
-        per_rank.append([p.grad for p in m.parameters()])
-    for g, g0, g1 in zip(got, *per_rank, strict=True):
+    for g, g0, g1 in zip(got, *single_process_grads(), strict=True):
         torch.testing.assert_close(g, g0 / WORLD + g1 / WORLD, rtol=1e-6, atol=1e-7)
     # Sharded without checkpointing, the same step gives the same gradients.
     plain = torch.load(tmp_path / "grads-plain.pt")

@@ -5,8 +5,6 @@ the unsplit model on the whole batch."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -25,9 +23,7 @@ from tests.runtime.pipeline_worker import (  # noqa: E402
     loss_fn,
     stages,
 )
-from tests.runtime.test_ddp import _free_port  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.runtime.test_ddp import run_worker  # noqa: E402
 
 
 def test_two_stage_pipeline_matches_the_whole_model(tmp_path: Path) -> None:
@@ -59,14 +55,7 @@ def test_two_stage_pipeline_matches_the_whole_model(tmp_path: Path) -> None:
         prof.save(tmp_path / f"profile-{rank}.json")
         s.schedule.save(tmp_path / f"schedule-{rank}.json")
         torch.save((example.detach().requires_grad_(rank == 1),), tmp_path / f"example-{rank}.pt")
-    proc = subprocess.run(
-        [sys.executable, "-m", "tests.runtime.pipeline_worker", str(tmp_path), _free_port()],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_worker("tests.runtime.pipeline_worker", str(tmp_path))
     got = [*torch.load(tmp_path / "grads-0.pt"), *torch.load(tmp_path / "grads-1.pt")]
     # The unsplit model on the whole batch: the mean loss over equal microbatches.
     whole, (idx, targets) = build()
