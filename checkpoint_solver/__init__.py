@@ -47,7 +47,14 @@ from checkpoint_solver.problem import (
     save_problem,
 )
 from checkpoint_solver.problem.profile import Profile
-from checkpoint_solver.schedule import Prediction, Schedule, Status, load_schedule, save_schedule
+from checkpoint_solver.schedule import (
+    HostLink,
+    Prediction,
+    Schedule,
+    Status,
+    load_schedule,
+    save_schedule,
+)
 from checkpoint_solver.simulation import SimulationReport, Violation, check, simulate
 from checkpoint_solver.solvers import (
     TradeoffPoint,
@@ -68,6 +75,7 @@ __all__ = [
     "FileFormatError",
     "FingerprintMismatchError",
     "Graph",
+    "HostLink",
     "InfeasibleBudgetError",
     "InvalidArgumentError",
     "InvalidBudgetError",

@@ -46,6 +46,29 @@ With transients taken as measured (`Chain`: ``of``, ``ofn``, ``ob`` may be negat
 adds in all may not), each op's peak is the memory before it plus what the op adds. Gradients are
 ``delta[i]`` bytes (the chain's `delta`, ``x`` unless measured otherwise) in place of ``x[i]``.
 
+Offload
+-------
+With a `HostLink` (the schedule's ``link``), a kept boundary can move to host memory and back.
+Copies run on one stream per direction, one after the other on a stream, each beside the one
+compute op (``F``, ``B``) issued after it; when that op ends the step waits for the copy if it is
+not done. Time is then ``compute_time`` plus those waits (``stall_time``).
+
+==================  =====================================  ============================================
+op                  must hold before                       effect
+==================  =====================================  ============================================
+``offload(a[j])``   ``a[j]`` live plain, ``j >= 1``, not   host gains ``a[j]``'s bytes now; the device
+                    on the host already; no live tape      copy stays through the next compute op
+                    ``abar[j+1]`` (it may hold ``a[j]``)    (which may read it), then is dropped
+``prefetch(a[j])``  ``a[j]`` on the host, not live         the device takes ``a[j]``'s bytes now; the
+                                                           next compute op may not read it; after
+                                                           that op ``a[j]`` is live plain and its
+                                                           host bytes are released
+==================  =====================================  ============================================
+
+The host bytes of ``a[j]`` are what the executor copies: ``x[j]``, or with boundary values its
+values a rerun reads and what is not among the values. Over the link's ``host_budget_bytes``,
+an ``offload`` is a violation.
+
 Boundary values
 ---------------
 A profiled chain also lists the tensors its boundaries are made of (`Chain.values`: each with its
@@ -110,6 +133,7 @@ from checkpoint_solver.problem import (
     fingerprint,
     whole_step_chain,
 )
+from checkpoint_solver.schedule.link import HostLink
 from checkpoint_solver.schedule.ops import (
     Bwd,
     Compute,
@@ -118,7 +142,9 @@ from checkpoint_solver.schedule.ops import (
     FwdCheckpoint,
     FwdNoTape,
     FwdTape,
+    Offload,
     Op,
+    Prefetch,
 )
 from checkpoint_solver.schedule.schedule import Schedule
 
@@ -167,6 +193,11 @@ class SimulationReport:
     step_peak_bytes : int | None
         For ``"step"``: the optimizer step's peak (after the last op); the overall peak is at
         ``peak_index == len(ops)`` when it is the largest.
+    stall_time : float
+        With a link: the time the step waits for copies beyond its compute; the step takes
+        ``compute_time + stall_time``. 0 without one.
+    host_peak_bytes : int | None
+        With a link: the most host memory the copies hold at once; None without one.
     """
 
     valid: bool
@@ -181,6 +212,13 @@ class SimulationReport:
     budget_bytes: int | None
     scope: str = "activations"
     step_peak_bytes: int | None = None
+    stall_time: float = 0.0
+    host_peak_bytes: int | None = None
+
+    @property
+    def step_time(self) -> float:
+        """Compute time plus the waits for copies: the step's time."""
+        return self.compute_time + self.stall_time
 
 
 def simulate(problem: Problem, schedule: Schedule) -> SimulationReport:
@@ -204,7 +242,11 @@ def simulate(problem: Problem, schedule: Schedule) -> SimulationReport:
     expect_schedule(schedule, "cs.simulate")
     _check_match(problem, schedule)
     return simulate_ops(
-        problem, schedule.ops, budget_bytes=schedule.budget_bytes, scope=schedule.scope
+        problem,
+        schedule.ops,
+        budget_bytes=schedule.budget_bytes,
+        scope=schedule.scope,
+        link=schedule.link,
     )
 
 
@@ -223,8 +265,10 @@ def simulate_ops(
     *,
     budget_bytes: int | None = None,
     scope: str = "activations",
+    link: HostLink | None = None,
 ) -> SimulationReport:
     """Simulate a bare op sequence (no fingerprint check); `budget_bytes=None` means unbounded.
+    `link` times offload and prefetch ops (which are violations without one).
 
     With ``scope="step"`` (a chain with `Chain.states`), memory is the whole step's: the ops run
     on `whole_step_chain` (whose activation memory is the step's memory, op by op), then the
@@ -239,9 +283,9 @@ def simulate_ops(
             )
         if problem.kind == "graph":
             return _graph_step(problem, ops, budget_bytes)
-        return _step(problem, ops, budget_bytes)
+        return _step(problem, ops, budget_bytes, link)
     if problem.kind == "chain":
-        return _ChainSim(problem, budget_bytes).run(ops)
+        return _ChainSim(problem, budget_bytes, link).run(ops)
     return _GraphSim(problem, budget_bytes).run(ops)
 
 
@@ -326,10 +370,12 @@ def _graph_step(
     )
 
 
-def _step(chain: Chain, ops: tuple[Op, ...] | list[Op], budget: int | None) -> SimulationReport:
+def _step(
+    chain: Chain, ops: tuple[Op, ...] | list[Op], budget: int | None, link: HostLink | None
+) -> SimulationReport:
     assert chain.states is not None
     whole = whole_step_chain(chain)
-    report = _ChainSim(whole, budget).run(ops)
+    report = _ChainSim(whole, budget, link).run(ops)
     report = dataclasses.replace(report, scope="step")
     if not report.valid:
         return report
@@ -433,10 +479,22 @@ class _Sim:
 
 
 class _ChainSim(_Sim):
-    def __init__(self, chain: Chain, budget_bytes: int | None) -> None:
+    def __init__(
+        self, chain: Chain, budget_bytes: int | None, link: HostLink | None = None
+    ) -> None:
         super().__init__(budget_bytes, chain.store_all_time)
         self.c = chain
         n = chain.length
+        self.link = link
+        self.host = [False] * (n + 1)  # a[j] has a copy on the host
+        self.host_bytes = [0] * (n + 1)
+        self.host_mem = self.host_peak = 0
+        self.incoming: set[int] = set()  # prefetched, not yet available
+        self.drops: list[int] = []  # offloaded: dropped on the device when the next op ends
+        self.arrivals: list[int] = []  # prefetched: available when the next op ends
+        self.waits: list[float] = []  # ends of the copies the next compute op waits for
+        self.clock = self.stall = 0.0
+        self.stream_free = {"d2h": 0.0, "h2d": 0.0}
         self.plain = [False] * (n + 1)
         self.tape = [False] * (n + 1)  # index 0 unused
         self.grad = [False] * (n + 1)
@@ -545,6 +603,114 @@ class _ChainSim(_Sim):
         self.kept_tapes.discard(i)
 
     def run(self, ops: tuple[Op, ...] | list[Op]) -> SimulationReport:
+        report = self._run_values(ops)
+        if self.link is None:
+            return report
+        return dataclasses.replace(report, stall_time=self.stall, host_peak_bytes=self.host_peak)
+
+    # -- offload ----------------------------------------------------------------------------
+    def step_at(self, index: int, op: Op) -> None:
+        self.index = index
+        if isinstance(op, (Offload, Prefetch)):
+            self._copy(op)
+            return
+        ran = len(self.times)
+        self.step(op)
+        if len(self.times) > ran:
+            self._after_compute(self.times[-1])
+
+    def _after_compute(self, cost: float) -> None:
+        """A compute op ended: wait for the copies beside it, then drop what was offloaded and
+        make available what was prefetched."""
+        end = self.clock + cost
+        self.clock = max(end, *self.waits) if self.waits else end
+        self.stall += self.clock - end
+        self.waits = []
+        for j in self.drops:
+            if self.plain[j]:
+                self._check_drop(j)  # the op beside the copy may have taped stage j + 1
+                self.plain[j] = False
+                self.mem -= self.own_x[j]
+                self._drop_plain(j)
+        for j in self.arrivals:
+            self.plain[j] = True
+            self.incoming.discard(j)
+            self.host[j] = False
+            self.host_mem -= self.host_bytes[j]
+        self.drops, self.arrivals = [], []
+
+    def _start_copy(self, nbytes: int, direction: str) -> None:
+        assert self.link is not None
+        start = max(self.clock, self.stream_free[direction])
+        end = start + self.link.seconds(nbytes, "d2h" if direction == "d2h" else "h2d")
+        self.stream_free[direction] = end
+        self.waits.append(end)
+
+    def _copy_bytes(self, j: int) -> int:
+        """What the executor copies for a[j]: what is not among the values, and the values of
+        a[j] that a rerun reads."""
+        return self.own_x[j] + sum(self.c.values[idx].nbytes for idx in self.needed[j])
+
+    def _copy(self, op: Offload | Prefetch) -> None:
+        j = op.index
+        if self.link is None:
+            raise _Stop(
+                f"{op} copies to host memory, but no link was given; solve with link= (a "
+                f"HostLink), or simulate a schedule that carries one"
+            )
+        if not 1 <= j <= self.c.length:
+            raise _Stop(
+                f"a[{j}] cannot be copied; this chain's boundaries are a[1..{self.c.length}]"
+            )
+        if isinstance(op, Offload):
+            if not self.plain[j] or j in self.drops:
+                raise _Stop(
+                    f"a[{j}] is not kept plain on the device, so there is nothing to offload"
+                )
+            self._check_drop(j)
+            nbytes = self._copy_bytes(j)
+            self.host[j] = True
+            self.host_bytes[j] = nbytes
+            self.host_mem += nbytes
+            self.host_peak = max(self.host_peak, self.host_mem)
+            limit = self.link.host_budget_bytes
+            if limit is not None and self.host_mem > limit:
+                raise _Stop(
+                    f"host memory would hold {self.host_mem} bytes, over the link's host budget "
+                    f"of {limit} bytes by {self.host_mem - limit}"
+                )
+            self.drops.append(j)
+            self.account(self.index, self.mem)
+            self._start_copy(nbytes, "d2h")
+            return
+        if not self.host[j] or j in self.incoming:
+            raise _Stop(f"a[{j}] has no copy on the host to prefetch; offload it first")
+        if self.plain[j]:
+            raise _Stop(f"a[{j}] is already kept on the device")
+        nbytes = self.host_bytes[j]
+        self.account(self.index, self.mem + nbytes)
+        self.mem += self.own_x[j]
+        self.incoming.add(j)
+        self.arrivals.append(j)
+        if self.c.values:
+            made: dict[int, int] = {}
+            for idx in self.at_cut[j]:
+                made[idx] = len(self.copy_bytes)
+                self.copy_bytes.append(self.c.values[idx].nbytes if idx in self.needed[j] else 0)
+                self.copy_made.append(self.index)
+                self.spans.append([])
+            self.plain_at[j] = (made, self.index)
+        self._start_copy(nbytes, "h2d")
+
+    def finish(self) -> str | None:
+        if self.waits:
+            end = max(self.waits)
+            self.stall += max(0.0, end - self.clock)
+            self.clock = max(self.clock, end)
+            self.waits = []
+        return self._finish_rules()
+
+    def _run_values(self, ops: tuple[Op, ...] | list[Op]) -> SimulationReport:
         if not self.c.values:
             return super().run(ops)
         # Whether a value is still held depends on the ops after it: replay the rules first
@@ -630,7 +796,13 @@ class _ChainSim(_Sim):
         if not self.available(i - 1):
             raise _Stop(
                 f"needs a[{i - 1}], which is not live (neither kept plain nor inside the tape "
-                f"abar[{i - 1}])"
+                f"abar[{i - 1}]"
+                + (
+                    "; it is being prefetched, ready after this op"
+                    if i - 1 in self.incoming
+                    else ""
+                )
+                + ")"
             )
 
     def step(self, op: Op) -> None:
@@ -717,7 +889,7 @@ class _ChainSim(_Sim):
         else:
             raise _Stop(f"{type(op).__name__} is not a chain op")
 
-    def finish(self) -> str | None:
+    def _finish_rules(self) -> str | None:
         for i in range(self.c.length, 0, -1):
             if not self.done[i]:
                 return f"the schedule ends before B({i}); the backward pass is incomplete"

@@ -78,6 +78,16 @@ def feasible_budgets(low: int, high: int) -> st.SearchStrategy[int]:
     )
 
 
+def solver_options(solver: str) -> dict[str, object]:
+    """The options a solver cannot run without: dp-offload's link (copies about as fast as a
+    stage of `chains()` computes, so that offloading is worth something and waits happen)."""
+    if solver == "dp-offload":
+        from checkpoint_solver.schedule import HostLink
+
+        return {"link": HostLink(d2h_bytes_per_s=20.0, h2d_bytes_per_s=30.0)}
+    return {}
+
+
 def applicable(solver: str, problem: object) -> bool:
     """Whether `solver` accepts this particular problem (e.g. revolve needs a uniform chain)."""
     from checkpoint_solver.solvers._registry import REGISTRY

@@ -10,8 +10,10 @@ computed after the fact, so storages found later to be parameter gradients can b
 
 from __future__ import annotations
 
+import threading
 import weakref
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,6 +80,20 @@ class PhaseStats:
 
 _SUMS = (torch.ops.aten.add.Tensor, torch.ops.aten.copy_.default)
 
+_host = threading.local()
+
+
+@contextmanager
+def host_memory() -> Iterator[None]:
+    """Storages made inside are host memory (an offload's copies on CPU): a tracker counts them
+    in `StorageTracker.host_peak`, not with the device's."""
+    before = getattr(_host, "on", False)
+    _host.on = True
+    try:
+        yield
+    finally:
+        _host.on = before
+
 
 @dataclass
 class StorageTracker(TorchDispatchMode):
@@ -93,6 +109,9 @@ class StorageTracker(TorchDispatchMode):
     adds: dict[int, tuple[int, ...]] = field(default_factory=dict)  # backward sums/copies: sources
     # serial -> ops its phase had run when it was freed (0: freed as the phase began)
     freed_after: dict[int, int] = field(default_factory=dict)
+    host_now: int = 0  # host memory (`host_memory`) live now, and its peak
+    host_peak: int = 0
+    host_keys: set[int] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         super().__init__()
@@ -162,7 +181,13 @@ class StorageTracker(TorchDispatchMode):
         st = t.untyped_storage()
         key = int(st._cdata)
         nbytes = int(st.nbytes())
-        if key in self.live or key in self.ignore or nbytes == 0:
+        if key in self.live or key in self.ignore or nbytes == 0 or key in self.host_keys:
+            return
+        if getattr(_host, "on", False):
+            self.host_keys.add(key)
+            self.host_now += nbytes
+            self.host_peak = max(self.host_peak, self.host_now)
+            weakref.finalize(st, self._host_freed, key, nbytes)
             return
         serial = len(self.records) + 1
         stage = self.phase[1] if self.phase[0] == "F" else -1
@@ -170,6 +195,10 @@ class StorageTracker(TorchDispatchMode):
         self.live[key] = serial
         self.events.append((self.phase, serial, nbytes))
         weakref.finalize(st, self._freed, key, serial, nbytes)
+
+    def _host_freed(self, key: int, nbytes: int) -> None:
+        self.host_keys.discard(key)
+        self.host_now -= nbytes
 
     def _freed(self, key: int, serial: int, nbytes: int) -> None:
         if self.live.get(key) == serial:

@@ -66,9 +66,10 @@ from checkpoint_solver.profiling.stages import (
     resolve_blocks,
     when_grads_done,
 )
-from checkpoint_solver.profiling.tracker import distinct_storage_nbytes
+from checkpoint_solver.profiling.tracker import distinct_storage_nbytes, storage_key
 from checkpoint_solver.runtime import applied
 from checkpoint_solver.runtime.holders import Holder, Holders, discard, no_unpack
+from checkpoint_solver.runtime.offload import Copier, Copy, HostCopy
 from checkpoint_solver.runtime.plan import Forward, ReplayPlan, forward_kind
 from checkpoint_solver.runtime.program import (
     Boundary,
@@ -86,7 +87,9 @@ from checkpoint_solver.schedule.ops import (
     FwdCheckpoint,
     FwdNoTape,
     FwdTape,
+    Offload,
     Op,
+    Prefetch,
 )
 
 __all__ = ["apply", "is_applied", "last_trace", "remove"]
@@ -128,6 +131,15 @@ class _Run:
         self.starts: dict[int, StageStart] = {}
         self.plain: dict[int, Boundary] = {}
         self.taped: dict[int, Boundary] = {}
+        self.host: dict[int, HostCopy] = {}  # offloaded boundaries' host copies
+        # Copies in flight: (the index of the op beside which each runs, what ends it).
+        self.pending: list[tuple[int, Callable[[], None]]] = []
+        self.resident: set[int] | None = None
+        self.input_tensors = [
+            t
+            for t in tree_flatten((tuple(args), dict(kwargs or {})))[0]
+            if isinstance(t, torch.Tensor)
+        ]
         self.needed: dict[int, frozenset[int]] | None = ex.needed
         self.inputs = Boundary({})  # a[0]
         self.watch: BufferWatch | None = None  # the open stage's buffers
@@ -206,8 +218,13 @@ class _Run:
                 self.taped[s - 1] = self._boundary(s - 1)
             if grad_leaves and not self.probe:
                 self._hook_b_start(s - 1, grad_leaves)
-        while isinstance(plan.ops[self.pos], FreeActivation):
-            self.plain.pop(plan.ops[self.pos].index, None)  # type: ignore[union-attr]
+        self._land(self.pos)
+        while isinstance(plan.ops[self.pos], (FreeActivation, Offload, Prefetch)):
+            between = plan.ops[self.pos]
+            if isinstance(between, FreeActivation):
+                self.plain.pop(between.index, None)
+            elif isinstance(between, (Offload, Prefetch)):
+                self._copy(between)
             self.pos += 1
         op = plan.ops[self.pos]
         kind = forward_kind(op)
@@ -290,10 +307,13 @@ class _Run:
                     del env[h]
         self.inputs = Boundary({h: v for h, v in self.inputs.items() if h in needed[0]})
         self.needed = ex.needed = needed
+        self._land(self.pos)
         while self.pos < plan.backward_start:
             op = plan.ops[self.pos]
             if isinstance(op, FreeActivation):
                 self.plain.pop(op.index, None)
+            elif isinstance(op, (Offload, Prefetch)):
+                self._copy(op)
             self.pos += 1
 
     def abort(self) -> None:
@@ -329,6 +349,7 @@ class _Run:
         if k >= self.b_started:
             return
         while True:
+            self._land(self.pos)
             op = plan.ops[self.pos]
             handler = _HANDLERS.get(type(op))
             if handler is None:
@@ -363,6 +384,62 @@ class _Run:
         self.plain.pop(op.index, None)
         return False
 
+    def _copy_op(self, op: Offload | Prefetch, k: int) -> bool:
+        self._copy(op)
+        return False
+
+    # -- offload ----------------------------------------------------------------------------
+    def _copy(self, op: Offload | Prefetch) -> None:
+        """Start the copy of `op` (at `pos`); it ends when the next compute op has been issued
+        (`_land`), as the simulator's rules say."""
+        j = op.index
+        due = self.plan.beside[self.pos]
+        if self.trace is not None:
+            self.trace.append(str(op))
+        if isinstance(op, Offload):
+            if j not in self.plain:
+                raise ReplayError(f"{op}: a[{j}] is not kept on the device (internal error)")
+            copy = self.ex.copier.offload(self.plain[j], self._resident())
+            assert isinstance(copy.result, HostCopy)
+            self.host[j] = copy.result
+            self.pending.append((due, functools.partial(self._offloaded, j, copy)))
+        else:
+            if j not in self.host:
+                raise ReplayError(f"{op}: a[{j}] has no host copy (internal error)")
+            copy = self.ex.copier.prefetch(self.host[j], self.ex.device)
+            self.pending.append((due, functools.partial(self._prefetched, j, copy)))
+
+    def _resident(self) -> set[int]:
+        """Storages the device keeps whatever the schedule does: the call's inputs, the
+        parameters and the buffers (a boundary's view of one is not worth a copy)."""
+        if self.resident is None:
+            model = self.ex.model
+            held = [*self.inputs.values(), *self.input_tensors]
+            held += [*model.parameters(), *model.buffers()]
+            self.resident = {storage_key(t) for t in held}
+        return self.resident
+
+    def _offloaded(self, j: int, copy: Copy) -> None:
+        copy.wait()
+        self.plain.pop(j, None)
+
+    def _prefetched(self, j: int, copy: Copy) -> None:
+        copy.wait()
+        self.plain[j] = copy.result
+        self.host.pop(j, None)
+
+    def _land(self, pos: int) -> None:
+        """End the copies that ran beside an op before `pos` (that op has been issued)."""
+        if not self.pending:
+            return
+        still = []
+        for due, end in self.pending:
+            if due < pos:
+                end()
+            else:
+                still.append((due, end))
+        self.pending = still
+
     def _source(self, i: int) -> Boundary:
         if i == 0:
             return self.inputs
@@ -394,6 +471,8 @@ _HANDLERS: dict[type[Op], Callable[[_Run, Any, int], bool]] = {
     FwdNoTape: _Run._forward,
     FwdCheckpoint: _Run._forward,
     FwdTape: _Run._forward,
+    Offload: _Run._copy_op,
+    Prefetch: _Run._copy_op,
 }
 
 
@@ -423,9 +502,11 @@ class _Executor:
         self.needed_from_probe = False  # `needed` was learnt by the probe, not by a step
         self.probe_counts: dict[int, int] = {}  # values made before each stage, in the probe
         self.last_trace: list[str] | None = None
-        self.device_type = next(
-            (t.device.type for t in (*model.parameters(), *model.buffers())), "cpu"
+        self.device = next(
+            (t.device for t in (*model.parameters(), *model.buffers())), torch.device("cpu")
         )
+        self.device_type = self.device.type
+        self.copier = Copier(self.device_type)
         modules = {id(c.module): c.module for c in calls}
         in_blocks = {id(b) for m in modules.values() for b in m.buffers()}
         outside = [b for b in model.buffers() if id(b) not in in_blocks]

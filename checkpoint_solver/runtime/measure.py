@@ -54,6 +54,9 @@ class StepMeasure:
     cuda_reserved_bytes : int | None
         On CUDA, ``torch.cuda.max_memory_reserved`` during the step: what the caching allocator
         held, fragmentation included (what `solve`'s ``headroom`` leaves room for).
+    host_peak_bytes : int
+        The most host memory an offload schedule's copies held at once (on CPU, what the
+        executor made under `checkpoint_solver.profiling.tracker.host_memory`); 0 without.
     """
 
     peak_bytes: int
@@ -62,6 +65,7 @@ class StepMeasure:
     step_peak_bytes: int | None = None
     cuda_step_peak_bytes: int | None = None
     cuda_reserved_bytes: int | None = None
+    host_peak_bytes: int = 0
 
 
 def train_step(
@@ -126,7 +130,9 @@ def measure_step(
         cuda_step = int(torch.cuda.max_memory_allocated())
         cuda_peak = cuda_step - int(before)
         cuda_reserved = int(torch.cuda.max_memory_reserved())
-    return StepMeasure(int(peak) + x0, loss, cuda_peak, step_peak, cuda_step, cuda_reserved)
+    return StepMeasure(
+        int(peak) + x0, loss, cuda_peak, step_peak, cuda_step, cuda_reserved, tracker.host_peak
+    )
 
 
 def time_steps(

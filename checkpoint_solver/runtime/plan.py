@@ -28,7 +28,9 @@ from checkpoint_solver.schedule.ops import (
     FwdCheckpoint,
     FwdNoTape,
     FwdTape,
+    Offload,
     Op,
+    Prefetch,
 )
 
 __all__ = ["Forward", "ReplayPlan", "forward_kind"]
@@ -73,6 +75,9 @@ class ReplayPlan:
         ``B(i)``.
     trivial : bool
         Every stage taped in the forward phase and nothing recomputed: plain autograd.
+    beside : tuple[int, ...]
+        Per op, the index of the first compute op (``F``, ``B``) after it (``len(ops)`` if
+        none): the op an offload's or a prefetch's copy runs beside.
     """
 
     ops: tuple[Op, ...]
@@ -81,6 +86,7 @@ class ReplayPlan:
     backward_start: int
     replayed: frozenset[int]
     keep_taped: frozenset[int]
+    beside: tuple[int, ...] = ()
 
     @property
     def trivial(self) -> bool:
@@ -105,7 +111,7 @@ class ReplayPlan:
         while i < len(ops) and not isinstance(ops[i], Bwd):
             op = ops[i]
             kind = forward_kind(op)
-            if kind is None and not isinstance(op, FreeActivation):
+            if kind is None and not isinstance(op, (FreeActivation, Offload, Prefetch)):
                 raise InvalidScheduleError(
                     i,
                     str(op),
@@ -143,8 +149,17 @@ class ReplayPlan:
         taped: set[int] = set()
         keep_taped: set[int] = set()
         done_b: set[int] = set()
+        landing: list[tuple[str, int]] = []  # copies that end after the next compute op
         for j, op in enumerate(ops):
             kind = forward_kind(op)
+            if isinstance(op, (Offload, Prefetch)):
+                landing.append(("off" if isinstance(op, Offload) else "pre", op.index))
+                continue
+            if isinstance(op, (Bwd, FwdNoTape, FwdCheckpoint, FwdTape)) and landing:
+                land_now = list(landing)
+                landing = []
+            else:
+                land_now = []
             if isinstance(op, Bwd):
                 if j < backward_start or op.stage != expected_b:
                     raise InvalidScheduleError(j, str(op), f"B({expected_b}) comes next")
@@ -178,6 +193,8 @@ class ReplayPlan:
                         plain.discard(stage - 1)
             else:
                 raise InvalidScheduleError(j, str(op), "not a chain op")
+            for what, index in land_now:
+                (plain.discard if what == "off" else plain.add)(index)
         if expected_b != 0:
             raise InvalidScheduleError(len(ops), None, f"B({expected_b}) never runs")
         if n in replayed:
@@ -186,4 +203,14 @@ class ReplayPlan:
                 str(ops[backward_start]),
                 "the last stage (the loss) is recomputed; the executor never recomputes it",
             )
-        return cls(ops, n, tuple(kinds), backward_start, frozenset(replayed), frozenset(keep_taped))
+        compute = [k for k, op in enumerate(ops) if isinstance(op, (Bwd, *_KINDS))]
+        beside = tuple(next((k for k in compute if k > j), len(ops)) for j in range(len(ops)))
+        return cls(
+            ops,
+            n,
+            tuple(kinds),
+            backward_start,
+            frozenset(replayed),
+            frozenset(keep_taped),
+            beside,
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from checkpoint_solver.schedule.io import load_schedule, save_schedule
+from checkpoint_solver.schedule.link import HostLink
 from checkpoint_solver.schedule.ops import (
     Bwd,
     ChainOp,
@@ -13,7 +14,9 @@ from checkpoint_solver.schedule.ops import (
     FwdNoTape,
     FwdTape,
     GraphOp,
+    Offload,
     Op,
+    Prefetch,
     parse_op,
 )
 from checkpoint_solver.schedule.schedule import Prediction, Schedule, Status
@@ -28,8 +31,11 @@ __all__ = [
     "FwdNoTape",
     "FwdTape",
     "GraphOp",
+    "HostLink",
+    "Offload",
     "Op",
     "Prediction",
+    "Prefetch",
     "Schedule",
     "Status",
     "load_schedule",

@@ -16,6 +16,7 @@ from typing import Any
 from checkpoint_solver._args import expect_path, expect_schedule
 from checkpoint_solver._io import canonical_json, check_header, load_json, validate, write_atomic
 from checkpoint_solver.errors import FileFormatError
+from checkpoint_solver.schedule.link import HostLink
 from checkpoint_solver.schedule.ops import parse_op
 from checkpoint_solver.schedule.schedule import Prediction, Schedule, Status
 from checkpoint_solver.units import MAX_BYTES
@@ -65,10 +66,20 @@ def schedule_to_dict(schedule: Schedule, *, timing: bool = True) -> dict[str, An
         # Written only for whole-step schedules, so activation schedules keep their bytes.
         **({"scope": schedule.scope} if schedule.scope != "activations" else {}),
         "solver": solver,
+        # Written only for offload schedules, so the others keep their bytes.
+        **({"link": schedule.link.to_dict()} if schedule.link is not None else {}),
         "predicted": {
             "peak_bytes": schedule.predicted.peak_bytes,
             "compute_time": _json_float(schedule.predicted.compute_time),
             "overhead": _json_float(schedule.predicted.overhead),
+            **(
+                {
+                    "stall_time": _json_float(schedule.predicted.stall_time),
+                    "host_peak_bytes": schedule.predicted.host_peak_bytes,
+                }
+                if schedule.link is not None
+                else {}
+            ),
         },
         "ops": [str(op) for op in schedule.ops],
     }
@@ -104,6 +115,7 @@ def schedule_from_dict(data: Any, *, source: str = "schedule") -> Schedule:
         {
             "predicted/compute_time": predicted["compute_time"],
             "predicted/overhead": predicted["overhead"],
+            "predicted/stall_time": predicted.get("stall_time"),
             "solver/gap": solver["gap"],
             "solver/lower_bound": solver.get("lower_bound"),
             "solver/solve_s": solver["solve_s"],
@@ -115,6 +127,7 @@ def schedule_from_dict(data: Any, *, source: str = "schedule") -> Schedule:
         size=data["problem"]["size"],
         budget_bytes=data["budget_bytes"],
         scope=data.get("scope", "activations"),
+        link=HostLink.from_dict(data["link"], source) if "link" in data else None,
         ops=tuple(parse_op(text) for text in data["ops"]),
         solver=solver["name"],
         options=dict(solver["options"]),
@@ -126,6 +139,8 @@ def schedule_from_dict(data: Any, *, source: str = "schedule") -> Schedule:
             peak_bytes=predicted["peak_bytes"],
             compute_time=float(predicted["compute_time"]),
             overhead=float(predicted["overhead"]),
+            stall_time=float(predicted.get("stall_time", 0.0)),
+            host_peak_bytes=predicted.get("host_peak_bytes"),
         ),
         notes=solver.get("notes", ""),
     )

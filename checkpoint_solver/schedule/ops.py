@@ -11,6 +11,10 @@ Read as (chain):
 - ``F_all(3)``: run stage 3 forward recording its tape ``abar[3]`` (which holds ``a[3]``).
 - ``B(3)``: back-propagate stage 3: consume ``delta[3]`` and ``abar[3]``, produce ``delta[2]``.
 - ``free(a[3])``: drop the kept activation ``a[3]``.
+- ``offload(a[3])``: copy the kept ``a[3]`` to host memory beside the next op, then drop it on the
+  device.
+- ``prefetch(a[3])``: copy ``a[3]`` back from host memory beside the next op; it is kept again
+  from the op after that one.
 
 Read as (graph):
 
@@ -43,7 +47,9 @@ __all__ = [
     "FwdNoTape",
     "FwdTape",
     "GraphOp",
+    "Offload",
     "Op",
+    "Prefetch",
     "parse_op",
 ]
 
@@ -99,6 +105,34 @@ class FreeActivation:
 
 
 @dataclass(frozen=True, slots=True)
+class Offload:
+    """``offload(a[i])``: copy the kept boundary ``a[index]`` to host memory.
+
+    The copy runs on its own stream beside the next compute op, which may still read
+    ``a[index]``; when that op ends the device copy is dropped (the step waits for the copy if it
+    is not done). The host copy stays until a `Prefetch` brings it back."""
+
+    index: int
+
+    def __str__(self) -> str:
+        return f"offload(a[{self.index}])"
+
+
+@dataclass(frozen=True, slots=True)
+class Prefetch:
+    """``prefetch(a[i])``: copy the offloaded ``a[index]`` back to the device.
+
+    Its device memory is taken at once; the copy runs beside the next compute op (which must not
+    read ``a[index]``), and from the op after that ``a[index]`` is kept on the device again (the
+    step waits for the copy if it is not done) and its host copy is released."""
+
+    index: int
+
+    def __str__(self) -> str:
+        return f"prefetch(a[{self.index}])"
+
+
+@dataclass(frozen=True, slots=True)
 class Compute:
     """``compute(v)``: compute graph node `node`."""
 
@@ -118,11 +152,20 @@ class Free:
         return f"free({self.node})"
 
 
-ChainOp: TypeAlias = FwdNoTape | FwdCheckpoint | FwdTape | Bwd | FreeActivation
+ChainOp: TypeAlias = FwdNoTape | FwdCheckpoint | FwdTape | Bwd | FreeActivation | Offload | Prefetch
 GraphOp: TypeAlias = Compute | Free
 Op: TypeAlias = ChainOp | GraphOp
 
-CHAIN_OP_TYPES: tuple[type, ...] = (FwdNoTape, FwdCheckpoint, FwdTape, Bwd, FreeActivation)
+CHAIN_OP_TYPES: tuple[type, ...] = (
+    FwdNoTape,
+    FwdCheckpoint,
+    FwdTape,
+    Bwd,
+    FreeActivation,
+    Offload,
+    Prefetch,
+)
+COPY_OP_TYPES: tuple[type, ...] = (Offload, Prefetch)
 GRAPH_OP_TYPES: tuple[type, ...] = (Compute, Free)
 
 _PARSERS: tuple[tuple[re.Pattern[str], type], ...] = (
@@ -131,6 +174,8 @@ _PARSERS: tuple[tuple[re.Pattern[str], type], ...] = (
     (re.compile(r"^F_all\((\d+)\)$"), FwdTape),
     (re.compile(r"^B\((\d+)\)$"), Bwd),
     (re.compile(r"^free\(a\[(\d+)\]\)$"), FreeActivation),
+    (re.compile(r"^offload\(a\[(\d+)\]\)$"), Offload),
+    (re.compile(r"^prefetch\(a\[(\d+)\]\)$"), Prefetch),
     (re.compile(r"^compute\((\d+)\)$"), Compute),
     (re.compile(r"^free\((\d+)\)$"), Free),
 )
@@ -150,6 +195,7 @@ def parse_op(text: str) -> Op:
             op: Op = cls(int(match.group(1)))
             return op
     raise FileFormatError(
-        f"unknown op {text!r}; chain ops are F_n(i), F_ck(i), F_all(i), B(i), free(a[i]); "
+        f"unknown op {text!r}; chain ops are F_n(i), F_ck(i), F_all(i), B(i), free(a[i]), "
+        f"offload(a[i]), prefetch(a[i]); "
         f"graph ops are compute(v), free(v)"
     )

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from checkpoint_solver.schedule.ops import CHAIN_OP_TYPES, GRAPH_OP_TYPES, Op
+from checkpoint_solver.schedule.link import HostLink
+from checkpoint_solver.schedule.ops import CHAIN_OP_TYPES, COPY_OP_TYPES, GRAPH_OP_TYPES, Op
 
 __all__ = ["Prediction", "Schedule", "Status"]
 
@@ -40,11 +41,18 @@ class Prediction:
         Total forward and backward time, recomputations included, in the problem's cost unit.
     overhead : float
         ``compute_time / store_all_time - 1``: the relative cost of recomputation.
+    stall_time : float
+        With a `HostLink`: the time the step waits for copies beyond its compute (the step takes
+        ``compute_time + stall_time``); 0 without one.
+    host_peak_bytes : int | None
+        With a `HostLink`: the most host memory the copies hold at once; None without one.
     """
 
     peak_bytes: int
     compute_time: float
     overhead: float
+    stall_time: float = 0.0
+    host_peak_bytes: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -78,6 +86,9 @@ class Schedule:
     predicted : Prediction
     notes : str
         Free text from the solver (what it derived or picked, and why).
+    link : HostLink | None
+        The host link an offload schedule was solved for (its ops may then include `Offload` and
+        `Prefetch`); None: no offload.
     """
 
     kind: Literal["chain", "graph"]
@@ -94,6 +105,7 @@ class Schedule:
     predicted: Prediction
     notes: str = ""
     scope: Literal["activations", "step"] = "activations"
+    link: HostLink | None = None
 
     def __post_init__(self) -> None:
         import math
@@ -103,6 +115,7 @@ class Schedule:
         for where, v in (
             ("predicted.compute_time", p.compute_time),
             ("predicted.overhead", p.overhead),
+            ("predicted.stall_time", p.stall_time),
             ("gap", self.gap),
             ("lower_bound", self.lower_bound),
             ("solve_s", self.solve_s),
@@ -128,6 +141,13 @@ class Schedule:
                 raise FileFormatError(
                     f"op {k} ({op}) is not a {self.kind} op; a {self.kind} schedule may only "
                     f"contain {', '.join(t.__name__ for t in allowed)}"
+                )
+            if self.link is None and isinstance(op, COPY_OP_TYPES):
+                from checkpoint_solver.errors import FileFormatError
+
+                raise FileFormatError(
+                    f"op {k} ({op}) copies to host memory but the schedule has no link; an "
+                    f"offload schedule carries the HostLink it was solved for"
                 )
 
     def replace(self, **changes: Any) -> Schedule:

@@ -39,6 +39,7 @@ from checkpoint_solver.solvers import (
     hierarchical,
     ilp,
     ilp_rounding,
+    offload,
     periodic,
     revolve,
     store_all,
@@ -105,6 +106,20 @@ register(
         min_budget=dp.min_budget_dp,
         guarantee="optimal among persistent chain schedules at its memory discretisation; reports the gap (Beaumont et al. 2019)",
         tradeoff=dp.tradeoff_dp,
+    )
+)
+register(
+    SolverSpec(
+        name="dp-offload",
+        kinds=("chain",),
+        fn=offload.solve_dp_offload,
+        options_type=offload.OffloadOptions,
+        min_budget=offload.min_budget_dp_offload,
+        guarantee=(
+            "the chain DP with offload to host memory as a third choice for a checkpoint, over a "
+            "given HostLink; never predicted slower than dp"
+        ),
+        exact_min_budget=False,
     )
 )
 register(
@@ -253,7 +268,7 @@ def _as_step(problem: Chain, schedule: Schedule) -> Schedule:
     the peak with the optimizer step."""
     from checkpoint_solver.simulation import simulate_ops
 
-    report = simulate_ops(problem, schedule.ops, scope="step")
+    report = simulate_ops(problem, schedule.ops, scope="step", link=schedule.link)
     note = (
         "whole-step budget: parameters, optimizer state and the parameter gradients live at each "
         f"op counted (the optimizer step peaks at {report.step_peak_bytes} bytes)"
@@ -261,7 +276,12 @@ def _as_step(problem: Chain, schedule: Schedule) -> Schedule:
     return schedule.replace(
         fingerprint=fingerprint(problem),
         scope="step",
-        predicted=dataclasses.replace(schedule.predicted, peak_bytes=report.peak_bytes),
+        predicted=dataclasses.replace(
+            schedule.predicted,
+            peak_bytes=report.peak_bytes,
+            stall_time=report.stall_time,
+            host_peak_bytes=report.host_peak_bytes,
+        ),
         notes=(schedule.notes + "; " if schedule.notes else "") + note,
     )
 

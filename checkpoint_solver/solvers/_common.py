@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from checkpoint_solver.problem import Problem, fingerprint
-from checkpoint_solver.schedule import Op, Prediction, Schedule, Status
+from checkpoint_solver.schedule import HostLink, Op, Prediction, Schedule, Status
 
 __all__ = ["make_schedule"]
 
@@ -25,16 +25,21 @@ def make_schedule(
     lower_bound: float | None = None,
     notes: str = "",
     scope: str = "activations",
+    link: HostLink | None = None,
 ) -> Schedule:
     """Wrap a solver's ops and its *own* prediction of peak and time into a `Schedule`.
 
     On a chain whose boundaries' values are known, the solvers' own accounting adds up
     boundaries and over-counts (see `checkpoint_solver.solvers._values`): the peak is then the
-    simulator's; so is a whole-step peak (``scope="step"``)."""
-    if scope == "step" or (problem.kind == "chain" and problem.values):
+    simulator's; so is a whole-step peak (``scope="step"``). With a `link` (an offload schedule)
+    the waits for copies and the host peak are the simulator's too."""
+    stall, host = 0.0, None
+    if scope == "step" or (problem.kind == "chain" and problem.values) or link is not None:
         from checkpoint_solver.simulation import simulate_ops
 
-        peak_bytes = simulate_ops(problem, list(ops), scope=scope).peak_bytes
+        report = simulate_ops(problem, list(ops), scope=scope, link=link)
+        peak_bytes = report.peak_bytes
+        stall, host = report.stall_time, report.host_peak_bytes
     base = problem.store_all_time
     return Schedule(
         kind=problem.kind,
@@ -51,7 +56,10 @@ def make_schedule(
             peak_bytes=int(peak_bytes),
             compute_time=float(compute_time),
             overhead=float(compute_time / base - 1) if base > 0 else 0.0,
+            stall_time=float(stall),
+            host_peak_bytes=host,
         ),
         notes=notes,
         scope=scope,  # type: ignore[arg-type]
+        link=link,
     )

@@ -58,8 +58,9 @@ def _attempt(
 def _faster(a: tuple[Schedule, int] | None, b: tuple[Schedule, int]) -> tuple[Schedule, int]:
     if a is None:
         return b
-    ka = (a[0].predicted.compute_time, a[1])
-    kb = (b[0].predicted.compute_time, b[1])
+    # Offload schedules wait for copies too: compare step times.
+    ka = (a[0].predicted.compute_time + a[0].predicted.stall_time, a[1])
+    kb = (b[0].predicted.compute_time + b[0].predicted.stall_time, b[1])
     return b if kb < ka else a
 
 
@@ -126,7 +127,9 @@ def solve_exact(
             break
         step = (high - low) / (GRID - 1)
         low, high = max(low, int(used - step)), min(high, int(used + step) + 1)
-    if rule is not None and (best is None or rule[2] < best[0].predicted.compute_time):
+    if rule is not None and (
+        best is None or rule[2] < best[0].predicted.compute_time + best[0].predicted.stall_time
+    ):
         ops, peak, compute_time = rule
         note = (
             f"boundary values counted once per copy: a torch rule's plan (per-block or "

@@ -10,6 +10,12 @@ same memory/time axes as ours.
   segments over the blocks: chunks of ``n // segments`` consecutive blocks, every chunk but the
   last run under one checkpoint, the last chunk and the remainder stored.
 
+- `offload_per_block`: per-block checkpointing with every kept block input moved to host memory
+  while the forward goes on and brought back one op before its block is rerun: Unsloth's
+  ``use_gradient_checkpointing="unsloth"`` (the last block's input stays on the device), and
+  torchtune's ``OffloadActivations`` as it recommends running it, under per-block checkpointing
+  (then the saved tensors it offloads are the blocks' inputs; ``keep_last=False``).
+
 ``first`` is the 1-based stage of the first block and ``count`` the number of blocks; by default
 every stage is a block. For a `checkpoint_solver.profiling.Profile`, `profile_blocks` gives them.
 
@@ -33,13 +39,23 @@ from checkpoint_solver.errors import InvalidOptionError
 from checkpoint_solver.problem import Chain
 from checkpoint_solver.problem.profile import StageKind
 from checkpoint_solver.problem.states import resolve_scope
-from checkpoint_solver.schedule import Op, Schedule
-from checkpoint_solver.schedule.ops import parse_op
+from checkpoint_solver.schedule import HostLink, Op, Schedule
+from checkpoint_solver.schedule.ops import (
+    Bwd,
+    FwdCheckpoint,
+    FwdNoTape,
+    FwdTape,
+    Offload,
+    Prefetch,
+    parse_op,
+)
 from checkpoint_solver.simulation import simulate_ops
 from checkpoint_solver.solvers._common import make_schedule
 
 __all__ = [
     "fastest_rule",
+    "offload_ops",
+    "offload_per_block",
     "profile_blocks",
     "rule_candidates",
     "rule_ops",
@@ -204,4 +220,73 @@ def torch_sequential(
         f"torch-sequential-{segments}",
         {"first": first, "count": count, "segments": segments},
         scope,
+    )
+
+
+def offload_ops(ops: Sequence[Op], keep_last: bool = True) -> list[Op]:
+    """`ops` (a per-block plan) with each block input kept plain in the forward phase offloaded
+    before the block that reads it runs, and prefetched before the compute op that precedes its
+    block's rerun. With `keep_last`, the last block's input stays on the device."""
+    first_b = next(k for k, op in enumerate(ops) if isinstance(op, Bwd))
+    forward = {op.stage: op for op in ops[:first_b] if hasattr(op, "stage")}
+    # a[j] may go when stage j+1 runs without tape (no live tape holds it) and a[j] is plain.
+    eligible = [
+        j
+        for j in range(1, len(forward))
+        if isinstance(forward.get(j + 1), FwdCheckpoint)
+        and isinstance(forward.get(j), (FwdCheckpoint, FwdNoTape))
+    ]
+    if keep_last and eligible:
+        eligible = eligible[:-1]
+    compute = (Bwd, FwdCheckpoint, FwdNoTape, FwdTape)
+    out: list[Op] = []
+    before: dict[int, list[Op]] = {}  # op index -> prefetches issued before it
+    for j in eligible:
+        rerun = next(
+            (
+                k
+                for k in range(first_b, len(ops))
+                if isinstance(ops[k], (FwdCheckpoint, FwdNoTape, FwdTape)) and ops[k].stage == j + 1  # type: ignore[union-attr]
+            ),
+            None,
+        )
+        if rerun is None:
+            continue
+        prior = max(k for k in range(rerun) if isinstance(ops[k], compute))
+        before.setdefault(prior, []).append(Prefetch(j))
+    for k, op in enumerate(ops):
+        if k < first_b and isinstance(op, FwdCheckpoint) and op.stage - 1 in eligible:
+            out.append(Offload(op.stage - 1))
+        out.extend(before.get(k, []))
+        out.append(op)
+    return out
+
+
+def offload_per_block(
+    chain: Chain,
+    link: HostLink,
+    first: int = 1,
+    count: int | None = None,
+    *,
+    keep_last: bool = True,
+    scope: str | None = None,
+) -> Schedule:
+    """Per-block checkpointing with the blocks' inputs offloaded (Unsloth-style; torchtune-style
+    with ``keep_last=False``), over `link`; its budget is its own simulated peak."""
+    first, count = _range(chain, first, count)
+    ops = offload_ops(rule_ops(chain.length, first, count, 1, 0), keep_last)
+    which = resolve_scope(chain, scope)
+    report = simulate_ops(chain, ops, scope=which, link=link)
+    name = "unsloth-style" if keep_last else "torchtune-style"
+    return make_schedule(
+        chain,
+        report.peak_bytes,
+        ops,
+        solver=name,
+        peak_bytes=report.peak_bytes,
+        compute_time=report.compute_time,
+        options={"first": first, "count": count, "keep_last": keep_last},
+        notes="offload every block input and recompute the block; budget = its own simulated peak",
+        scope=which,
+        link=link,
     )

@@ -8,6 +8,8 @@ import warnings
 
 from checkpoint_solver.solvers.baseline_plans import (
     fastest_rule,
+    offload_ops,
+    offload_per_block,
     profile_blocks,
     rule_candidates,
     rule_ops,
@@ -18,6 +20,8 @@ from checkpoint_solver.solvers.baseline_plans import (
 
 __all__ = [
     "fastest_rule",
+    "offload_ops",
+    "offload_per_block",
     "profile_blocks",
     "rule_candidates",
     "rule_ops",

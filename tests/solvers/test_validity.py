@@ -9,7 +9,14 @@ from hypothesis import strategies as st
 from checkpoint_solver import min_budget, simulate, solve
 from checkpoint_solver.solvers import available_solvers
 from checkpoint_solver.solvers.store_all import min_budget_store_all
-from tests.strategies import applicable, chains, feasible_budgets, graphs, uniform_chains
+from tests.strategies import (
+    applicable,
+    chains,
+    feasible_budgets,
+    graphs,
+    solver_options,
+    uniform_chains,
+)
 
 CHAIN_SOLVERS = sorted(available_solvers("chain"))
 # cpsat solves in a child process (about 0.5 s a call): its own tests (test_cpsat.py) check it
@@ -28,6 +35,8 @@ def _assert_valid_and_predicted(problem, schedule) -> None:
         report.compute_time, rel=1e-9, abs=1e-12
     )
     assert schedule.predicted.overhead == pytest.approx(report.overhead, rel=1e-9, abs=1e-12)
+    assert schedule.predicted.stall_time == pytest.approx(report.stall_time, rel=1e-9, abs=1e-12)
+    assert schedule.predicted.host_peak_bytes == report.host_peak_bytes
 
 
 @pytest.mark.parametrize("solver", CHAIN_SOLVERS)
@@ -35,9 +44,10 @@ def _assert_valid_and_predicted(problem, schedule) -> None:
 def test_chain_solvers_valid_within_budget(solver: str, chain, data) -> None:
     """Every chain solver's schedule simulates valid, within budget, exactly as predicted."""
     assume(applicable(solver, chain))
-    low = min_budget(chain, solver)
+    options = solver_options(solver)
+    low = min_budget(chain, solver, **options)
     budget = data.draw(feasible_budgets(low, min_budget_store_all(chain)), label="budget")
-    _assert_valid_and_predicted(chain, solve(chain, budget, solver))
+    _assert_valid_and_predicted(chain, solve(chain, budget, solver, **options))
 
 
 @pytest.mark.parametrize("solver", GRAPH_SOLVERS)
@@ -71,7 +81,8 @@ def test_store_all_is_the_time_lower_bound(chain) -> None:
     for solver in CHAIN_SOLVERS:
         if not applicable(solver, chain):
             continue
-        s = solve(chain, max(top, min_budget(chain, solver)), solver)
+        options = solver_options(solver)
+        s = solve(chain, max(top, min_budget(chain, solver, **options)), solver, **options)
         assert s.predicted.compute_time >= ref.predicted.compute_time - 1e-9
 
 

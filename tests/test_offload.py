@@ -1,0 +1,189 @@
+"""Offload: the simulator's copy rules and timing (hand-traced), dp-offload, the offload
+baselines, and the executor's copies (bitwise, measured device and host memory = predicted)."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+
+import pytest
+from hypothesis import given, settings
+
+import checkpoint_solver as cs
+from checkpoint_solver import zoo
+from checkpoint_solver.problem.synthetic import uniform_chain
+from checkpoint_solver.runtime.measure import measure_step
+from checkpoint_solver.schedule import HostLink, Offload, Schedule, parse_op
+from checkpoint_solver.simulation import simulate_ops
+from checkpoint_solver.solvers.baseline_plans import (
+    offload_per_block,
+    profile_blocks,
+    torch_per_block,
+)
+from tests.strategies import chains
+from tests.zoo.check import differences, reference, train
+
+
+def _ops(text: str) -> list:
+    return [parse_op(t) for t in text.split()]
+
+
+SLOW = HostLink(d2h_bytes_per_s=4, h2d_bytes_per_s=5)  # 10 bytes: 2.5 out, 2.0 back
+
+
+def test_copies_run_beside_the_next_op_and_the_step_waits_for_them() -> None:
+    """Traced by hand on a uniform chain (x = xbar = 10, every op 1 time unit):
+
+    F_ck(1) at t=0..1; offload(a[1]) starts at 1 and ends at 3.5, beside F_ck(2) (1..2): the step
+    waits 1.5. F_all(3) 3.5..4.5; prefetch(a[1]) 4.5..6.5 beside B(3) (4.5..5.5): waits 1.0.
+    a[1] is on the device through F_ck(2) (peak 30), off it until the prefetch (which takes its
+    10 bytes at once: 40), and B(3) peaks at 60 with it."""
+    chain = uniform_chain(3, x=10)
+    ops = _ops(
+        "F_ck(1) offload(a[1]) F_ck(2) F_all(3) prefetch(a[1]) B(3) F_all(2) B(2) F_all(1) B(1)"
+    )
+    r = simulate_ops(chain, ops, link=SLOW)
+    assert r.valid, r.violation
+    assert r.compute_time == 8.0
+    assert r.stall_time == pytest.approx(2.5)
+    assert r.step_time == pytest.approx(10.5)
+    assert r.host_peak_bytes == 10
+    assert r.op_peaks == (20, 20, 30, 30, 40, 60, 40, 50, 30, 40)
+    assert r.timeline == (20, 20, 20, 30, 40, 30, 40, 20, 30, 10)
+
+
+def test_copies_on_one_stream_run_one_after_the_other() -> None:
+    """Traced by hand (4 stages): both offloads go beside F_ck(3) (2..3) on the one d2h stream,
+    a[1] 2..4.5 then a[2] 4.5..7: a wait of 4. F_all(4) 7..8; prefetch(a[2]) 8..10 beside B(4)
+    (8..9): wait 1; F_all(3) 10..11; prefetch(a[1]) 11..13 beside B(3) (11..12): wait 1; then
+    four ops to 17. Compute 11, waits 6."""
+    chain = uniform_chain(4, x=10)
+    ops = _ops(
+        "F_ck(1) F_ck(2) offload(a[1]) offload(a[2]) F_ck(3) F_all(4) prefetch(a[2]) B(4) "
+        "F_all(3) prefetch(a[1]) B(3) F_all(2) B(2) F_all(1) B(1)"
+    )
+    r = simulate_ops(chain, ops, link=SLOW)
+    assert r.valid, r.violation
+    assert r.compute_time == 11.0
+    assert r.stall_time == pytest.approx(6.0)
+    assert r.step_time == pytest.approx(17.0)
+    assert r.host_peak_bytes == 20
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("F_ck(1) prefetch(a[1])", "no copy on the host"),
+        ("F_ck(1) offload(a[1]) F_ck(2) offload(a[1])", "not kept plain"),
+        ("F_ck(1) F_ck(2) offload(a[1]) F_n(3) prefetch(a[1]) F_all(2)", "being prefetched"),
+        ("F_ck(1) F_all(2) offload(a[1])", "tape abar[2]"),
+        ("F_ck(1) offload(a[1]) F_all(2)", "tape abar[2]"),
+    ],
+)
+def test_copy_rules_are_violations_with_reasons(text: str, why: str) -> None:
+    r = simulate_ops(uniform_chain(3, x=10), _ops(text), link=SLOW)
+    assert r.violation is not None and why in r.violation.reason, r.violation
+
+
+def test_copies_need_a_link_and_respect_the_host_budget() -> None:
+    chain = uniform_chain(3, x=10)
+    ops = _ops("F_ck(1) offload(a[1]) F_ck(2)")
+    r = simulate_ops(chain, ops)
+    assert r.violation is not None and "no link" in r.violation.reason
+    tight = HostLink(d2h_bytes_per_s=4, h2d_bytes_per_s=5, host_budget_bytes=9)
+    r = simulate_ops(chain, ops, link=tight)
+    assert r.violation is not None and "host budget" in r.violation.reason
+
+
+def test_an_offload_schedule_round_trips_through_json_with_its_link(tmp_path) -> None:
+    chain = uniform_chain(8, x=100)
+    link = HostLink(d2h_bytes_per_s=200.0, h2d_bytes_per_s=200.0, host_budget_bytes=10_000)
+    s = cs.solve(chain, 650, "dp-offload", link=link)
+    assert any(isinstance(op, Offload) for op in s.ops)
+    back = Schedule.load(s.save(tmp_path / "s.json"))
+    assert back == s
+    assert cs.simulate(chain, back).host_peak_bytes == s.predicted.host_peak_bytes
+    with pytest.raises(cs.FileFormatError, match="no link"):
+        s.replace(link=None)
+
+
+def test_dp_offload_is_strictly_faster_than_dp_where_offload_frees_a_checkpoint() -> None:
+    """Uniform chain, 8 stages of 100 bytes, copies half a stage long: at 650 bytes dp needs 26
+    time units; offloading the block inputs (Unsloth's plan and better) takes 22, no waits."""
+    chain = uniform_chain(8, x=100)
+    link = HostLink(d2h_bytes_per_s=200, h2d_bytes_per_s=200)
+    dp = cs.solve(chain, 650, "dp")
+    off = cs.solve(chain, 650, "dp-offload", link=link)
+    assert dp.predicted.compute_time == 26.0
+    assert off.predicted.compute_time + off.predicted.stall_time == 22.0
+    assert cs.simulate(chain, off).peak_bytes <= 650
+
+
+@settings(max_examples=25, deadline=None)
+@given(chain=chains(min_length=2))
+def test_dp_offload_is_never_predicted_slower_than_dp(chain) -> None:
+    link = HostLink(d2h_bytes_per_s=20.0, h2d_bytes_per_s=30.0)
+    low = cs.min_budget(chain, "dp")
+    high = max(low, cs.min_budget(chain, "store_all"))
+    for budget in sorted({low, (low + high) // 2, high}):
+        dp = cs.solve(chain, budget, "dp")
+        off = cs.solve(chain, budget, "dp-offload", link=link)
+        r = cs.simulate(chain, off)
+        assert r.valid and r.peak_bytes <= budget
+        assert r.step_time <= dp.predicted.compute_time * (1 + 1e-9)
+
+
+def test_the_offload_baselines_hold_less_than_per_block_at_its_time() -> None:
+    chain = uniform_chain(6, x=100)
+    link = HostLink(d2h_bytes_per_s=200, h2d_bytes_per_s=200)
+    per_block = cs.simulate(chain, torch_per_block(chain))
+    for keep_last, host in ((True, 300), (False, 400)):
+        s = offload_per_block(chain, link, keep_last=keep_last)
+        r = cs.simulate(chain, s)
+        assert r.valid, r.violation
+        assert r.step_time == per_block.compute_time
+        assert r.peak_bytes == 700 < per_block.peak_bytes == 1000
+        assert r.host_peak_bytes == host
+
+
+def _profiled(name: str):
+    model, inputs = zoo.build(name, 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prof = cs.profile(model, inputs, warmup=1, repeats=1, graph=False)
+    return model, inputs, prof
+
+
+def _check_run(model, inputs, prof, sched) -> None:
+    ref = reference(model, inputs)
+    m = copy.deepcopy(model)
+    cs.apply(m, sched, prof)
+    got = train(m, inputs)
+    assert differences(ref, got) == []
+    assert got.peak_bytes == sched.predicted.peak_bytes
+    assert measure_step(m, inputs).host_peak_bytes == sched.predicted.host_peak_bytes
+
+
+@pytest.mark.parametrize("name", ["resnet", "unet", "rnn_steps"])
+def test_offloading_every_block_input_trains_exactly_at_the_predicted_memory(name: str) -> None:
+    """The Unsloth-style plan through the executor's host pool (CPU): gradients, buffers and
+    losses bitwise; the measured device peak and host peak are the simulator's."""
+    model, inputs, prof = _profiled(name)
+    first, count = profile_blocks([s.name for s in prof.stages])
+    link = HostLink(d2h_bytes_per_s=1e9, h2d_bytes_per_s=1e9)
+    sched = offload_per_block(prof.chain, link, first, count)
+    assert sum(isinstance(op, Offload) for op in sched.ops) >= 3
+    _check_run(model, inputs, prof, sched)
+
+
+@pytest.mark.parametrize("name", ["unet", "rnn_steps"])
+def test_dp_offload_at_per_blocks_peak_trains_exactly(name: str) -> None:
+    """dp-offload at torch per-block's own peak offloads boundaries on these models; the run is
+    bitwise and its device and host peaks are the predicted ones."""
+    model, inputs, prof = _profiled(name)
+    first, count = profile_blocks([s.name for s in prof.stages])
+    budget = torch_per_block(prof.chain, first, count).predicted.peak_bytes
+    link = HostLink(d2h_bytes_per_s=1e9, h2d_bytes_per_s=1e9)
+    sched = cs.solve(prof.chain, budget, "dp-offload", link=link)
+    assert any(isinstance(op, Offload) for op in sched.ops)
+    _check_run(model, inputs, prof, sched)
