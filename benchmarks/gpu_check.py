@@ -7,7 +7,11 @@ the live-storage tracker's measured peak, ``torch.cuda.max_memory_allocated`` ab
 start, the median step times, and whether loss and gradients equal plain autograd's; then the
 whole step with AdamW (profiled with the optimizer, `dp` at the budget plus the model states):
 predicted, the tracker's count of every live tensor, ``max_memory_allocated`` and
-``max_memory_reserved``. Writes the RESULTS.md section "gpu_check" with the device name.
+``max_memory_reserved``. Then offload (issue 21), on the same models with the link measured by
+``cs.measure_link``: torch per-block, the Unsloth-style plan, ``dp`` and ``dp-offload`` at
+per-block's peak, each measured (step time, tracker and ``max_memory_allocated`` peaks, host
+peak) and checked against plain autograd. Writes the RESULTS.md section "gpu_check" with the
+device name.
 
     python benchmarks/gpu_check.py [--device cuda] [--only llama unet]
 """
@@ -32,7 +36,12 @@ from checkpoint_solver import zoo
 from checkpoint_solver.profiling.chain import inputs_to
 from checkpoint_solver.runtime import baselines
 from checkpoint_solver.runtime.measure import measure_step, time_steps
-from checkpoint_solver.solvers.baseline_plans import profile_blocks, torch_per_block
+from checkpoint_solver.schedule import HostLink
+from checkpoint_solver.solvers.baseline_plans import (
+    offload_per_block,
+    profile_blocks,
+    torch_per_block,
+)
 
 
 def run(name: str, device: str) -> list[object]:
@@ -101,6 +110,62 @@ def run(name: str, device: str) -> list[object]:
     ]
 
 
+def offload_rows(name: str, device: str) -> list[list[object]]:
+    torch.manual_seed(0)
+    model, inputs = zoo.build(name, 1)
+    model, inputs = model.to(device), inputs_to(inputs, device)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prof = cs.profile(model, inputs, graph=False)
+    link = cs.measure_link(device) if device.startswith("cuda") else HostLink.gbps(25)
+    first, count = profile_blocks([s.name for s in prof.stages])
+    peak = torch_per_block(prof.chain, first, count).predicted.peak_bytes
+    names = list(dict.fromkeys(m for s in prof.stages for m in s.modules))
+    plain = copy.deepcopy(model)
+    torch.manual_seed(1)
+    ref = measure_step(plain, inputs)
+    schedules = {
+        "unsloth-style": offload_per_block(prof.chain, link, first, count),
+        "dp": cs.solve(prof.chain, peak, "dp"),
+        "dp-offload": cs.solve(prof.chain, peak, "dp-offload", link=link),
+    }
+    runs: dict[str, tuple[torch.nn.Module, cs.Schedule | None]] = {
+        "per-block": (baselines.checkpoint_per_block(copy.deepcopy(model), names), None)
+    }
+    for k, sched in schedules.items():
+        runs[k] = (cs.apply(copy.deepcopy(model), sched, prof), sched)
+    base = statistics.median(time_steps(runs["per-block"][0], inputs, repeats=3))
+    mib = 2**20
+    rows: list[list[object]] = []
+    for k, (m, sched) in runs.items():
+        torch.manual_seed(1)
+        got = measure_step(m, inputs)
+        exact = all(
+            torch.equal(a.grad, b.grad)
+            for a, b in zip(plain.parameters(), m.parameters(), strict=True)
+            if a.grad is not None
+        ) and torch.equal(ref.loss, got.loss)
+        ms = statistics.median(time_steps(m, inputs, repeats=3))
+        p = None if sched is None else sched.predicted
+        rows.append(
+            [
+                f"{name} (1)",
+                f"{link.d2h_bytes_per_s / 1e9:.1f} / {link.h2d_bytes_per_s / 1e9:.1f}",
+                k,
+                "—" if p is None else f"{p.peak_bytes / mib:.1f}",
+                f"{got.peak_bytes / mib:.1f}",
+                "—" if got.cuda_peak_bytes is None else f"{got.cuda_peak_bytes / mib:.1f}",
+                "—" if p is None else f"{(p.host_peak_bytes or 0) / mib:.1f}",
+                f"{got.host_peak_bytes / mib:.1f}",
+                "—" if sched is None else sum("offload" in str(op) for op in sched.ops),
+                f"{1e3 * ms:.1f}",
+                f"{ms / base:.3f}",
+                "yes" if exact else "NO",
+            ]
+        )
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -121,9 +186,26 @@ def main() -> None:
         "step ms plain / per-block / dp",
         "bitwise",
     ]
+    offload = [r for n in args.only for r in offload_rows(n, args.device)]
+    offload_headers = [
+        "model (config)",
+        "link GB/s d2h / h2d",
+        "schedule",
+        "predicted MiB",
+        "measured MiB (tracker)",
+        "measured MiB (cuda)",
+        "predicted host MiB",
+        "measured host MiB",
+        "offloads",
+        "step ms",
+        "/ per-block",
+        "bitwise",
+    ]
     body = (
         f"Device: {device}, torch {torch.__version__}; {time.perf_counter() - t0:.0f} s.\n\n"
         + table(headers, rows)
+        + "\n\nOffload at torch per-block's peak:\n\n"
+        + table(offload_headers, offload)
     )
     print(body)
     write_section("gpu_check", body)

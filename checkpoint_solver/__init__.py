@@ -108,6 +108,7 @@ __all__ = [
     "format_seconds",
     "load_problem",
     "load_schedule",
+    "measure_link",
     "measure_step",
     "min_budget",
     "parse_bytes",
@@ -226,6 +227,24 @@ def measure_step(
     from checkpoint_solver.runtime.measure import measure_step as _measure
 
     return _measure(model, inputs, loss_fn, optimizer=optimizer, accumulate=accumulate)
+
+
+def measure_link(
+    device: Any = "cuda",
+    *,
+    nbytes: int | str = "64MiB",
+    repeats: int = 5,
+    host_budget: int | str | None = None,
+) -> HostLink:
+    """Measure the device-host link with pinned buffers on a side stream, each way: the
+    `HostLink` for ``dp-offload`` (CUDA only; elsewhere give ``HostLink.gbps(...)``).
+
+    Imports torch when called. The parameters are those of
+    `checkpoint_solver.profiling.link.measure_link`, which documents them.
+    """
+    from checkpoint_solver.profiling.link import measure_link as _measure_link
+
+    return _measure_link(device, nbytes=nbytes, repeats=repeats, host_budget=host_budget)
 
 
 def export_policy(model: Any, schedule: Schedule, profile: Profile, example_inputs: Any) -> Any:

@@ -143,8 +143,10 @@ from checkpoint_solver.schedule.ops import (
     FwdNoTape,
     FwdTape,
     Offload,
+    OffloadValue,
     Op,
     Prefetch,
+    PrefetchValue,
 )
 from checkpoint_solver.schedule.schedule import Schedule
 
@@ -282,11 +284,11 @@ def simulate_ops(
                 "optimizer=); this problem has none",
             )
         if problem.kind == "graph":
-            return _graph_step(problem, ops, budget_bytes)
+            return _graph_step(problem, ops, budget_bytes, link)
         return _step(problem, ops, budget_bytes, link)
     if problem.kind == "chain":
         return _ChainSim(problem, budget_bytes, link).run(ops)
-    return _GraphSim(problem, budget_bytes).run(ops)
+    return _GraphSim(problem, budget_bytes, link).run(ops)
 
 
 def _step_over(index: int, step_peak: int, budget: int) -> Violation:
@@ -300,14 +302,14 @@ def _step_over(index: int, step_peak: int, budget: int) -> Violation:
 
 
 def _graph_step(
-    graph: Graph, ops: tuple[Op, ...] | list[Op], budget: int | None
+    graph: Graph, ops: tuple[Op, ...] | list[Op], budget: int | None, link: HostLink | None = None
 ) -> SimulationReport:
     """A graph's whole step: every op's memory plus the model states (`Graph.states`), each
     node's parameter gradients from its first computation on (accumulating, ``.grad`` all along
     and the new gradients while their node runs), then the optimizer step."""
     st = graph.states
     assert st is not None
-    rules = _GraphSim(graph, None).run(ops)
+    rules = _GraphSim(graph, None, link).run(ops)
     fixed = st.fixed_bytes
     made = 0
     seen: set[int] = set()
@@ -417,9 +419,15 @@ class _Stop(Exception):
 class _Sim:
     """Shared bookkeeping: memory, peaks, time and the first violation."""
 
-    def __init__(self, budget_bytes: int | None, store_all_time: float) -> None:
+    def __init__(
+        self, budget_bytes: int | None, store_all_time: float, link: HostLink | None = None
+    ) -> None:
         self.budget = budget_bytes
         self.store_all_time = store_all_time
+        self.link = link
+        self.clock = self.stall = 0.0  # the compute stream's time, and its waits for copies
+        self.stream_free = {"d2h": 0.0, "h2d": 0.0}
+        self.host_mem = self.host_peak = 0
         self.mem = 0
         self.peak = 0
         self.peak_index = -1
@@ -443,6 +451,32 @@ class _Sim:
 
     def finish(self) -> str | None:
         raise NotImplementedError
+
+    def _start_copy(self, nbytes: int, direction: str, after: float = 0.0) -> float:
+        """Start a copy on `direction`'s stream (after the compute issued so far, the stream's
+        earlier copies and `after`); returns when it ends."""
+        if self.link is None:
+            raise _Stop("copies to host memory need a link: solve with link= (a HostLink)")
+        start = max(self.clock, self.stream_free[direction], after)
+        end = start + self.link.seconds(nbytes, "d2h" if direction == "d2h" else "h2d")
+        self.stream_free[direction] = end
+        return end
+
+    def _wait(self, until: float) -> None:
+        if until > self.clock:
+            self.stall += until - self.clock
+            self.clock = until
+
+    def _host(self, nbytes: int) -> None:
+        """Host memory grows by `nbytes` (negative: shrinks), within the link's host budget."""
+        self.host_mem += nbytes
+        self.host_peak = max(self.host_peak, self.host_mem)
+        limit = self.link.host_budget_bytes if self.link is not None else None
+        if nbytes > 0 and limit is not None and self.host_mem > limit:
+            raise _Stop(
+                f"host memory would hold {self.host_mem} bytes, over the link's host budget of "
+                f"{limit} bytes by {self.host_mem - limit}"
+            )
 
     def run(self, ops: tuple[Op, ...] | list[Op]) -> SimulationReport:
         self.peak = self.mem
@@ -636,15 +670,8 @@ class _ChainSim(_Sim):
             self.plain[j] = True
             self.incoming.discard(j)
             self.host[j] = False
-            self.host_mem -= self.host_bytes[j]
+            self._host(-self.host_bytes[j])
         self.drops, self.arrivals = [], []
-
-    def _start_copy(self, nbytes: int, direction: str) -> None:
-        assert self.link is not None
-        start = max(self.clock, self.stream_free[direction])
-        end = start + self.link.seconds(nbytes, "d2h" if direction == "d2h" else "h2d")
-        self.stream_free[direction] = end
-        self.waits.append(end)
 
     def _copy_bytes(self, j: int) -> int:
         """What the executor copies for a[j]: what is not among the values, and the values of
@@ -671,17 +698,10 @@ class _ChainSim(_Sim):
             nbytes = self._copy_bytes(j)
             self.host[j] = True
             self.host_bytes[j] = nbytes
-            self.host_mem += nbytes
-            self.host_peak = max(self.host_peak, self.host_mem)
-            limit = self.link.host_budget_bytes
-            if limit is not None and self.host_mem > limit:
-                raise _Stop(
-                    f"host memory would hold {self.host_mem} bytes, over the link's host budget "
-                    f"of {limit} bytes by {self.host_mem - limit}"
-                )
+            self._host(nbytes)
             self.drops.append(j)
             self.account(self.index, self.mem)
-            self._start_copy(nbytes, "d2h")
+            self.waits.append(self._start_copy(nbytes, "d2h"))
             return
         if not self.host[j] or j in self.incoming:
             raise _Stop(f"a[{j}] has no copy on the host to prefetch; offload it first")
@@ -700,7 +720,7 @@ class _ChainSim(_Sim):
                 self.copy_made.append(self.index)
                 self.spans.append([])
             self.plain_at[j] = (made, self.index)
-        self._start_copy(nbytes, "h2d")
+        self.waits.append(self._start_copy(nbytes, "h2d"))
 
     def finish(self) -> str | None:
         if self.waits:
@@ -897,12 +917,58 @@ class _ChainSim(_Sim):
 
 
 class _GraphSim(_Sim):
-    def __init__(self, graph: Graph, budget_bytes: int | None) -> None:
-        super().__init__(budget_bytes, graph.store_all_time)
+    def __init__(
+        self, graph: Graph, budget_bytes: int | None, link: HostLink | None = None
+    ) -> None:
+        super().__init__(budget_bytes, graph.store_all_time, link)
         self.g = graph
         self.live = [r != Role.OP for r in graph.role]
         self.count = [0] * graph.size
         self.mem = graph.budget_source_bytes
+        self.on_host: set[int] = set()
+        self.leaving: dict[int, float] = {}  # offloaded, device copy live: when the copy ends
+        self.arriving: dict[int, float] = {}  # prefetched: when the copy ends
+
+    def run(self, ops: tuple[Op, ...] | list[Op]) -> SimulationReport:
+        report = super().run(ops)
+        if self.link is None:
+            return report
+        return dataclasses.replace(report, stall_time=self.stall, host_peak_bytes=self.host_peak)
+
+    def _arrived(self, v: int) -> None:
+        """`v`'s prefetch is read (or freed): wait for it; its host copy is released."""
+        self._wait(self.arriving.pop(v))
+        self.on_host.discard(v)
+        self._host(-self.g.out_bytes[v])
+
+    def _copy(self, op: OffloadValue | PrefetchValue) -> None:
+        g = self.g
+        v = self._node(op.node)
+        if self.link is None:
+            raise _Stop(
+                f"{op} copies to host memory, but no link was given; solve with link= (a "
+                f"HostLink), or simulate a schedule that carries one"
+            )
+        if isinstance(op, OffloadValue):
+            if not self.live[v] or v in self.arriving:
+                raise _Stop(
+                    f"node {v} ({g.names[v]}) is not live on the device: nothing to offload"
+                )
+            if v in self.on_host:
+                raise _Stop(f"node {v} ({g.names[v]}) already has a copy on the host")
+            self.on_host.add(v)
+            self._host(g.out_bytes[v])
+            self.leaving[v] = self._start_copy(g.out_bytes[v], "d2h")
+            self.account(self.index, self.mem)
+            return
+        if v not in self.on_host or v in self.arriving:
+            raise _Stop(f"node {v} ({g.names[v]}) has no copy on the host to prefetch")
+        if self.live[v]:
+            raise _Stop(f"node {v} ({g.names[v]}) is already live on the device")
+        self.mem += g.out_bytes[v]
+        self.account(self.index, self.mem)
+        self.live[v] = True
+        self.arriving[v] = self._start_copy(g.out_bytes[v], "h2d")
 
     def _node(self, v: int) -> int:
         if not 0 <= v < self.g.size:
@@ -916,6 +982,9 @@ class _GraphSim(_Sim):
 
     def step(self, op: Op) -> None:
         g = self.g
+        if isinstance(op, (OffloadValue, PrefetchValue)):
+            self._copy(op)
+            return
         if isinstance(op, Compute):
             v = self._node(op.node)
             if self.live[v]:
@@ -923,6 +992,9 @@ class _GraphSim(_Sim):
             for u in g.preds[v]:
                 if not self.live[u]:
                     raise _Stop(f"needs the output of node {u} ({g.names[u]}), which is not live")
+            for u in g.preds[v]:
+                if u in self.arriving:
+                    self._arrived(u)
             if self.count[v] and g.rng[v] == RngPolicy.FORBID_RECOMPUTE:
                 raise _Stop(
                     f"node {v} ({g.names[v]}) is a random op without a saved RNG state; it may "
@@ -931,12 +1003,17 @@ class _GraphSim(_Sim):
             self.mem += g.out_bytes[v]
             self.account(self.index, self.mem)
             self.times.append(g.cost[v])
+            self.clock += g.cost[v]
             self.live[v] = True
             self.count[v] += 1
         elif isinstance(op, Free):
             v = self._node(op.node)
             if not self.live[v]:
                 raise _Stop(f"node {v} ({g.names[v]}) is not live, so there is nothing to free")
+            if v in self.leaving:  # its device copy is read by the copy until it ends
+                self._wait(self.leaving.pop(v))
+            if v in self.arriving:
+                self._arrived(v)
             self.live[v] = False
             self.mem -= g.out_bytes[v]
             self.account(self.index, self.mem)
@@ -944,6 +1021,8 @@ class _GraphSim(_Sim):
             raise _Stop(f"{type(op).__name__} is not a graph op")
 
     def finish(self) -> str | None:
+        for end in (*self.leaving.values(), *self.arriving.values()):
+            self._wait(end)
         for v in self.g.ops:
             if self.count[v] == 0:
                 return f"node {v} ({self.g.names[v]}) is never computed"

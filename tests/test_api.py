@@ -19,6 +19,7 @@ import checkpoint_solver as cs
         ("apply", "checkpoint_solver.runtime.executor", "apply"),
         ("capture_region", "checkpoint_solver.profiling.region", "capture_region"),
         ("measure_step", "checkpoint_solver.runtime.measure", "measure_step"),
+        ("measure_link", "checkpoint_solver.profiling.link", "measure_link"),
     ],
 )
 def test_the_facade_has_the_real_signature(facade: str, module: str, name: str) -> None:

@@ -187,3 +187,117 @@ def test_dp_offload_at_per_blocks_peak_trains_exactly(name: str) -> None:
     sched = cs.solve(prof.chain, budget, "dp-offload", link=link)
     assert any(isinstance(op, Offload) for op in sched.ops)
     _check_run(model, inputs, prof, sched)
+
+
+def test_the_readme_offload_example_runs() -> None:
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    start = text.index("## Offload: keep, recompute, or move to host memory")
+    end = text.index("\n## ", start + 5)
+    (code,) = re.findall(r"```python\n(.*?)```", text[start:end], re.S)
+    namespace: dict[str, object] = {"__name__": "__readme__"}
+    exec(compile(code, "README offload example", "exec"), namespace)
+    sched = namespace["sched"]
+    assert isinstance(sched, cs.Schedule) and sched.link is not None
+    assert sched.predicted.peak_bytes <= 6 * 2**30
+
+
+def test_measuring_the_link_needs_a_cuda_device() -> None:
+    with pytest.raises(cs.InvalidArgumentError, match=r"HostLink\.gbps"):
+        cs.measure_link("cpu")
+
+
+# -- op level --------------------------------------------------------------------------------
+
+
+def test_a_graph_copy_runs_until_the_free_or_the_read_that_waits_for_it() -> None:
+    """Traced by hand on linear_graph(3) (f0 f1 f2 b2 b1 b0, 10 bytes, 1 time unit each):
+    offload(0) at t=2 runs 2..4.5 beside f2 (2..3); free(0) waits 1.5. prefetch(0) at 5.5 runs
+    5.5..7.5; b1, which reads f0, waits 2.0 for it. Compute 6, waits 3.5; f0 is on the host from
+    the offload to b1 (10 bytes), and back on the device from the prefetch on."""
+    from checkpoint_solver.problem.synthetic import linear_graph
+
+    graph = linear_graph(3, out_bytes=10)
+    ops = _ops(
+        "compute(0) compute(1) offload(0) compute(2) free(0) compute(3) free(2) prefetch(0) "
+        "free(1) compute(4) free(0) free(3) compute(5)"
+    )
+    r = simulate_ops(graph, ops, link=SLOW)
+    assert r.valid, r.violation
+    assert r.compute_time == 6.0
+    assert r.stall_time == pytest.approx(3.5)
+    assert r.host_peak_bytes == 10
+    assert r.op_peaks == (10, 20, 20, 30, 20, 30, 20, 30, 20, 30, 20, 10, 20)
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("compute(0) prefetch(0)", "no copy on the host"),
+        ("compute(0) compute(1) free(0) offload(0)", "not live on the device"),
+        ("compute(0) offload(0) offload(0)", "already has a copy"),
+        ("compute(0) offload(0) prefetch(0)", "already live"),
+    ],
+)
+def test_graph_copy_rules_are_violations_with_reasons(text: str, why: str) -> None:
+    from checkpoint_solver.problem.synthetic import linear_graph
+
+    r = simulate_ops(linear_graph(3, out_bytes=10), _ops(text), link=SLOW)
+    assert r.violation is not None and why in r.violation.reason, r.violation
+
+
+def _graph_profiled(name: str):
+    model, inputs = zoo.build(name, 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prof = cs.profile(model, inputs, warmup=1, repeats=1)
+    assert prof.graph is not None
+    return model, inputs, prof
+
+
+def test_hierarchical_with_a_link_moves_boundaries_and_is_never_slower() -> None:
+    """On the unrolled RNN's op graph, at three budgets: valid, within the budget, never
+    predicted slower than hierarchical without the link, and offloading where memory is short."""
+    from checkpoint_solver.schedule import OffloadValue
+
+    _, _, prof = _graph_profiled("rnn_steps")
+    graph = prof.graph
+    link = HostLink(d2h_bytes_per_s=1e9, h2d_bytes_per_s=1e9)
+    low, high = cs.min_budget(graph, "hierarchical"), cs.min_budget(graph, "store_all")
+    moved = 0
+    for f in (0.1, 0.3, 0.6):
+        budget = int(low + (high - low) * f)
+        plain = cs.solve(graph, budget, "hierarchical")
+        off = cs.solve(graph, budget, "hierarchical", link=link)
+        r = cs.simulate(graph, off)
+        assert r.valid and r.peak_bytes <= budget
+        assert r.step_time <= plain.predicted.compute_time * (1 + 1e-9)
+        moved += sum(isinstance(op, OffloadValue) for op in off.ops)
+    assert moved > 0
+
+
+@pytest.mark.parametrize("name", ["resnet", "unet", "rnn_steps"])
+def test_an_offload_plan_on_the_op_graph_trains_exactly_at_the_predicted_memory(name: str) -> None:
+    """The Unsloth-style plan expanded onto the op graph (copies of the boundaries' values) and
+    replayed by the op-level executor: bitwise, the device peak within 1 % of the prediction
+    (plus the inputs, which the graph leaves out), the host peak the predicted one."""
+    from checkpoint_solver.schedule import OffloadValue
+    from checkpoint_solver.solvers.hierarchical import chain_schedule_on_graph
+
+    model, inputs, prof = _graph_profiled(name)
+    first, count = profile_blocks([s.name for s in prof.stages])
+    link = HostLink(d2h_bytes_per_s=1e9, h2d_bytes_per_s=1e9)
+    sched = chain_schedule_on_graph(prof.graph, offload_per_block(prof.chain, link, first, count))
+    assert sum(isinstance(op, OffloadValue) for op in sched.ops) >= 3
+    back = Schedule.from_dict(sched.to_dict())
+    assert back == sched
+    ref = reference(model, inputs)
+    m = copy.deepcopy(model)
+    cs.apply(m, sched, prof)
+    got = train(m, inputs)
+    assert differences(ref, got) == []
+    predicted = sched.predicted.peak_bytes + prof.measurement["input_bytes"]
+    assert abs(got.peak_bytes / predicted - 1) <= 0.01, (got.peak_bytes, predicted)
+    assert measure_step(m, inputs).host_peak_bytes == sched.predicted.host_peak_bytes

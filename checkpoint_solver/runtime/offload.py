@@ -14,15 +14,19 @@ copy, when the device copy is dropped, the host peak) runs and is measured witho
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 
 from checkpoint_solver.profiling.tracker import host_memory, storage_key
 from checkpoint_solver.runtime.program import Boundary
 
-__all__ = ["Copier", "Copy"]
+__all__ = ["Copier", "Copy", "HostCopy"]
+
+K = TypeVar("K")
 
 
 class HostCopy(Boundary):
@@ -43,6 +47,19 @@ class Copy:
 
 def _nothing() -> None:
     return None
+
+
+def _whole(t: torch.Tensor) -> torch.Tensor:
+    """The bytes of `t`'s whole storage, as a flat uint8 tensor."""
+    st = t.untyped_storage()
+    return torch.empty(0, dtype=torch.uint8, device=t.device).set_(st, 0, (st.nbytes(),), (1,))
+
+
+def _view(like: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
+    """`like`'s view (dtype, shape, strides, offset) of `raw`'s storage."""
+    return torch.empty(0, dtype=like.dtype, device=raw.device).set_(
+        raw.untyped_storage(), like.storage_offset(), like.shape, like.stride()
+    )
 
 
 def _like(original: torch.Tensor, copy: torch.Tensor) -> torch.Tensor:
@@ -68,45 +85,61 @@ class Copier:
         `resident` (the caller's inputs, parameters, buffers and views of them: the device keeps
         them anyway, so a copy would free nothing): they stay as they are."""
         stay = {h: t for h, t in env.items() if storage_key(t) in resident}
-        move = Boundary({h: t for h, t in env.items() if h not in stay})
-        if not self.cuda:
-            with host_memory(), torch.no_grad():
-                host = {h: _like(t, t.clone()) for h, t in move.items()}
-            return Copy(HostCopy({**host, **stay}, move), _nothing)
-        copy = self._cuda_copy(move, "d2h")
-        return Copy(HostCopy({**copy.result, **stay}, move), copy.wait)
+        moved, wait = self.copy({h: t for h, t in env.items() if h not in stay}, "d2h")
+        return Copy(HostCopy({**moved, **stay}, moved), wait)
 
     def prefetch(self, host: HostCopy, device: torch.device) -> Copy:
         """Start copying `host`'s tensors back to the device (those that stayed there are
         passed on)."""
-        if not self.cuda:
-            with torch.no_grad():
-                back = {h: _like(t, t.clone()) if h in host.moved else t for h, t in host.items()}
-            return Copy(Boundary(back), _nothing)
+        back, wait = self.copy({h: host[h] for h in host.moved}, "h2d", device)
         stay = {h: t for h, t in host.items() if h not in host.moved}
-        copy = self._cuda_copy(Boundary({h: host[h] for h in host.moved}), "h2d", device)
-        return Copy(Boundary({**copy.result, **stay}), copy.wait)
+        return Copy(Boundary({**back, **stay}), wait)
 
-    def _cuda_copy(self, env: Boundary, direction: str, device: torch.device | None = None) -> Copy:
-        main = torch.cuda.current_stream()
-        stream = self._stream(direction)
-        out: dict[int, torch.Tensor] = {}
-        with torch.no_grad():
-            for h, t in env.items():
-                if direction == "d2h":
-                    with host_memory():
-                        out[h] = torch.empty(t.shape, dtype=t.dtype, device="cpu", pin_memory=True)
-                else:
-                    # Allocated on the compute stream, which uses it next.
-                    out[h] = torch.empty(t.shape, dtype=t.dtype, device=device)
-            stream.wait_stream(main)  # after the work that made (or allocated) the tensors
-            with torch.cuda.stream(stream):
-                for h, t in env.items():
-                    out[h].copy_(t, non_blocking=True)
+    def copy(
+        self, values: Mapping[K, torch.Tensor], direction: str, device: torch.device | None = None
+    ) -> tuple[dict[K, torch.Tensor], Callable[[], None]]:
+        """Start copying `values` to host memory (``"d2h"``) or to `device` (``"h2d"``): the
+        copies, and what makes the compute stream wait for them. Each storage is copied once,
+        whole, and the tensors are rebuilt as the same views of the copy: values that share a
+        storage (an in-place op's output and its input, a view and its base) still share it, and
+        the bytes moved are the storages' bytes, as the profiler counts them."""
+        target = torch.device("cpu") if direction == "d2h" else device
+        by_storage: dict[int, list[K]] = {}
+        for h, t in values.items():
+            by_storage.setdefault(storage_key(t), []).append(h)
+        cuda = self.cuda and (direction == "h2d" or any(t.is_cuda for t in values.values()))
+        main = torch.cuda.current_stream() if cuda else None
+        copies: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # storage -> (source, copy)
+        with ExitStack() as stack, torch.no_grad():
+            for key, handles in by_storage.items():
+                src = _whole(values[handles[0]])
+                with ExitStack() as alloc:
+                    if direction == "d2h":
+                        alloc.enter_context(host_memory())
+                    dst = torch.empty(
+                        src.shape,
+                        dtype=torch.uint8,
+                        device=target,
+                        pin_memory=cuda and direction == "d2h",
+                    )
+                copies[key] = (src, dst)
+            if main is not None:
+                stream = self._stream(direction)
+                stream.wait_stream(main)  # after the work that made (or allocated) the tensors
+                stack.enter_context(torch.cuda.stream(stream))
+            for src, dst in copies.values():
+                dst.copy_(src, non_blocking=cuda)
+        out = {
+            h: _like(values[h], _view(values[h], copies[key][1]))
+            for key, handles in by_storage.items()
+            for h in handles
+        }
+        if not cuda:
+            return out, _nothing
         done = torch.cuda.Event()
-        done.record(stream)
+        done.record(self._stream(direction))
 
         def wait() -> None:
             torch.cuda.current_stream().wait_event(done)
 
-        return Copy(Boundary({h: _like(env[h], t) for h, t in out.items()}), wait)
+        return out, wait

@@ -41,13 +41,14 @@ from checkpoint_solver.profiling.guards import check as check_guard
 from checkpoint_solver.profiling.region import Region, autocast_off, call_key, capture_region
 from checkpoint_solver.profiling.snapshot import RngState
 from checkpoint_solver.runtime import applied as applied_record
-from checkpoint_solver.schedule import Compute, Free, Schedule
+from checkpoint_solver.runtime.offload import Copier
+from checkpoint_solver.schedule import Compute, Free, OffloadValue, PrefetchValue, Schedule
 
 __all__ = ["GraphReplay", "apply_graph", "compile_schedule", "graph_trace", "remove_graph"]
 
 
 # One step of a program: ("run", group) | ("free", group) | ("tangent", k) | ("untangent", k)
-# (the schedule frees tangent k) | ("sink", -1)
+# (the schedule frees tangent k) | ("sink", -1) | ("offload", group) | ("prefetch", group)
 _Step = tuple[str, int]
 
 
@@ -65,6 +66,7 @@ class GraphReplay:
     backward_keep: frozenset[fx.Node]  # gradients: the backward returns them at its end
     tangent_meta: tuple[tuple[tuple[int, ...], torch.dtype, torch.device], ...] = ()
     warned: set[str] = field(default_factory=set)  # warnings given once per compiled schedule
+    reads: tuple[frozenset[int], ...] = ()  # per group, the groups its members read
 
 
 def compile_schedule(region: Region, schedule: Schedule) -> GraphReplay:
@@ -114,6 +116,8 @@ def compile_schedule(region: Region, schedule: Schedule) -> GraphReplay:
                 steps.append(("untangent", tangent_index[op.node]))
             elif op.node != region.sink:
                 steps.append(("free", op.node))
+        elif isinstance(op, (OffloadValue, PrefetchValue)):  # a group's values, to host and back
+            steps.append(("offload" if isinstance(op, OffloadValue) else "prefetch", op.node))
         else:
             raise ApplyError(f"{op} is not a graph op")
     if split is None:
@@ -151,6 +155,16 @@ def compile_schedule(region: Region, schedule: Schedule) -> GraphReplay:
         forward_keep=frozenset(region.outputs),
         backward_keep=frozenset(grads),
         param_grad_of=param_grad_of,
+        reads=_group_reads(region),
+    )
+
+
+def _group_reads(region: Region) -> tuple[frozenset[int], ...]:
+    """Per group, the groups whose values its members read (a prefetch is waited for there)."""
+    group_of = {n: k for k, mem in enumerate(region.members) for n in mem}
+    return tuple(
+        frozenset(group_of[u] for n in mem for u in n.all_input_nodes if u in group_of)
+        for mem in region.members
     )
 
 
@@ -164,6 +178,7 @@ def _run(
     trace: list[str] | None = None,
     ran: set[int] | None = None,
     rng: _Generators | None = None,
+    copies: _Copies | None = None,
 ) -> None:
     """Run `steps`. Under torch.autocast the captured graph already holds the casts autocast made
     (`make_fx` traces below it), so it runs with autocast off: the same kernels as eager.
@@ -183,6 +198,7 @@ def _run(
             trace,
             set() if ran is None else ran,
             _Generators(()) if rng is None else rng,
+            _Copies() if copies is None else copies,
         )
 
 
@@ -196,12 +212,15 @@ def _run_steps(
     trace: list[str] | None,
     ran: set[int],
     rng: _Generators,
+    copies: _Copies,
 ) -> None:
+    # Long: the interpreter of the programs' steps, one branch per kind, as `_Step` lists them.
     region = replay.region
     random = region.graph.rng
-    guards = region.guards
     for kind, v in steps:
         if kind == "run":
+            for u in replay.reads[v] & copies.arriving.keys():
+                copies.arriving.pop(u)()  # a prefetched input: wait for its copy
             mem = region.members[v]
             drops = replay.drop_inside[v]
             restore = []
@@ -217,15 +236,8 @@ def _run_steps(
                 else:
                     rng.saved[v] = rng.get()
             for k, n in enumerate(mem):
-                args = map_arg(n.args, env.__getitem__)
-                kwargs = map_arg(n.kwargs, env.__getitem__)
-                value = n.target(*args, **kwargs)  # type: ignore[operator]
-                if n in guards:
-                    check_guard(n, value, guards[n])
-                p = replay.param_grad_of.get(n)
-                if p is not None and isinstance(value, torch.Tensor):
-                    value = _like_param(value, params[p])
-                env[n] = value
+                # (In a function: no name here holds a value past the schedule's free of it.)
+                env[n] = _member(replay, n, env, params)
                 for d in drops[k]:
                     env.pop(d, None)
             with torch.no_grad():
@@ -236,11 +248,26 @@ def _run_steps(
             if trace is not None:
                 trace.append(f"compute({v})")
         elif kind == "free":
+            for waits in (copies.leaving, copies.arriving):
+                if v in waits:
+                    waits.pop(v)()  # its copy still reads (or writes) the device copy
             for n in region.exposed[v]:
                 if n not in keep:
                     env.pop(n, None)
             if trace is not None:
                 trace.append(f"free({v})")
+        elif kind == "offload":
+            values = {n: env[n] for n in region.exposed[v] if n in env}
+            copies.host[v], copies.leaving[v] = copies.copier.copy(values, "d2h")
+            del values  # the schedule's free(v) drops the device copy, not this loop's name
+            if trace is not None:
+                trace.append(f"offload({v})")
+        elif kind == "prefetch":
+            back, copies.arriving[v] = copies.copier.copy(copies.host.pop(v), "h2d", copies.device)
+            env.update(back)
+            del back
+            if trace is not None:
+                trace.append(f"prefetch({v})")
         elif kind == "tangent":
             if tangents[v] is None:  # no gradient reached this output: zeros, as autograd's
                 shape, dtype, device = replay.tangent_meta[v]
@@ -255,6 +282,22 @@ def _run_steps(
                 trace.append(f"free({region.tangents[v]})")
         elif trace is not None:
             trace.append(f"compute({v})")
+
+
+def _member(
+    replay: GraphReplay, n: fx.Node, env: dict[fx.Node, Any], params: Sequence[torch.Tensor]
+) -> Any:
+    """Run one traced op of a group on the values in `env`."""
+    args = map_arg(n.args, env.__getitem__)
+    kwargs = map_arg(n.kwargs, env.__getitem__)
+    value = n.target(*args, **kwargs)  # type: ignore[operator]
+    guard = replay.region.guards.get(n)
+    if guard is not None:
+        check_guard(n, value, guard)
+    p = replay.param_grad_of.get(n)
+    if p is not None and isinstance(value, torch.Tensor):
+        value = _like_param(value, params[p])
+    return value
 
 
 def _like_param(g: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
@@ -290,6 +333,7 @@ class _RegionFunction(torch.autograd.Function):
             trace=state.trace,
             ran=state.ran,
             rng=state.rng,
+            copies=state.copies,
         )
         outs = [env[o] for o in region.outputs]
         ctx.state = state
@@ -341,7 +385,11 @@ class _RegionFunction(torch.autograd.Function):
             trace=state.trace,
             ran=state.ran,
             rng=state.rng,
+            copies=state.copies,
         )
+        for wait in (*state.copies.leaving.values(), *state.copies.arriving.values()):
+            wait()
+        state.copies = _Copies(state.copies.copier, state.copies.device)
         out_inputs = [None if g is None else env.get(g) for g in region.input_grads]
         out_params = [None if g is None else env.get(g) for g in region.param_grads]
         env.clear()
@@ -361,6 +409,19 @@ class _Generators:
 
 
 @dataclass(eq=False)
+class _Copies:
+    """One step's copies to host memory: the host copies per group, and the waits of the copies
+    in flight (an offload's, until the schedule frees the group; a prefetch's, until a group
+    that reads it runs)."""
+
+    copier: Copier = field(default_factory=lambda: Copier("cpu"))
+    device: torch.device | None = None
+    host: dict[int, dict[fx.Node, torch.Tensor]] = field(default_factory=dict)
+    leaving: dict[int, Any] = field(default_factory=dict)
+    arriving: dict[int, Any] = field(default_factory=dict)
+
+
+@dataclass(eq=False)
 class _CallState:
     replay: GraphReplay
     buffers: list[torch.Tensor]
@@ -368,6 +429,7 @@ class _CallState:
     trace: list[str] | None
     ran: set[int] = field(default_factory=set)  # groups run this step (see _run)
     rng: _Generators = field(default_factory=lambda: _Generators(()))
+    copies: _Copies = field(default_factory=_Copies)
 
 
 @dataclass(eq=False)
@@ -376,6 +438,7 @@ class _Applied:
     replay: GraphReplay | None = None
     last_trace: list[str] | None = None
     capturing: bool = False
+    copier: Copier | None = None  # its copy streams, made at the first step
 
 
 def apply_graph(module: nn.Module, schedule: Schedule, *, record: bool = False) -> nn.Module:
@@ -434,7 +497,17 @@ def apply_graph(module: nn.Module, schedule: Schedule, *, record: bool = False) 
         buffers = [named_buffers[n] for n in region.buffer_names]
         ps = [named[n] for n in region.param_names]
         devices = tuple(dict.fromkeys(t.device for t in (*tensors, *ps) if t.is_cuda))
-        state = _CallState(replay, buffers, len(tensors), trace, rng=_Generators(devices))
+        device = next((t.device for t in (*ps, *tensors)), torch.device("cpu"))
+        if applied.copier is None:
+            applied.copier = Copier(device.type)
+        state = _CallState(
+            replay,
+            buffers,
+            len(tensors),
+            trace,
+            rng=_Generators(devices),
+            copies=_Copies(applied.copier, device),
+        )
         outs = iter(_RegionFunction.apply(state, *tensors, *ps))
         flat = [next(outs) if leaf is None else leaf for leaf in region.output_leaves]
         return tree_unflatten(flat, region.output_spec)

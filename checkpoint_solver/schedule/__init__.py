@@ -15,8 +15,10 @@ from checkpoint_solver.schedule.ops import (
     FwdTape,
     GraphOp,
     Offload,
+    OffloadValue,
     Op,
     Prefetch,
+    PrefetchValue,
     parse_op,
 )
 from checkpoint_solver.schedule.schedule import Prediction, Schedule, Status
@@ -33,9 +35,11 @@ __all__ = [
     "GraphOp",
     "HostLink",
     "Offload",
+    "OffloadValue",
     "Op",
     "Prediction",
     "Prefetch",
+    "PrefetchValue",
     "Schedule",
     "Status",
     "load_schedule",

@@ -48,8 +48,10 @@ __all__ = [
     "FwdTape",
     "GraphOp",
     "Offload",
+    "OffloadValue",
     "Op",
     "Prefetch",
+    "PrefetchValue",
     "parse_op",
 ]
 
@@ -152,8 +154,31 @@ class Free:
         return f"free({self.node})"
 
 
+@dataclass(frozen=True, slots=True)
+class OffloadValue:
+    """``offload(v)``: start copying node `node`'s output to host memory; its device copy stays
+    live until ``free(v)``, which waits for the copy to end."""
+
+    node: int
+
+    def __str__(self) -> str:
+        return f"offload({self.node})"
+
+
+@dataclass(frozen=True, slots=True)
+class PrefetchValue:
+    """``prefetch(v)``: start copying node `node`'s offloaded output back; it is live on the
+    device from here (its memory taken at once), and the first op that reads it (or frees it)
+    waits for the copy to end, which releases the host copy."""
+
+    node: int
+
+    def __str__(self) -> str:
+        return f"prefetch({self.node})"
+
+
 ChainOp: TypeAlias = FwdNoTape | FwdCheckpoint | FwdTape | Bwd | FreeActivation | Offload | Prefetch
-GraphOp: TypeAlias = Compute | Free
+GraphOp: TypeAlias = Compute | Free | OffloadValue | PrefetchValue
 Op: TypeAlias = ChainOp | GraphOp
 
 CHAIN_OP_TYPES: tuple[type, ...] = (
@@ -165,8 +190,8 @@ CHAIN_OP_TYPES: tuple[type, ...] = (
     Offload,
     Prefetch,
 )
-COPY_OP_TYPES: tuple[type, ...] = (Offload, Prefetch)
-GRAPH_OP_TYPES: tuple[type, ...] = (Compute, Free)
+COPY_OP_TYPES: tuple[type, ...] = (Offload, Prefetch, OffloadValue, PrefetchValue)
+GRAPH_OP_TYPES: tuple[type, ...] = (Compute, Free, OffloadValue, PrefetchValue)
 
 _PARSERS: tuple[tuple[re.Pattern[str], type], ...] = (
     (re.compile(r"^F_n\((\d+)\)$"), FwdNoTape),
@@ -178,6 +203,8 @@ _PARSERS: tuple[tuple[re.Pattern[str], type], ...] = (
     (re.compile(r"^prefetch\(a\[(\d+)\]\)$"), Prefetch),
     (re.compile(r"^compute\((\d+)\)$"), Compute),
     (re.compile(r"^free\((\d+)\)$"), Free),
+    (re.compile(r"^offload\((\d+)\)$"), OffloadValue),
+    (re.compile(r"^prefetch\((\d+)\)$"), PrefetchValue),
 )
 
 
@@ -197,5 +224,5 @@ def parse_op(text: str) -> Op:
     raise FileFormatError(
         f"unknown op {text!r}; chain ops are F_n(i), F_ck(i), F_all(i), B(i), free(a[i]), "
         f"offload(a[i]), prefetch(a[i]); "
-        f"graph ops are compute(v), free(v)"
+        f"graph ops are compute(v), free(v), offload(v), prefetch(v)"
     )

@@ -422,13 +422,19 @@ def min_budget(
 
 @dataclass(frozen=True, slots=True)
 class TradeoffPoint:
-    """One point of a memory/time trade-off curve."""
+    """One point of a memory/time trade-off curve (`stall_time`: an offload schedule's waits
+    for copies, 0 otherwise; `step_time` = compute plus waits)."""
 
     budget_bytes: int
     peak_bytes: int | None
     compute_time: float
     overhead: float
     feasible: bool
+    stall_time: float = 0.0
+
+    @property
+    def step_time(self) -> float:
+        return self.compute_time + self.stall_time
 
 
 def tradeoff(
@@ -479,5 +485,5 @@ def tradeoff(
             curve.append(TradeoffPoint(b, None, math.inf, math.inf, False))
             continue
         p = s.predicted
-        curve.append(TradeoffPoint(b, p.peak_bytes, p.compute_time, p.overhead, True))
+        curve.append(TradeoffPoint(b, p.peak_bytes, p.compute_time, p.overhead, True, p.stall_time))
     return curve

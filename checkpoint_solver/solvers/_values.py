@@ -18,6 +18,7 @@ that holds more boundaries than that accounting allows could be faster still.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from checkpoint_solver.errors import InfeasibleBudgetError
@@ -67,7 +68,7 @@ def _faster(a: tuple[Schedule, int] | None, b: tuple[Schedule, int]) -> tuple[Sc
 def _rules(spec: SolverSpec, chain: Chain) -> list[Rule]:
     """Torch's rules' plans, weighed beside `dp`'s (the solver that promises the fastest plan;
     the others are their algorithms: Revolve's plan, the periodic one, store-all)."""
-    return rule_plans(chain) if spec.name == "dp" else []
+    return rule_plans(chain) if spec.name in ("dp", "dp-offload") else []
 
 
 def min_budget_exact(spec: SolverSpec, chain: Chain, options: dict[str, Any]) -> int:
@@ -102,7 +103,33 @@ def solve_exact(
     spec: SolverSpec, chain: Chain, budget_bytes: int, options: dict[str, Any]
 ) -> Schedule:
     """The fastest schedule `spec` gives at some budget whose simulated peak is within
-    `budget_bytes` (see the module notes)."""
+    `budget_bytes` (see the module notes). For ``dp-offload``, ``dp``'s is weighed too (its
+    promise: never slower than ``dp``)."""
+    got = _solve_exact(spec, chain, budget_bytes, options)
+    if spec.name != "dp-offload":
+        return got
+    from checkpoint_solver.solvers._registry import REGISTRY
+
+    try:
+        plain = _solve_exact(REGISTRY["dp"], chain, budget_bytes, {})
+    except InfeasibleBudgetError:
+        return got
+    p, q = got.predicted, plain.predicted
+    if q.compute_time < (p.compute_time + p.stall_time) * (1 - 1e-12):
+        return plain.replace(
+            solver="dp-offload",
+            options={k: v for k, v in options.items() if k != "link"},
+            link=options.get("link"),
+            predicted=dataclasses.replace(q, stall_time=0.0, host_peak_bytes=0),
+            notes="no offload plan is faster at this budget and link: dp's schedule; "
+            + plain.notes,
+        )
+    return got
+
+
+def _solve_exact(
+    spec: SolverSpec, chain: Chain, budget_bytes: int, options: dict[str, Any]
+) -> Schedule:
     rule = fastest_rule(_rules(spec, chain), budget_bytes)
     best = _attempt(spec, chain, budget_bytes, options)
     low, used = budget_bytes, budget_bytes
@@ -143,11 +170,12 @@ def solve_exact(
             solver=spec.name,
             peak_bytes=peak,
             compute_time=compute_time,
-            options=options,
+            options={k: v for k, v in options.items() if k != "link"},
             status=Status.HEURISTIC,
             gap=None,
             lower_bound=None,
             notes=note,
+            link=options.get("link"),
         )
     assert best is not None
     sched, peak = best

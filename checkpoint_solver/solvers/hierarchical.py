@@ -61,7 +61,12 @@ from checkpoint_solver.schedule import (
     FwdCheckpoint,
     FwdNoTape,
     FwdTape,
+    HostLink,
+    Offload,
+    OffloadValue,
     Op,
+    Prefetch,
+    PrefetchValue,
     Schedule,
     Status,
 )
@@ -72,6 +77,7 @@ from checkpoint_solver.solvers._options import SolverOptions, bool_option, int_o
 from checkpoint_solver.solvers._segments import find_segments
 from checkpoint_solver.solvers.baseline_plans import rule_candidates
 from checkpoint_solver.solvers.dp import OptionsDP, least_memory_plan
+from checkpoint_solver.solvers.offload import OffloadTable
 
 __all__ = ["chain_schedule_on_graph", "min_budget_hierarchical", "solve_hierarchical"]
 
@@ -93,6 +99,7 @@ class _Stages:
     out_bytes: tuple[int, ...]  # per stage: what its tape holds beside values its backward reads
     tangents: tuple[int, ...]
     sink: tuple[int, ...]
+    ends: tuple[frozenset[int], ...] = ()  # per stage k: the values of a[k + 1]
 
 
 def not_a_training_graph(graph: Graph) -> str | None:
@@ -174,7 +181,9 @@ def _stages(graph: Graph) -> _Stages:
         cost_unit=graph.cost_unit,
         name=f"stages of {graph.name}",
     )
-    return _Stages(forward, backward, chain, tuple(extra), tangents, sink)
+    return _Stages(
+        forward, backward, chain, tuple(extra), tangents, sink, tuple(frozenset(e) for e in ends)
+    )
 
 
 def _run_alone(
@@ -394,45 +403,120 @@ def _raw_options(plan: _Plan) -> list[list[tuple[int, float, int, int]]]:
 
 def _expand(graph: Graph, plan: _Plan, chain_ops: list[Op], picks: dict[int, int]) -> list[Op]:
     """The graph schedule of a chain plan (`picks`: each taped stage's option): computes per
-    chain op, frees after last use."""
+    chain op, frees after last use. A chain plan's ``offload(a[j])`` and ``prefetch(a[j])``
+    (`checkpoint_solver.solvers.offload`) become ``offload(v)`` and ``prefetch(v)`` of each value
+    ``v`` of ``a[j]`` that nothing reads between them but the first chain op after the offload
+    (the others stay on the device)."""
+    # Long: one pass builds the node sequence with the copies' marks, one decides which values
+    # move, one places the frees; they share the sequence and its instance bookkeeping.
     st = plan.stages
     n = st.chain.length
-    seq: list[int] = []
+    seq: list[tuple[str, int]] = []  # ("c", node) | ("off", j) | ("pre", j)
     done: set[int] = set()
+    first_op_end: dict[int, int] = {}  # an offload mark's position -> end of the op beside it
+    pending_marks: list[int] = []
     for op in chain_ops:
+        if isinstance(op, (Offload, Prefetch)):
+            seq.append(("off" if isinstance(op, Offload) else "pre", op.index))
+            if isinstance(op, Offload):
+                pending_marks.append(len(seq) - 1)
+            continue
         if isinstance(op, Bwd):
-            if op.stage == n:
-                seq.extend(st.tangents)
-            seq.extend(plan.options[op.stage - 1][picks[op.stage]].backward)
+            nodes = [
+                *(st.tangents if op.stage == n else ()),
+                *plan.options[op.stage - 1][picks[op.stage]].backward,
+            ]
         else:
             assert isinstance(op, (FwdNoTape, FwdCheckpoint, FwdTape))
-            seq.extend(st.forward[op.stage - 1])
-    seq.extend(st.sink)
-    computes: list[int] = []
-    for v in seq:
-        if graph.rng[v] == RngPolicy.FORBID_RECOMPUTE:
-            if v in done:
-                continue
-            done.add(v)
-        computes.append(v)
-    # Each compute starts an instance that lasts until the next compute of the same node.
+            nodes = list(st.forward[op.stage - 1])
+        for v in nodes:
+            if graph.rng[v] == RngPolicy.FORBID_RECOMPUTE:
+                if v in done:
+                    continue
+                done.add(v)
+            seq.append(("c", v))
+        for mark in pending_marks:
+            first_op_end[mark] = len(seq) - 1
+        pending_marks = []
+    seq.extend(("c", v) for v in st.sink)
+    moves = _moves(graph, st, seq, first_op_end)
+    events: list[tuple[str, int]] = []
+    at: list[int] = []  # per seq position, its last event's index
+    holds: list[tuple[int, int]] = []  # (offload event, seq position its copy runs until)
+    for i, (kind, v) in enumerate(seq):
+        if kind == "c":
+            events.append(("c", v))
+        else:
+            for u in moves.get(i, ()):
+                events.append((kind, u))
+                if kind == "off":
+                    holds.append((len(events) - 1, first_op_end.get(i, i)))
+        at.append(len(events) - 1)
+    hold_until = {e: at[p] for e, p in holds}
+    # Each compute or prefetch starts an instance that lasts until the next one of the node.
     last_use: dict[tuple[int, int], int] = {}
     current: dict[int, int] = {}
-    for i, v in enumerate(computes):
-        for u in graph.preds[v]:
-            if graph.role[u] == Role.OP:
-                last_use[(u, current[u])] = i
-        current[v] = i
+    for i, (kind, v) in enumerate(events):
+        if kind == "c":
+            for u in graph.preds[v]:
+                if graph.role[u] == Role.OP:
+                    key = (u, current[u])
+                    last_use[key] = max(last_use.get(key, i), i)
+            current[v] = i
+        elif kind == "off":
+            # The device copy stays through the op beside the copy, which hides it.
+            key = (v, current[v])
+            last_use[key] = max(last_use.get(key, i), hold_until.get(i, i))
+        else:
+            current[v] = i
     frees_at: dict[int, list[int]] = {}
-    for i, v in enumerate(computes):
-        end = last_use.get((v, i), i)
-        frees_at.setdefault(end, []).append(v)
+    for i, (kind, v) in enumerate(events):
+        if kind in ("c", "pre"):
+            end = last_use.get((v, i), i)
+            frees_at.setdefault(end, []).append(v)
     ops: list[Op] = []
-    for i, v in enumerate(computes):
-        ops.append(Compute(v))
+    for i, (kind, v) in enumerate(events):
+        ops.append(
+            Compute(v) if kind == "c" else OffloadValue(v) if kind == "off" else PrefetchValue(v)
+        )
         for u in frees_at.get(i, []):
             ops.append(Free(u))
     return ops
+
+
+def _moves(
+    graph: Graph, st: _Stages, seq: list[tuple[str, int]], first_op_end: dict[int, int]
+) -> dict[int, list[int]]:
+    """Per copy mark in `seq`, the values it moves: for an ``offload(a[j])`` at position i and
+    its ``prefetch(a[j])`` at q, each value of ``a[j]`` computed before i, not computed again
+    before q, read after q, and read in between only up to the end of the op beside the
+    offload."""
+    reads: dict[int, list[int]] = {}
+    computed: dict[int, list[int]] = {}
+    for i, (kind, v) in enumerate(seq):
+        if kind == "c":
+            computed.setdefault(v, []).append(i)
+            for u in graph.preds[v]:
+                reads.setdefault(u, []).append(i)
+    out: dict[int, list[int]] = {}
+    for i, (kind, j) in enumerate(seq):
+        if kind != "off":
+            continue
+        q = next((k for k in range(i + 1, len(seq)) if seq[k] == ("pre", j)), None)
+        if q is None:
+            continue
+        beside = first_op_end.get(i, i)
+        moved = []
+        for u in sorted(st.ends[j - 1]) if 1 <= j <= len(st.ends) else []:
+            made = [c for c in computed.get(u, []) if c < i]
+            again = [c for c in computed.get(u, []) if i < c < q]
+            between = [r for r in reads.get(u, []) if beside < r < q]
+            after = [r for r in reads.get(u, []) if r > q]
+            if made and not again and not between and after:
+                moved.append(u)
+        out[i] = moved
+        out[q] = moved
+    return out
 
 
 @dataclass(frozen=True)
@@ -445,8 +529,14 @@ class HierarchicalOptions(SolverOptions):
     mem_slots: int = 2000
     block_level: bool = False
     scope: str = "activations"
+    link: HostLink | None = None
 
     def check(self) -> None:
+        if self.link is not None and not isinstance(self.link, HostLink):
+            raise InvalidOptionError(
+                f"link={self.link!r}: give a HostLink (e.g. cs.HostLink.gbps(25)) to let the "
+                f"blocks' boundaries move to host memory, or None"
+            )
         int_option("option_budgets", self.option_budgets)
         if not isinstance(self.option_solver, str) or self.option_solver not in (
             "greedy",
@@ -609,8 +699,9 @@ class _Curve:
         return result
 
 
-# `_best_under`'s slot count for a plan that is not the DP's at some slot count.
-LEAST, RULE = -1, -2
+# `_best_under`'s slot count for a plan that is not the DP's at some slot count (OFFLOADED:
+# the offload recursion's, `_best_offload`).
+LEAST, RULE, OFFLOADED = -1, -2, -3
 # `_best_under`'s search: a grid of GRID points over the DP's memory axis, then about ZONE
 # slot counts around the grid's points whose peak is within NEAR of the budget.
 GRID, ZONE, NEAR = 64, 256, 0.15
@@ -664,6 +755,47 @@ def _best_under(curve: _Curve, budget: int) -> tuple[list[Op], int, float, int] 
     return best
 
 
+# Slots of the offload recursion's memory axis, and the slot counts tried on it.
+OFFLOAD_SLOTS, OFFLOAD_GRID = 400, 96
+
+
+def _best_offload(
+    graph: Graph,
+    curves: list[_Curve],
+    budget: int,
+    scope: str,
+    link: HostLink,
+    to_beat: float,
+) -> tuple[list[Op], int, float, _Curve] | None:
+    """The fastest expanded offload plan within `budget` (step time: compute plus waits),
+    if it beats `to_beat`; over a grid of the recursion's memory axis, as `_best_under`."""
+    best: tuple[list[Op], int, float, _Curve] | None = None
+    for curve in curves:
+        top = curve.mmax * curve.unit
+        unit = max(1, math.ceil(top / OFFLOAD_SLOTS))
+        table = OffloadTable(curve.chain, link, unit, top // unit, curve.raw)
+        if table.first is None:
+            continue
+        hi = top // unit
+        for m in sorted({int(v) for v in np.linspace(table.first, hi, OFFLOAD_GRID)}):
+            got = table.plan(m)
+            if got is None:
+                continue
+            chain_ops, picks = got
+            if not any(isinstance(op, Offload) for op in chain_ops):
+                continue
+            ops = _expand(graph, curve.plan, chain_ops, picks)
+            rep = simulate_ops(graph, ops, scope=scope, link=link)
+            if not rep.valid or rep.peak_bytes > budget:
+                continue
+            if rep.step_time < to_beat * (1 - 1e-12) and (best is None or rep.step_time < best[2]):
+                best = (ops, rep.peak_bytes, rep.step_time, curve)
+    if best is None:
+        return None
+    ops, peak, _, curve = best
+    return ops, peak, simulate_ops(graph, ops, scope=scope, link=link).compute_time, curve
+
+
 def _samples(curve: _Curve) -> list[int]:
     """The slot counts `_min_peak` looks at (48 over the DP's memory axis)."""
     if curve.first is None:
@@ -685,6 +817,44 @@ def _min_peak(curves: list[_Curve]) -> int | None:
     return min(peaks) if peaks else None
 
 
+def _note(
+    plan: _Plan,
+    curves: list[_Curve],
+    curve: _Curve,
+    m: int,
+    options_s: float,
+    block_level: bool,
+    option_solver: str,
+    option_budgets: int,
+) -> str:
+    """What `solve_hierarchical` chose, for the schedule's notes."""
+    if block_level:
+        picked = "block-level"
+    else:
+        picked = "options" if curve is curves[0] else "block-level (faster here)"
+    n_opts = [len(o) for o in plan.options]
+    levels = (
+        "no-recompute only: block-level dp"
+        if block_level
+        else f"{option_solver} at {option_budgets} budgets"
+    )
+    return (
+        f"{plan.stages.chain.length} stages; options per stage {n_opts} ({levels}); "
+        f"{curves[0].plan.solved} distinct stage graphs solved for options, DP tables built in "
+        f"{options_s:.2f} s; "
+        + (
+            "the DP's minimum-memory plan"
+            if m == LEAST
+            else "a fixed plan (per-block, checkpoint_sequential, or rerun from the input)"
+            if m == RULE
+            else "the offload recursion's plan"
+            if m == OFFLOADED
+            else f"DP at {m} slots of {curve.unit} bytes"
+        )
+        + f"; plan used: {picked}"
+    )
+
+
 def solve_hierarchical(
     graph: Graph,
     budget_bytes: int,
@@ -696,6 +866,7 @@ def solve_hierarchical(
     mem_slots: int = 2000,
     block_level: bool = False,
     scope: str = "activations",
+    link: HostLink | None = None,
 ) -> Schedule:
     """Chain DP over per-block op-level options (see the module docstring).
 
@@ -716,6 +887,11 @@ def solve_hierarchical(
         ``"step"`` (set by `checkpoint_solver.solve` for a graph with `Graph.states`): the
         budget covers the whole step, and the DP counts each stage's parameter gradients from
         its backward on, as `dp` does on a chain (`checkpoint_solver.problem.states`).
+    link : HostLink, optional
+        Also let block boundaries move to host memory over this link: the offload recursion
+        (`checkpoint_solver.solvers.offload`) over the same options, expanded with
+        ``offload(v)``/``prefetch(v)`` of the boundaries' values, weighed by step time (compute
+        plus waits for copies) beside the plans without copies.
 
     Raises
     ------
@@ -731,6 +907,7 @@ def solve_hierarchical(
         mem_slots=mem_slots,
         block_level=block_level,
         scope=scope,
+        link=link,
     )
     start = time.perf_counter()
     curves = _curves(
@@ -748,26 +925,21 @@ def solve_hierarchical(
         raise InfeasibleBudgetError(budget_bytes, _min_peak(curves), "hierarchical")
     best, curve = min(found, key=lambda bc: bc[0][2])  # the first (options) on a tie
     plan = curve.plan
-    if block_level:
-        picked = "block-level"
-    else:
-        picked = "options" if curve is curves[0] else "block-level (faster here)"
     ops, peak, compute_time, m = best
-    n_opts = [len(o) for o in plan.options]
-    note = (
-        f"{plan.stages.chain.length} stages; options per stage {n_opts} "
-        f"({'no-recompute only: block-level dp' if block_level else option_solver + ' at ' + str(option_budgets) + ' budgets'}); "
-        f"{curves[0].plan.solved} distinct stage graphs solved for options, DP tables built in "
-        f"{options_s:.2f} s; "
-        + (
-            "the DP's minimum-memory plan"
-            if m == LEAST
-            else "a fixed plan (per-block, checkpoint_sequential, or rerun from the input)"
-            if m == RULE
-            else f"DP at {m} slots of {curve.unit} bytes"
+    moved = None
+    if link is not None:
+        moved = _best_offload(graph, curves, budget_bytes, scope, link, compute_time)
+        if moved is not None:
+            ops, peak, compute_time, curve = moved
+            plan, m = curve.plan, OFFLOADED
+    note = _note(plan, curves, curve, m, options_s, block_level, option_solver, option_budgets)
+    if link is not None:
+        count = sum(isinstance(op, OffloadValue) for op in ops)
+        note += "; offload: " + (
+            f"{count} values moved to host memory"
+            if moved is not None
+            else "no plan with copies was faster"
         )
-        + f"; plan used: {picked}"
-    )
     return make_schedule(
         graph,
         budget_bytes,
@@ -786,6 +958,7 @@ def solve_hierarchical(
         lower_bound=graph.store_all_time,
         notes=note,
         scope=scope,
+        link=link,
     )
 
 
@@ -799,9 +972,11 @@ def min_budget_hierarchical(
     mem_slots: int = 2000,
     block_level: bool = False,
     scope: str = "activations",
+    link: HostLink | None = None,
 ) -> int:
     """The smallest expanded peak over the DP's plans (sampled over its memory axis), in
-    `scope` (see `solve_hierarchical`)."""
+    `scope` (see `solve_hierarchical`); with a `link`, the plans without copies' (at it,
+    `solve_hierarchical` always finds one)."""
     HierarchicalOptions(
         option_budgets=option_budgets,
         option_solver=option_solver,
@@ -809,6 +984,7 @@ def min_budget_hierarchical(
         mem_slots=mem_slots,
         block_level=block_level,
         scope=scope,
+        link=link,
     )
     curves = _curves(
         graph,
@@ -834,7 +1010,9 @@ def chain_schedule_on_graph(
     time from the simulator on the graph's own costs. This is how a chain solver's plan and
     `hierarchical`'s are compared on equal terms: the chain's and the graph's costs are measured
     separately (a stage's time against the sum of its ops'), so their predicted overheads differ
-    by measurement noise even for one plan. The schedule keeps `schedule`'s budget, which the
+    by measurement noise even for one plan. An offload plan's copies of a boundary become copies
+    of its values (those nothing reads while they are on the host) over the schedule's link. The
+    schedule keeps `schedule`'s budget, which the
     plan may exceed on the graph's costs: compare ``predicted.peak_bytes`` with the budget before
     using it (`simulate` reports it invalid then).
 
@@ -853,7 +1031,7 @@ def chain_schedule_on_graph(
             f"(solve the chain profiled with it, e.g. prof.chain for prof.graph)"
         )
     ops = _expand(graph, plan, list(schedule.ops), dict.fromkeys(range(1, n + 1), 0))
-    rep = simulate_ops(graph, ops, scope=scope)
+    rep = simulate_ops(graph, ops, scope=scope, link=schedule.link)
     if not rep.valid:
         raise InvalidProblemError(f"the expanded plan is not valid on this graph: {rep.violation}")
     return make_schedule(
@@ -868,4 +1046,5 @@ def chain_schedule_on_graph(
         lower_bound=graph.store_all_time,
         notes=f"{schedule.solver}'s chain plan expanded onto the graph's {n} stages",
         scope=scope,
+        link=schedule.link,
     )

@@ -53,7 +53,7 @@ from checkpoint_solver.schedule import (
 )
 from checkpoint_solver.solvers._options import SolverOptions, int_option
 
-__all__ = ["OffloadOptions", "min_budget_dp_offload", "solve_dp_offload"]
+__all__ = ["OffloadOptions", "OffloadTable", "min_budget_dp_offload", "solve_dp_offload"]
 
 
 @dataclass(frozen=True)
@@ -80,28 +80,54 @@ def _slots(values: Any, unit: int) -> npt.NDArray[np.int64]:
 class _Table:
     opt: npt.NDArray[np.float64]  # [p, s, t, m]
     choice: npt.NDArray[np.int64]  # 0 chain, j leaf at j, -j offload leaf at j
+    option: npt.NDArray[np.int64]  # the chain branch's option (index into the stage's options)
+    xbar: list[list[int]]  # per stage (1-based), each option's tape in slots
 
 
-def _build(chain: Chain, link: HostLink, unit: int, size: int, allowed: frozenset[int]) -> _Table:
+# (xbar, ub, of, ob) of one way to run a stage with tape, in bytes: `dp.Option`
+Option = tuple[int, float, int, int]
+
+
+def _build(
+    chain: Chain,
+    link: HostLink,
+    unit: int,
+    size: int,
+    allowed: frozenset[int],
+    options: list[list[Option]] | None = None,
+) -> _Table:
     """Fill ``opt[p, s, t, m]`` for m in 0..size-1 (slots of `unit` bytes, sizes rounded up);
-    offload leaves only for inputs ``a[s-1]`` with ``s - 1`` in `allowed`."""
+    offload leaves only for inputs ``a[s-1]`` with ``s - 1`` in `allowed`. `options` (per stage,
+    0-based; `hierarchical`'s op-level variants) replace a stage's own ``(xbar, ub, of, ob)`` in
+    the chain branch by the best of several, as in `checkpoint_solver.solvers.dp`."""
     # Long: the recursion's three branches over numpy rows, kept together as the equations are.
     n = chain.length
     x = _slots(chain.x, unit)
     d = _slots(chain.delta, unit)
     pad = np.zeros(1, dtype=np.int64)
-    xbar = np.concatenate([pad, _slots(chain.xbar, unit)])
-    of = np.concatenate([pad, _slots(chain.of, unit)])
-    ob = np.concatenate([pad, _slots(chain.ob, unit)])
     ofn = np.concatenate([pad, _slots(chain.ofn, unit)])
     uf = np.concatenate([[0.0], np.asarray(chain.uf, dtype=np.float64)])
     ub = np.concatenate([[0.0], np.asarray(chain.ub, dtype=np.float64)])
     prefix = np.concatenate([[0.0], np.cumsum(uf[1:])])
-    peak_b = np.zeros(n + 1, dtype=np.int64)  # B(j)'s peak inside its subproblem
+    stage_options: list[list[tuple[int, float, int, int]]] = [[]]
+    for k in range(n):
+        raw = (
+            [(chain.xbar[k], chain.ub[k], chain.of[k], chain.ob[k])]
+            if options is None
+            else options[k]
+        )
+        stage_options.append(
+            [
+                (int(-(-xb // unit)), float(tb), int(-(-fo // unit)), int(-(-bo // unit)))
+                for xb, tb, fo, bo in raw
+            ]
+        )
+    peak_b = np.zeros(n + 1, dtype=np.int64)  # B(j)'s peak inside its subproblem (any option)
     for j in range(1, n + 1):
-        peak_b[j] = xbar[j] + d[j] + d[j - 1] + ob[j]
+        peak_b[j] = max(xb + d[j] + d[j - 1] + bo for xb, _, _, bo in stage_options[j])
     opt = np.full((2, n + 2, n + 1, size), np.inf)
     choice = np.zeros((2, n + 2, n + 1, size), dtype=np.int64)
+    option = np.zeros((2, n + 2, n + 1, size), dtype=np.int64)
     for t in range(n + 1):
         opt[:, t + 1, t, :] = 0.0
     ms = np.arange(size)
@@ -109,11 +135,15 @@ def _build(chain: Chain, link: HostLink, unit: int, size: int, allowed: frozense
         for t in range(s, n + 1):
             g = 0 if t == n else int(d[t])
             for p in (0, 1):
-                row, pick = opt[p, s, t], choice[p, s, t]
-                need = int(max(g + xbar[s] + of[s], xbar[s] + d[s] + d[s - 1] + ob[s]))
-                lo = max(need, int(xbar[s]))
-                if lo < size:
-                    row[lo:] = uf[s] + ub[s] + opt[0, s + 1, t, lo - xbar[s] : size - xbar[s]]
+                row, pick, which = opt[p, s, t], choice[p, s, t], option[p, s, t]
+                for k, (xb, tb, fo, bo) in enumerate(stage_options[s]):
+                    need = int(max(g + xb + fo, xb + d[s] + d[s - 1] + bo))
+                    lo = max(need, xb)
+                    if lo < size:
+                        cand = np.full(size, np.inf)
+                        cand[lo:] = uf[s] + tb + opt[0, s + 1, t, lo - xb : size - xb]
+                        better = cand < row
+                        row[better], pick[better], which[better] = cand[better], 0, k
                 fwd = int(x[s] + ofn[s])
                 for j in range(s + 1, t + 1):
                     if j > s + 1:
@@ -149,12 +179,13 @@ def _build(chain: Chain, link: HostLink, unit: int, size: int, allowed: frozense
             # rows are non-increasing in m: more memory never hurts
             for p in (0, 1):
                 np.minimum.accumulate(opt[p, s, t], out=opt[p, s, t])
-    return _Table(opt, choice)
+    return _Table(opt, choice, option, [[o[0] for o in so] for so in stage_options])
 
 
-def _emit(chain: Chain, table: _Table, unit: int, m: int) -> list[Op]:
-    """The ops of the plan ``opt[0, 1, L, m]`` describes."""
+def _emit(chain: Chain, table: _Table, unit: int, m: int) -> tuple[list[Op], dict[int, int]]:
+    """The ops of the plan ``opt[0, 1, L, m]`` describes, and each taped stage's option."""
     x = _slots(chain.x, unit)
+    picks: dict[int, int] = {}
 
     def solve(s: int, t: int, m: int, p: int) -> list[Op]:
         if s > t:
@@ -163,9 +194,10 @@ def _emit(chain: Chain, table: _Table, unit: int, m: int) -> list[Op]:
         row = table.opt[p, s, t]
         m = int(np.searchsorted(-row[: m + 1], -row[m], side="left"))
         code = int(table.choice[p, s, t, m])
-        xbar = -(-chain.xbar[s - 1] // unit)
         if code == 0:
-            return [FwdTape(s), *solve(s + 1, t, m - xbar, 0), Bwd(s)]
+            k = int(table.option[p, s, t, m])
+            picks[s] = k
+            return [FwdTape(s), *solve(s + 1, t, m - table.xbar[s][k], 0), Bwd(s)]
         j = abs(code)
         forward: list[Op] = [FwdCheckpoint(s), *(FwdNoTape(k) for k in range(s + 1, j))]
         if code > 0:
@@ -181,7 +213,7 @@ def _emit(chain: Chain, table: _Table, unit: int, m: int) -> list[Op]:
             *solve(s, j - 1, m, p),
         ]
 
-    return solve(1, chain.length, m, 0)
+    return solve(1, chain.length, m, 0), picks
 
 
 def _plan(
@@ -194,7 +226,7 @@ def _plan(
     table = _build(chain, link, unit, int(mmax) + 1, allowed)
     if not math.isfinite(table.opt[0, 1, chain.length, mmax]):
         return None
-    return _emit(chain, table, unit, int(mmax))
+    return _emit(chain, table, unit, int(mmax))[0]
 
 
 def solve_dp_offload(
@@ -298,3 +330,22 @@ def min_budget_dp_offload(
         else:
             low = mid + 1
     return high
+
+
+class OffloadTable:
+    """The offload recursion over a whole memory axis with per-stage options, for
+    `checkpoint_solver.solvers.hierarchical`: ``plan(m)`` is the chain plan at ``m`` slots (above
+    ``x[0]``) and each taped stage's option, or None where none fits."""
+
+    def __init__(
+        self, chain: Chain, link: HostLink, unit: int, mmax: int, options: list[list[Option]]
+    ) -> None:
+        self.chain, self.unit = chain, unit
+        self.table = _build(chain, link, unit, mmax + 1, frozenset(range(1, chain.length)), options)
+        finite = np.isfinite(self.table.opt[0, 1, chain.length])
+        self.first = int(finite.argmax()) if finite.any() else None
+
+    def plan(self, m: int) -> tuple[list[Op], dict[int, int]] | None:
+        if self.first is None or m < self.first:
+            return None
+        return _emit(self.chain, self.table, self.unit, m)
