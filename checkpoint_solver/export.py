@@ -50,6 +50,7 @@ from checkpoint_solver.profiling.region import Region, capture_region
 from checkpoint_solver.profiling.stages import profile_calls
 from checkpoint_solver.runtime import applied
 from checkpoint_solver.schedule import Prediction, Schedule
+from checkpoint_solver.schedule.ops import COPY_OP_TYPES
 from checkpoint_solver.solvers.two_level import (
     TwoLevel,
     forward_of,
@@ -394,12 +395,19 @@ def export_policy(
     Raises
     ------
     ApplyError
-        The profile has no op graph, or names blocks the model does not have.
+        The profile has no op graph, names blocks the model does not have, or the schedule
+        copies to host memory (torch's checkpoint regions cannot: apply it with ``cs.apply``).
     FingerprintMismatchError
         The schedule was solved for another problem, or the model traces to another graph.
     """
     from checkpoint_solver.solvers.hierarchical import chain_schedule_on_graph
 
+    if schedule.link is not None and any(isinstance(op, COPY_OP_TYPES) for op in schedule.ops):
+        raise ApplyError(
+            "this schedule offloads to host memory, which torch.utils.checkpoint's policies "
+            "cannot express; apply it with cs.apply(model, schedule, profile), or export a "
+            "schedule solved without a link"
+        )
     graph = profile.graph
     if graph is None:
         raise ApplyError(

@@ -301,3 +301,12 @@ def test_an_offload_plan_on_the_op_graph_trains_exactly_at_the_predicted_memory(
     predicted = sched.predicted.peak_bytes + prof.measurement["input_bytes"]
     assert abs(got.peak_bytes / predicted - 1) <= 0.01, (got.peak_bytes, predicted)
     assert measure_step(m, inputs).host_peak_bytes == sched.predicted.host_peak_bytes
+
+
+def test_exporting_an_offload_schedule_as_torch_policies_is_refused() -> None:
+    model, inputs, prof = _graph_profiled("rnn_steps")
+    first, count = profile_blocks([s.name for s in prof.stages])
+    link = HostLink(d2h_bytes_per_s=1e9, h2d_bytes_per_s=1e9)
+    sched = offload_per_block(prof.chain, link, first, count)
+    with pytest.raises(cs.ApplyError, match="cs.apply"):
+        cs.export_policy(model, sched, prof, inputs)
