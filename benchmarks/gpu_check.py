@@ -44,13 +44,18 @@ from checkpoint_solver.solvers.baseline_plans import (
 )
 
 
-def run(name: str, device: str) -> list[object]:
+def _profiled(name: str, device: str) -> tuple[torch.nn.Module, object, cs.Profile]:
     torch.manual_seed(0)
     model, inputs = zoo.build(name, 1)
     model, inputs = model.to(device), inputs_to(inputs, device)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         prof = cs.profile(model, inputs, graph=False)
+    return model, inputs, prof
+
+
+def run(name: str, device: str) -> list[object]:
+    model, inputs, prof = _profiled(name, device)
     first, count = profile_blocks([s.name for s in prof.stages])
     budget = torch_per_block(prof.chain, first, count).predicted.peak_bytes
     sched = cs.solve(prof.chain, budget, "dp")
@@ -111,12 +116,7 @@ def run(name: str, device: str) -> list[object]:
 
 
 def offload_rows(name: str, device: str) -> list[list[object]]:
-    torch.manual_seed(0)
-    model, inputs = zoo.build(name, 1)
-    model, inputs = model.to(device), inputs_to(inputs, device)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        prof = cs.profile(model, inputs, graph=False)
+    model, inputs, prof = _profiled(name, device)
     link = cs.measure_link(device) if device.startswith("cuda") else HostLink.gbps(25)
     first, count = profile_blocks([s.name for s in prof.stages])
     peak = torch_per_block(prof.chain, first, count).predicted.peak_bytes

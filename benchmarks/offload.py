@@ -14,7 +14,10 @@ Links: ``25 GB/s`` (PCIe 4 x16 class; against CPU compute times copies are nearl
 ``matched``: the bandwidth at which the median boundary copies in the median stage's forward time
 (the regime of a fast GPU on PCIe, where waits appear). A second table runs dp-offload at
 per-block's peak through the executor (its CPU host pool) on three families: measured device and
-host peaks against the prediction, and whether gradients are bitwise plain autograd's.
+host peaks against the prediction, and whether gradients are bitwise plain autograd's. A third
+does the same at op level: ``hierarchical`` with and without the link on the op graph at three
+budgets (predicted step times), and the link's plan at the lowest replayed by the op-level
+executor.
 
     python benchmarks/offload.py            # writes RESULTS.md "offload"
 """
@@ -32,7 +35,7 @@ import checkpoint_solver as cs
 from benchmarks._common import table, write_section, zoo_arguments
 from checkpoint_solver import zoo
 from checkpoint_solver.runtime.measure import measure_step
-from checkpoint_solver.schedule import HostLink, Offload
+from checkpoint_solver.schedule import HostLink, Offload, OffloadValue
 from checkpoint_solver.solvers.baseline_plans import (
     offload_per_block,
     profile_blocks,
@@ -75,7 +78,7 @@ def _curve(chain: cs.Chain, link: HostLink) -> tuple[int, float, bool]:
 
 def run(name: str, size: int) -> tuple[list[list[object]], cs.Profile, object]:
     model, inputs = zoo.build(name, size)
-    prof = cs.profile(model, inputs, warmup=1, repeats=3, graph=False)
+    prof = cs.profile(model, inputs, warmup=1, repeats=3, graph=name in MEASURED)
     chain = prof.chain
     first, count = profile_blocks([s.name for s in prof.stages])
     per_block = torch_per_block(chain, first, count)
@@ -129,14 +132,53 @@ def measured(name: str, prof: cs.Profile, model, inputs, peak: int) -> list[obje
     ]
 
 
+def op_level(name: str, prof: cs.Profile, model, inputs) -> list[list[object]]:
+    from tests.zoo.check import differences, reference, train
+
+    graph = prof.graph
+    assert graph is not None
+    link = HostLink(d2h_bytes_per_s=1e9, h2d_bytes_per_s=1e9)
+    low, high = cs.min_budget(graph, "hierarchical"), cs.min_budget(graph, "store_all")
+    rows: list[list[object]] = []
+    for k, f in enumerate((0.1, 0.3, 0.6)):
+        budget = int(low + (high - low) * f)
+        plain = cs.solve(graph, budget, "hierarchical")
+        off = cs.solve(graph, budget, "hierarchical", link=link)
+        row: list[object] = [
+            name,
+            cs.format_bytes(budget),
+            f"{plain.predicted.compute_time * 1e3:.2f}",
+            f"{_step(off) * 1e3:.2f}",
+            f"{_step(off) / plain.predicted.compute_time:.3f}",
+            sum(isinstance(op, OffloadValue) for op in off.ops),
+        ]
+        if k == 0:
+            m = copy.deepcopy(model)
+            cs.apply(m, off, prof)
+            got = train(m, inputs)
+            host = measure_step(m, inputs).host_peak_bytes
+            predicted = off.predicted.peak_bytes + prof.measurement["input_bytes"]
+            row += [
+                f"{got.peak_bytes / predicted:.4f}",
+                f"{cs.format_bytes(off.predicted.host_peak_bytes or 0)} / {cs.format_bytes(host)}",
+                "yes" if not differences(reference(model, inputs), got) else "no",
+            ]
+        else:
+            row += ["", "", ""]
+        rows.append(row)
+    return rows
+
+
 def main() -> None:
     size, families = zoo_arguments(__doc__)
-    rows, checks = [], []
+    rows, checks, graphs = [], [], []
     for name in families:
         got, prof, (model, inputs, peak) = run(name, size)
         rows += got
         if name in MEASURED:
             checks.append(measured(name, prof, model, inputs, peak))
+            if prof.graph is not None:
+                graphs += op_level(name, prof, model, inputs)
     headers = [
         "model",
         "link",

@@ -26,7 +26,7 @@ from checkpoint_solver._io import write_atomic
 from checkpoint_solver.errors import CheckpointSolverError, InvalidOptionError
 from checkpoint_solver.problem import Chain, Problem
 from checkpoint_solver.problem.states import resolve_scope
-from checkpoint_solver.schedule import Schedule
+from checkpoint_solver.schedule import HostLink, Schedule
 from checkpoint_solver.simulation import SimulationReport
 
 __all__ = ["CurveRow", "plot_memory", "plot_tradeoff", "tradeoff_rows", "write_csv"]
@@ -52,6 +52,7 @@ def tradeoff_rows(
     points: int = 20,
     blocks: tuple[int, int] | None = None,
     scope: str | None = None,
+    link: HostLink | None = None,
 ) -> list[CurveRow]:
     """Each solver's curve at `points` budgets from the smallest feasible budget of any of them to
     the store-all peak (one shared budget grid, so curves compare point by point), plus, on a chain,
@@ -61,6 +62,11 @@ def tradeoff_rows(
     graphs, the slow exact ones: ``ilp`` and ``cpsat``; name them to include them). `blocks` is
     ``(first, count)`` of the chain's blocks (`baseline_plans.profile_blocks`); default: every stage.
     `scope` is what the budgets and peaks cover, as in `checkpoint_solver.solve`.
+
+    With a `link` (a `HostLink`), the offload solvers join (``dp-offload`` on a chain, which
+    otherwise has no link to solve for; ``hierarchical`` is given the link on a graph), and on a
+    chain the Unsloth-style plan (`baseline_plans.offload_per_block`) with torch's rules; their
+    times include the waits for copies.
     """
     from checkpoint_solver import solvers as registry
     from checkpoint_solver.solvers import baseline_plans
@@ -80,9 +86,15 @@ def tradeoff_rows(
     )
     low = high
     usable = []
+
+    def options(s: str) -> dict[str, Any]:
+        return {"link": link} if link is not None and s in ("dp-offload", "hierarchical") else {}
+
+    if link is not None and isinstance(problem, Chain) and "dp-offload" not in solvers:
+        solvers = [*solvers, "dp-offload"]
     for s in solvers:
         try:
-            low = min(low, registry.min_budget(problem, s, scope=which))
+            low = min(low, registry.min_budget(problem, s, scope=which, **options(s)))
         except CheckpointSolverError:
             if named:  # asked for by name: say why it cannot run
                 raise
@@ -92,21 +104,25 @@ def tradeoff_rows(
     grid = sorted({low + (high - low) * k // (points - 1) for k in range(points)})
     rows = []
     for s in solvers:
-        for p in registry.tradeoff(problem, grid, s, scope=which):
+        base = problem.store_all_time
+        for p in registry.tradeoff(problem, grid, s, scope=which, **options(s)):
+            waits = p.stall_time / base if base > 0 else 0.0
             rows.append(
                 CurveRow(
                     s,
                     "solver",
                     p.budget_bytes,
                     p.peak_bytes,
-                    p.compute_time,
-                    p.overhead,
+                    p.step_time,
+                    p.overhead + waits,
                     p.feasible,
                 )
             )
     if isinstance(problem, Chain):
         first, count = blocks or (1, problem.length)
         fixed = [baseline_plans.torch_per_block(problem, first, count, scope=which)]
+        if link is not None:
+            fixed.append(baseline_plans.offload_per_block(problem, link, first, count, scope=which))
         for k in range(2, min(count, math.isqrt(count) + 1) + 1):
             fixed.append(baseline_plans.torch_sequential(problem, k, first, count, scope=which))
         for sched in fixed:
@@ -114,14 +130,15 @@ def tradeoff_rows(
                 "torch-sequential-", "torch sequential-"
             )
             pred = sched.predicted
+            base = problem.store_all_time
             rows.append(
                 CurveRow(
                     name,
                     "torch",
                     pred.peak_bytes,
                     pred.peak_bytes,
-                    pred.compute_time,
-                    pred.overhead,
+                    pred.compute_time + pred.stall_time,
+                    pred.overhead + (pred.stall_time / base if base > 0 else 0.0),
                     True,
                 )
             )

@@ -146,11 +146,11 @@ def test_the_offload_baselines_hold_less_than_per_block_at_its_time() -> None:
         assert r.host_peak_bytes == host
 
 
-def _profiled(name: str):
+def _profiled(name: str, graph: bool = False):
     model, inputs = zoo.build(name, 0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        prof = cs.profile(model, inputs, warmup=1, repeats=1, graph=False)
+        prof = cs.profile(model, inputs, warmup=1, repeats=1, graph=graph)
     return model, inputs, prof
 
 
@@ -178,13 +178,19 @@ def test_offloading_every_block_input_trains_exactly_at_the_predicted_memory(nam
 
 @pytest.mark.parametrize("name", ["unet", "rnn_steps"])
 def test_dp_offload_at_per_blocks_peak_trains_exactly(name: str) -> None:
-    """dp-offload at torch per-block's own peak offloads boundaries on these models; the run is
-    bitwise and its device and host peaks are the predicted ones."""
+    """dp-offload at torch per-block's own peak offloads boundaries on these models (with unit
+    stage times); the run is bitwise and its device and host peaks are the predicted ones."""
+    import dataclasses
+
     model, inputs, prof = _profiled(name)
     first, count = profile_blocks([s.name for s in prof.stages])
-    budget = torch_per_block(prof.chain, first, count).predicted.peak_bytes
+    # Unit stage times (the fingerprint leaves timings out): the plan does not move with the
+    # machine's timing noise.
+    n = prof.chain.length
+    chain = dataclasses.replace(prof.chain, uf=(1.0,) * n, ub=(2.0,) * n)
+    budget = torch_per_block(chain, first, count).predicted.peak_bytes
     link = HostLink(d2h_bytes_per_s=1e9, h2d_bytes_per_s=1e9)
-    sched = cs.solve(prof.chain, budget, "dp-offload", link=link)
+    sched = cs.solve(chain, budget, "dp-offload", link=link)
     assert any(isinstance(op, Offload) for op in sched.ops)
     _check_run(model, inputs, prof, sched)
 
@@ -249,10 +255,7 @@ def test_graph_copy_rules_are_violations_with_reasons(text: str, why: str) -> No
 
 
 def _graph_profiled(name: str):
-    model, inputs = zoo.build(name, 0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        prof = cs.profile(model, inputs, warmup=1, repeats=1)
+    model, inputs, prof = _profiled(name, graph=True)
     assert prof.graph is not None
     return model, inputs, prof
 
@@ -308,5 +311,25 @@ def test_exporting_an_offload_schedule_as_torch_policies_is_refused() -> None:
     first, count = profile_blocks([s.name for s in prof.stages])
     link = HostLink(d2h_bytes_per_s=1e9, h2d_bytes_per_s=1e9)
     sched = offload_per_block(prof.chain, link, first, count)
-    with pytest.raises(cs.ApplyError, match="cs.apply"):
+    with pytest.raises(cs.ApplyError, match=r"cs\.apply"):
         cs.export_policy(model, sched, prof, inputs)
+
+
+def test_the_trade_off_curve_gains_the_offload_solver_and_it_is_never_slower() -> None:
+    """With a link, the curve has dp-offload and the Unsloth-style point; at every budget of the
+    shared grid dp-offload's time (waits included) is at most dp's."""
+    from checkpoint_solver.curves import tradeoff_rows
+
+    chain = cs.load_problem("example:transformer-chain")
+    rows = tradeoff_rows(chain, ["dp"], points=8, link=HostLink.gbps(25))
+    dp = {r.budget_bytes: r for r in rows if r.method == "dp"}
+    off = {r.budget_bytes: r for r in rows if r.method == "dp-offload"}
+    assert dp.keys() == off.keys() and len(dp) >= 6
+    for b, r in off.items():
+        assert r.feasible == dp[b].feasible
+        if r.feasible:
+            assert r.compute_time <= dp[b].compute_time * (1 + 1e-9)
+    assert any(
+        r.compute_time < dp[b].compute_time * (1 - 1e-3) for b, r in off.items() if r.feasible
+    )
+    assert any(r.method == "unsloth-style" for r in rows)

@@ -41,6 +41,11 @@ def _load(problem: str) -> tuple[Problem, list[str] | None]:
     show_default=True,
     help="What budgets cover: activations, or the whole step (a profile made with --optimizer).",
 )
+@click.option(
+    "--link-gbps",
+    help="Add the offload solvers over a host link of this bandwidth in GB/s (GBPS or D2H,H2D).",
+)
+@click.option("--host-budget", help='With --link-gbps: host memory the copies may hold ("64GiB").')
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def tradeoff_cmd(
     problem: str,
@@ -49,6 +54,8 @@ def tradeoff_cmd(
     png: str | None,
     csv_path: str | None,
     scope: str,
+    link_gbps: str | None,
+    host_budget: str | None,
     as_json: bool,
 ) -> None:
     """The memory/time curve of every solver on PROBLEM, with torch's per-block and
@@ -58,8 +65,10 @@ def tradeoff_cmd(
     Examples:
       checkpoint-solver tradeoff example:transformer-chain --png curve.png --csv curve.csv
       checkpoint-solver tradeoff gpt.profile.json --solvers dp,revolve,sqrt --points 30
+      checkpoint-solver tradeoff gpt.profile.json --link-gbps 25   # with dp-offload
     """
     from checkpoint_solver import format_bytes
+    from checkpoint_solver.cli.solve import parse_link
     from checkpoint_solver.curves import plot_tradeoff, tradeoff_rows, write_csv
     from checkpoint_solver.solvers.baseline_plans import profile_blocks
 
@@ -70,6 +79,9 @@ def tradeoff_cmd(
         points=points,
         blocks=profile_blocks(names) if names else None,
         scope=scope,
+        link=None
+        if link_gbps is None and host_budget is None
+        else parse_link(link_gbps, host_budget),
     )
     if png:
         plot_tradeoff(rows, png, title=f"{Path(problem).name}: memory / time trade-off")

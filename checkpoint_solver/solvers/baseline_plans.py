@@ -171,8 +171,22 @@ def _schedule(
     """`rule_ops` as a schedule whose budget is its own simulated peak in `scope` (as in
     `solve`: the whole step when the chain has model states)."""
     ops = rule_ops(chain.length, first, count, chunk, stored_tail)
+    note = "torch's rule, not an optimisation; budget = its own simulated peak"
+    return _at_own_peak(chain, ops, name, options, note, scope)
+
+
+def _at_own_peak(
+    chain: Chain,
+    ops: list[Op],
+    name: str,
+    options: Any,
+    note: str,
+    scope: str | None,
+    link: HostLink | None = None,
+) -> Schedule:
+    """`ops` as a schedule whose budget is its own simulated peak in `scope`."""
     which = resolve_scope(chain, scope)
-    report = simulate_ops(chain, ops, scope=which)
+    report = simulate_ops(chain, ops, scope=which, link=link)
     return make_schedule(
         chain,
         report.peak_bytes,
@@ -181,8 +195,9 @@ def _schedule(
         peak_bytes=report.peak_bytes,
         compute_time=report.compute_time,
         options=options,
-        notes="torch's rule, not an optimisation; budget = its own simulated peak",
+        notes=note,
         scope=which,
+        link=link,
     )
 
 
@@ -275,18 +290,12 @@ def offload_per_block(
     with ``keep_last=False``), over `link`; its budget is its own simulated peak."""
     first, count = _range(chain, first, count)
     ops = offload_ops(rule_ops(chain.length, first, count, 1, 0), keep_last)
-    which = resolve_scope(chain, scope)
-    report = simulate_ops(chain, ops, scope=which, link=link)
-    name = "unsloth-style" if keep_last else "torchtune-style"
-    return make_schedule(
+    return _at_own_peak(
         chain,
-        report.peak_bytes,
         ops,
-        solver=name,
-        peak_bytes=report.peak_bytes,
-        compute_time=report.compute_time,
-        options={"first": first, "count": count, "keep_last": keep_last},
-        notes="offload every block input and recompute the block; budget = its own simulated peak",
-        scope=which,
-        link=link,
+        "unsloth-style" if keep_last else "torchtune-style",
+        {"first": first, "count": count, "keep_last": keep_last},
+        "offload every block input and recompute the block; budget = its own simulated peak",
+        scope,
+        link,
     )
