@@ -69,7 +69,6 @@ def tradeoff_rows(
     times include the waits for copies.
     """
     from checkpoint_solver import solvers as registry
-    from checkpoint_solver.solvers import baseline_plans
     from checkpoint_solver.solvers.store_all import min_budget_store_all
 
     if points < 2:
@@ -119,29 +118,41 @@ def tradeoff_rows(
                 )
             )
     if isinstance(problem, Chain):
-        first, count = blocks or (1, problem.length)
-        fixed = [baseline_plans.torch_per_block(problem, first, count, scope=which)]
-        if link is not None:
-            fixed.append(baseline_plans.offload_per_block(problem, link, first, count, scope=which))
-        for k in range(2, min(count, math.isqrt(count) + 1) + 1):
-            fixed.append(baseline_plans.torch_sequential(problem, k, first, count, scope=which))
-        for sched in fixed:
-            name = sched.solver.replace("torch-per-block", "torch per-block").replace(
-                "torch-sequential-", "torch sequential-"
+        rows += _fixed_rows(problem, blocks, which, link)
+    return rows
+
+
+def _fixed_rows(
+    problem: Chain, blocks: tuple[int, int] | None, which: str, link: HostLink | None
+) -> list[CurveRow]:
+    """Torch's per-block and checkpoint_sequential points (and, with a link, the Unsloth-style
+    plan's) on a chain."""
+    from checkpoint_solver.solvers import baseline_plans
+
+    rows: list[CurveRow] = []
+    first, count = blocks or (1, problem.length)
+    fixed = [baseline_plans.torch_per_block(problem, first, count, scope=which)]
+    if link is not None:
+        fixed.append(baseline_plans.offload_per_block(problem, link, first, count, scope=which))
+    for k in range(2, min(count, math.isqrt(count) + 1) + 1):
+        fixed.append(baseline_plans.torch_sequential(problem, k, first, count, scope=which))
+    for sched in fixed:
+        name = sched.solver.replace("torch-per-block", "torch per-block").replace(
+            "torch-sequential-", "torch sequential-"
+        )
+        pred = sched.predicted
+        base = problem.store_all_time
+        rows.append(
+            CurveRow(
+                name,
+                "torch",
+                pred.peak_bytes,
+                pred.peak_bytes,
+                pred.compute_time + pred.stall_time,
+                pred.overhead + (pred.stall_time / base if base > 0 else 0.0),
+                True,
             )
-            pred = sched.predicted
-            base = problem.store_all_time
-            rows.append(
-                CurveRow(
-                    name,
-                    "torch",
-                    pred.peak_bytes,
-                    pred.peak_bytes,
-                    pred.compute_time + pred.stall_time,
-                    pred.overhead + (pred.stall_time / base if base > 0 else 0.0),
-                    True,
-                )
-            )
+        )
     return rows
 
 

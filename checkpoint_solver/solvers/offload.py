@@ -52,6 +52,8 @@ from checkpoint_solver.schedule import (
     Status,
 )
 from checkpoint_solver.solvers._options import SolverOptions, int_option
+from checkpoint_solver.solvers.dp import Option
+from checkpoint_solver.solvers.dp import _slots as dp_slots
 
 __all__ = ["OffloadOptions", "OffloadTable", "min_budget_dp_offload", "solve_dp_offload"]
 
@@ -73,7 +75,7 @@ class OffloadOptions(SolverOptions):
 
 
 def _slots(values: Any, unit: int) -> npt.NDArray[np.int64]:
-    return -(-np.asarray(list(values), dtype=np.int64) // unit)
+    return dp_slots(values, unit, True)
 
 
 @dataclass
@@ -82,10 +84,6 @@ class _Table:
     choice: npt.NDArray[np.int64]  # 0 chain, j leaf at j, -j offload leaf at j
     option: npt.NDArray[np.int64]  # the chain branch's option (index into the stage's options)
     xbar: list[list[int]]  # per stage (1-based), each option's tape in slots
-
-
-# (xbar, ub, of, ob) of one way to run a stage with tape, in bytes: `dp.Option`
-Option = tuple[int, float, int, int]
 
 
 def _build(
@@ -285,14 +283,12 @@ def solve_dp_offload(
     report = simulate_ops(chain, ops, link=link)
     if why == "dp's schedule":
         notes = "no offload is faster at this budget and link: dp's schedule"
-        status = Status.HEURISTIC
     else:
         notes = (
             f"{count} boundaries offloaded; optimal among persistent schedules offloading leaf "
             f"inputs, copies beside one op, at {mem_slots} memory slots" + why
         )
-        status = Status.HEURISTIC
-    sched = make_schedule(
+    return make_schedule(
         chain,
         budget_bytes,
         ops,
@@ -300,11 +296,10 @@ def solve_dp_offload(
         peak_bytes=report.peak_bytes,
         compute_time=report.compute_time,
         options={"mem_slots": mem_slots},
-        status=status,
+        status=Status.HEURISTIC,
         notes=notes,
         link=link,
     )
-    return sched
 
 
 def min_budget_dp_offload(
