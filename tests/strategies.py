@@ -79,9 +79,10 @@ def feasible_budgets(low: int, high: int) -> st.SearchStrategy[int]:
 
 
 def solver_options(solver: str) -> dict[str, object]:
-    """The options a solver cannot run without: dp-offload's link (copies about as fast as a
-    stage of `chains()` computes, so that offloading is worth something and waits happen)."""
-    if solver == "dp-offload":
+    """The options a solver cannot run without: dp-offload's and ilp-offload's link (copies
+    about as fast as a stage of `chains()` or a node of `graphs()` computes, so that offloading
+    is worth something and waits happen)."""
+    if solver in ("dp-offload", "ilp-offload"):
         from checkpoint_solver.schedule import HostLink
 
         return {"link": HostLink(d2h_bytes_per_s=20.0, h2d_bytes_per_s=30.0)}

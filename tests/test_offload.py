@@ -197,17 +197,29 @@ def test_dp_offload_at_per_blocks_peak_trains_exactly(name: str) -> None:
 
 def test_the_readme_offload_example_runs() -> None:
     import re
+    import textwrap
     from pathlib import Path
+
+    from checkpoint_solver.schedule import OffloadValue
 
     text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     start = text.index("## Offload: keep, recompute, or move to host memory")
     end = text.index("\n## ", start + 5)
-    (code,) = re.findall(r"```python\n(.*?)```", text[start:end], re.S)
+    chain_code, graph_code = (
+        textwrap.dedent(c) for c in re.findall(r"```python\n(.*?)```", text[start:end], re.S)
+    )
     namespace: dict[str, object] = {"__name__": "__readme__"}
-    exec(compile(code, "README offload example", "exec"), namespace)
+    exec(compile(chain_code, "README offload example", "exec"), namespace)
     sched = namespace["sched"]
     assert isinstance(sched, cs.Schedule) and sched.link is not None
     assert sched.predicted.peak_bytes <= 6 * 2**30
+    namespace = {"__name__": "__readme__"}
+    exec(compile(graph_code, "README op-level offload example", "exec"), namespace)
+    graph, sched, tt = namespace["graph"], namespace["sched"], namespace["torchtune"]
+    assert isinstance(sched, cs.Schedule) and sched.solver == "ilp-offload"
+    assert cs.simulate(graph, sched).peak_bytes <= sched.budget_bytes  # type: ignore[arg-type]
+    assert any(isinstance(op, OffloadValue) for op in sched.ops)
+    assert any(isinstance(op, OffloadValue) for op in tt.ops)  # type: ignore[attr-defined]
 
 
 def test_measuring_the_link_needs_a_cuda_device() -> None:

@@ -17,9 +17,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
+from torch.utils import _pytree as pytree
 
 from checkpoint_solver.profiling.tracker import host_memory, storage_key
 from checkpoint_solver.runtime.program import Boundary
@@ -142,4 +143,31 @@ class Copier:
         def wait() -> None:
             torch.cuda.current_stream().wait_event(done)
 
+        return out, wait
+
+    def copy_values(
+        self,
+        values: Mapping[K, Any],
+        direction: str,
+        device: torch.device | None = None,
+        resident: frozenset[int] | set[int] = frozenset(),
+    ) -> tuple[dict[K, Any], Callable[[], None]]:
+        """`copy` for values that may be tuples or lists of tensors (an op with several
+        outputs): their tensor leaves are copied, their other leaves passed on, and so are
+        tensors whose storage is in `resident` (an input's or a parameter's, and views of them:
+        the device keeps them anyway)."""
+        trees = {k: pytree.tree_flatten(v) for k, v in values.items()}
+        leaves = {
+            (k, i): leaf
+            for k, (flat, _) in trees.items()
+            for i, leaf in enumerate(flat)
+            if isinstance(leaf, torch.Tensor) and storage_key(leaf) not in resident
+        }
+        copied, wait = self.copy(leaves, direction, device)
+        out = {
+            k: pytree.tree_unflatten(
+                [copied.get((k, i), leaf) for i, leaf in enumerate(flat)], spec
+            )
+            for k, (flat, spec) in trees.items()
+        }
         return out, wait

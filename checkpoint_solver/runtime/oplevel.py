@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import types
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +40,7 @@ from checkpoint_solver.problem.fingerprint import fingerprint
 from checkpoint_solver.profiling.guards import check as check_guard
 from checkpoint_solver.profiling.region import Region, autocast_off, call_key, capture_region
 from checkpoint_solver.profiling.snapshot import RngState
+from checkpoint_solver.profiling.tracker import storage_key
 from checkpoint_solver.runtime import applied as applied_record
 from checkpoint_solver.runtime.offload import Copier
 from checkpoint_solver.schedule import Compute, Free, OffloadValue, PrefetchValue, Schedule
@@ -258,14 +259,18 @@ def _run_steps(
                 trace.append(f"free({v})")
         elif kind == "offload":
             values = {n: env[n] for n in region.exposed[v] if n in env}
-            copies.host[v], copies.leaving[v] = copies.copier.copy(values, "d2h")
+            copies.host[v], copies.leaving[v] = copies.copier.copy_values(
+                values, "d2h", resident=copies.resident
+            )
             del values  # the schedule's free(v) drops the device copy, not this loop's name
             if trace is not None:
                 trace.append(f"offload({v})")
         elif kind == "prefetch":
-            back, copies.arriving[v] = copies.copier.copy(copies.host.pop(v), "h2d", copies.device)
+            host = copies.host.pop(v)
+            back, wait = copies.copier.copy_values(host, "h2d", copies.device, copies.resident)
+            copies.arriving[v] = _releasing(wait, host)
             env.update(back)
-            del back
+            del back, host, wait
             if trace is not None:
                 trace.append(f"prefetch({v})")
         elif kind == "tangent":
@@ -282,6 +287,17 @@ def _run_steps(
                 trace.append(f"free({region.tangents[v]})")
         elif trace is not None:
             trace.append(f"compute({v})")
+
+
+def _releasing(wait: Callable[[], None], host: Any) -> Callable[[], None]:
+    """`wait`, holding the host copy until it is called: as the simulator counts it, a
+    prefetched value's host copy is released when the first op that reads it waits for it."""
+
+    def done() -> None:
+        wait()
+
+    done.host = host  # type: ignore[attr-defined]
+    return done
 
 
 def _member(
@@ -324,6 +340,9 @@ class _RegionFunction(torch.autograd.Function):
         for node in region.gm.graph.nodes:
             if node.op == "get_attr":  # constants the trace holds
                 env[node] = getattr(region.gm, node.target)
+        state.copies.resident = frozenset(
+            storage_key(t) for t in env.values() if isinstance(t, torch.Tensor)
+        )
         _run(
             replay,
             replay.forward,
@@ -419,6 +438,8 @@ class _Copies:
     host: dict[int, dict[fx.Node, torch.Tensor]] = field(default_factory=dict)
     leaving: dict[int, Any] = field(default_factory=dict)
     arriving: dict[int, Any] = field(default_factory=dict)
+    # Storages of the region's inputs, parameters, buffers and constants: never copied.
+    resident: frozenset[int] = frozenset()
 
 
 @dataclass(eq=False)

@@ -38,6 +38,7 @@ from checkpoint_solver.solvers import (
     graph_greedy,
     hierarchical,
     ilp,
+    ilp_offload,
     ilp_rounding,
     offload,
     periodic,
@@ -130,6 +131,19 @@ register(
         options_type=ilp.IlpOptions,
         min_budget=ilp.min_budget_ilp,
         guarantee="Checkmate MILP: optimal when proven, else the MIP gap and bound (HiGHS or CBC)",
+    )
+)
+register(
+    SolverSpec(
+        name="ilp-offload",
+        kinds=("graph",),
+        fn=ilp_offload.solve_ilp_offload,
+        options_type=ilp_offload.IlpOffloadOptions,
+        min_budget=ilp_offload.min_budget_ilp_offload,
+        guarantee=(
+            "the Checkmate MILP with offload to host memory over a given HostLink: optimal "
+            "within its stage copy model when proven; never predicted slower than ilp"
+        ),
     )
 )
 register(

@@ -18,8 +18,8 @@ __all__ = ["min_budget_auto", "solve_auto"]
 
 # Solvers auto leaves to the user: cpsat restricts recomputation and needs a child process and
 # a search of up to a minute per budget (its minimum budget is a bisection of such searches).
-# dp-offload needs a HostLink: it is asked for by name.
-_NOT_IN_AUTO = {"auto", "cpsat", "dp-offload"}
+# dp-offload and ilp-offload need a HostLink: they are asked for by name.
+_NOT_IN_AUTO = {"auto", "cpsat", "dp-offload", "ilp-offload"}
 
 # Graph sizes (op nodes) up to which the exact MILP, then the LP rounding, are worth running.
 ILP_MAX_OPS = 200

@@ -15,6 +15,11 @@ same memory/time axes as ours.
   ``use_gradient_checkpointing="unsloth"`` (the last block's input stays on the device), and
   torchtune's ``OffloadActivations`` as it recommends running it, under per-block checkpointing
   (then the saved tensors it offloads are the blocks' inputs; ``keep_last=False``).
+- `offload_saved`: at op level (a `Graph`), torchtune's ``OffloadActivations`` without
+  checkpointing: nothing recomputed, every saved activation (a forward value a backward op reads,
+  at least ``min_offload_size`` bytes) copied to host memory as it is made, dropped on the device
+  after its last forward reader, and brought back `lookahead` ops before its first backward
+  reader.
 
 ``first`` is the 1-based stage of the first block and ``count`` the number of blocks; by default
 every stage is a block. For a `checkpoint_solver.profiling.Profile`, `profile_blocks` gives them.
@@ -36,17 +41,21 @@ from collections.abc import Sequence
 from typing import Any
 
 from checkpoint_solver.errors import InvalidOptionError
-from checkpoint_solver.problem import Chain
+from checkpoint_solver.problem import Chain, Graph, Problem
 from checkpoint_solver.problem.profile import StageKind
 from checkpoint_solver.problem.states import resolve_scope
 from checkpoint_solver.schedule import HostLink, Op, Schedule
 from checkpoint_solver.schedule.ops import (
     Bwd,
+    Compute,
+    Free,
     FwdCheckpoint,
     FwdNoTape,
     FwdTape,
     Offload,
+    OffloadValue,
     Prefetch,
+    PrefetchValue,
     parse_op,
 )
 from checkpoint_solver.simulation import simulate_ops
@@ -56,6 +65,7 @@ __all__ = [
     "fastest_rule",
     "offload_ops",
     "offload_per_block",
+    "offload_saved",
     "profile_blocks",
     "rule_candidates",
     "rule_ops",
@@ -176,7 +186,7 @@ def _schedule(
 
 
 def _at_own_peak(
-    chain: Chain,
+    chain: Problem,
     ops: list[Op],
     name: str,
     options: Any,
@@ -296,6 +306,104 @@ def offload_per_block(
         "unsloth-style" if keep_last else "torchtune-style",
         {"first": first, "count": count, "keep_last": keep_last},
         "offload every block input and recompute the block; budget = its own simulated peak",
+        scope,
+        link,
+    )
+
+
+def _saved_moves(graph: Graph, min_bytes: int, lookahead: int) -> dict[int, tuple[int, int]]:
+    """Per saved activation that can wait on the host: (the position of its last forward reader,
+    or its own, and the position whose compute op its prefetch comes before), in compute order."""
+    pos = {v: p for p, v in enumerate(graph.ops)}
+    moves: dict[int, tuple[int, int]] = {}
+    for v in graph.ops:
+        if graph.is_backward[v] or graph.out_bytes[v] < min_bytes:
+            continue
+        backward = [pos[u] for u in graph.succs[v] if graph.is_backward[u]]
+        if not backward:
+            continue
+        last_fwd = max([pos[v], *(pos[u] for u in graph.succs[v] if not graph.is_backward[u])])
+        if last_fwd > min(backward):
+            continue  # a forward op reads it after the backward started: it stays
+        before = min(backward) - lookahead
+        if before >= last_fwd + 2:  # one op or more runs while it is away
+            moves[v] = (last_fwd, before)
+    return moves
+
+
+def offload_saved_ops(graph: Graph, min_bytes: int = 1024, lookahead: int = 1) -> list[Op]:
+    """Store-all's ops (each node once, values freed after their last reader) with every saved
+    activation of `min_bytes` or more offloaded as it is computed, freed on the device after its
+    last forward reader (the free waits for the copy), and prefetched before the compute op
+    `lookahead` ops ahead of its first backward reader (which waits for the copy)."""
+    from checkpoint_solver.solvers.store_all import _graph_ops
+
+    moves = _saved_moves(graph, min_bytes, lookahead)
+    frees_after: dict[int, list[int]] = {}
+    prefetch_before: dict[int, list[int]] = {}
+    for v, (last_fwd, before) in sorted(moves.items()):
+        frees_after.setdefault(last_fwd, []).append(v)
+        prefetch_before.setdefault(before, []).append(v)
+    out: list[Op] = []
+    position = -1
+    for op in _graph_ops(graph, True)[0]:
+        if isinstance(op, Compute):
+            if position >= 0:
+                out.extend(Free(v) for v in frees_after.get(position, []))
+            position += 1
+            out.extend(PrefetchValue(v) for v in prefetch_before.get(position, []))
+            out.append(op)
+            if op.node in moves:
+                out.append(OffloadValue(op.node))
+            continue
+        out.append(op)
+    out.extend(Free(v) for v in frees_after.get(position, []))
+    return out
+
+
+def offload_saved(
+    graph: Graph,
+    link: HostLink,
+    *,
+    min_offload_size: int = 1024,
+    lookahead: int = 1,
+    scope: str | None = None,
+) -> Schedule:
+    """torchtune's ``OffloadActivations`` without checkpointing, at op level: no recomputation,
+    every saved activation of `min_offload_size` bytes or more (a forward value a backward op
+    reads, which the forward no longer needs by then) waits in host memory between its last
+    forward reader and `lookahead` ops before its first backward reader; its budget is its own
+    simulated peak.
+
+    Raises
+    ------
+    InvalidOptionError
+        For a problem that is not a training graph, or a bad option.
+    """
+    if not isinstance(graph, Graph):
+        raise InvalidOptionError(
+            f"offload_saved needs an op-level Graph (cs.profile_graph(...)), not a "
+            f"{type(graph).__name__}; on a chain the block inputs are the saved tensors under "
+            f"per-block checkpointing: offload_per_block(chain, link, keep_last=False)"
+        )
+    if not any(graph.is_backward[v] for v in graph.ops):
+        raise InvalidOptionError(
+            "offload_saved needs a training graph: this one has no backward ops, so nothing is "
+            "saved for the backward"
+        )
+    for name, value, low in (
+        ("min_offload_size", min_offload_size, 0),
+        ("lookahead", lookahead, 1),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise InvalidOptionError(f"{name}={value!r} must be an integer >= {low}")
+    ops = offload_saved_ops(graph, min_offload_size, lookahead)
+    return _at_own_peak(
+        graph,
+        ops,
+        "torchtune-style",
+        {"min_offload_size": min_offload_size, "lookahead": lookahead},
+        "offload every saved activation, recompute nothing; budget = its own simulated peak",
         scope,
         link,
     )

@@ -439,7 +439,8 @@ def _expand(graph: Graph, plan: _Plan, chain_ops: list[Op], picks: dict[int, int
             first_op_end[mark] = len(seq) - 1
         pending_marks = []
     seq.extend(("c", v) for v in st.sink)
-    moves = _moves(graph, st, seq, first_op_end)
+    copies = any(kind != "c" for kind, _ in seq)
+    moves = _moves(graph, st, seq, first_op_end) if copies else {}
     events: list[tuple[str, int]] = []
     at: list[int] = []  # per seq position, its last event's index
     holds: list[tuple[int, int]] = []  # (offload event, seq position its copy runs until)
@@ -629,6 +630,7 @@ class _Curve:
         self.graph = graph
         self.plan = plan
         self.scope = scope
+        self.cut = False  # `_best_under` stopped its refinement at the deadline
         self.rules = rules  # `_rule_plans`: weighed beside the DP's plans
         # No schedule needs more than every node at once; the chain model may think it does (a
         # value in several boundaries counts once per boundary), so its boundaries are added.
@@ -707,8 +709,11 @@ LEAST, RULE, OFFLOADED = -1, -2, -3
 GRID, ZONE, NEAR = 64, 256, 0.15
 
 
-def _best_under(curve: _Curve, budget: int) -> tuple[list[Op], int, float, int] | None:
-    """The fastest expanded schedule within `budget` over the slot counts the DP can use."""
+def _best_under(
+    curve: _Curve, budget: int, deadline: Deadline | None = None
+) -> tuple[list[Op], int, float, int] | None:
+    """The fastest expanded schedule within `budget` over the slot counts the DP can use (the
+    refinement around the grid stops when `deadline` has passed)."""
     if curve.first is None:
         return None
     best: tuple[list[Op], int, float, int] | None = None
@@ -745,6 +750,9 @@ def _best_under(curve: _Curve, budget: int) -> tuple[list[Op], int, float, int] 
             if len(zone) >= ZONE:
                 break
         for m in sorted(zone):
+            if deadline is not None and deadline.expired():
+                curve.cut = True
+                break
             consider(m)
     least = curve.least
     if least is not None and least[1] <= budget and (best is None or least[2] < best[2]):
@@ -910,6 +918,7 @@ def solve_hierarchical(
         link=link,
     )
     start = time.perf_counter()
+    deadline = Deadline(time_limit)
     curves = _curves(
         graph,
         block_level=block_level,
@@ -920,7 +929,7 @@ def solve_hierarchical(
         scope=scope,
     )
     options_s = time.perf_counter() - start
-    found = [(b, c) for c in curves if (b := _best_under(c, budget_bytes)) is not None]
+    found = [(b, c) for c in curves if (b := _best_under(c, budget_bytes, deadline)) is not None]
     if not found:
         raise InfeasibleBudgetError(budget_bytes, _min_peak(curves), "hierarchical")
     best, curve = min(found, key=lambda bc: bc[0][2])  # the first (options) on a tie
@@ -933,6 +942,11 @@ def solve_hierarchical(
             ops, peak, compute_time, curve = moved
             plan, m = curve.plan, OFFLOADED
     note = _note(plan, curves, curve, m, options_s, block_level, option_solver, option_budgets)
+    if any(c.cut for c in curves):
+        note += (
+            f"; time_limit={time_limit} s ran out: the slot search kept its grid and stopped "
+            f"refining around it"
+        )
     if link is not None:
         count = sum(isinstance(op, OffloadValue) for op in ops)
         note += "; offload: " + (

@@ -41,11 +41,12 @@ def test_graph_minimum_is_exact(solver: str, graph) -> None:
 
         # It cuts segments from a graph without blocks; it needs forward and backward op nodes.
         assume(not_a_training_graph(graph) is None)
-    low = min_budget(graph, solver)
-    assert simulate(graph, solve(graph, max(low, 1), solver)).valid
+    options = solver_options(solver)
+    low = min_budget(graph, solver, **options)
+    assert simulate(graph, solve(graph, max(low, 1), solver, **options)).valid
     if low > 1 and solver in EXACT_GRAPH:
         with pytest.raises(InfeasibleBudgetError):
-            solve(graph, low - 1, solver)
+            solve(graph, low - 1, solver, **options)
 
 
 def test_message_names_both_budgets_and_the_fix() -> None:

@@ -54,9 +54,10 @@ def test_chain_solvers_valid_within_budget(solver: str, chain, data) -> None:
 @given(data=st.data(), graph=graphs())
 def test_graph_solvers_valid_within_budget(solver: str, graph, data) -> None:
     """Every graph solver's schedule simulates valid, within budget, exactly as predicted."""
-    low = min_budget(graph, solver)
+    options = solver_options(solver)
+    low = min_budget(graph, solver, **options)
     budget = data.draw(feasible_budgets(low, low * 2), label="budget")
-    _assert_valid_and_predicted(graph, solve(graph, budget, solver))
+    _assert_valid_and_predicted(graph, solve(graph, budget, solver, **options))
 
 
 @given(graph=graphs())

@@ -77,7 +77,8 @@ def _write_mps(model: MilpModel, path: str, relax: bool) -> None:
         else:
             if lo != 0:
                 lines.append(f" LO bnd c{c} {_num(lo)}")
-            lines.append(f" UP bnd c{c} {_num(hi)}")
+            if hi != np.inf:  # MPS's default upper bound is +infinity
+                lines.append(f" UP bnd c{c} {_num(hi)}")
     lines.append("ENDATA")
     with open(path, "w") as fh:
         fh.write("\n".join(lines) + "\n")

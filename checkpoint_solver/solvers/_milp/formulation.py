@@ -71,6 +71,13 @@ class MilpModel:
     scale: int = 1
     budget_units: int = 0
     extra_units: dict[tuple[int, int], int] = field(default_factory=dict)
+    # Rows the offload extension (`checkpoint_solver.solvers._milp.offload`) adds terms to:
+    # retention of i into stage t, "not both computed and kept" of (t, i), usefulness of R[t, i]
+    # and S[t, i], and the memory at stage t's start.
+    keep_row: dict[tuple[int, int], int] = field(default_factory=dict)
+    once_row: dict[tuple[int, int], int] = field(default_factory=dict)
+    useful_row: dict[tuple[int, int, str], int] = field(default_factory=dict)
+    start_row: dict[int, int] = field(default_factory=dict)
 
     def add_col(self, lo: float, hi: float, integer: bool, obj: float = 0.0) -> int:
         self.col_lo.append(lo)
@@ -207,8 +214,10 @@ def build(
                 model.add_row([R[t, j], R[t, i], S[t, i]], [1.0, -1.0, -1.0], -np.inf, 0.0)
         # (2) retention and (3) no recompute of a kept value
         for i in range(t):
+            model.once_row[t, i] = len(model.rows)
             model.add_row([R[t, i], S[t, i]], [1.0, 1.0], -np.inf, 1.0)
             if t + 1 < n:
+                model.keep_row[t + 1, i] = len(model.rows)
                 model.add_row([S[t + 1, i], S[t, i], R[t, i]], [1.0, -1.0, -1.0], -np.inf, 0.0)
         if t + 1 < n:
             model.add_row([S[t + 1, t], R[t, t]], [1.0, -1.0], -np.inf, 0.0)
@@ -226,7 +235,8 @@ def build(
             for i in range(t):
                 readers = [R[t, j] for j in g.users[i] if j <= t]
                 keep = [S[t + 1, i]] if t + 1 < n else []
-                for col in (R[t, i], S[t, i]):
+                for which, col in (("R", R[t, i]), ("S", S[t, i])):
+                    model.useful_row[t, i, which] = len(model.rows)
                     model.add_row(
                         [col, *readers, *keep],
                         [1.0] + [-1.0] * (len(readers) + len(keep)),
@@ -236,6 +246,7 @@ def build(
         # (5) memory recurrence
         cols = [U[t, 0], R[t, 0]] + [S[t, i] for i in range(t)]
         vals = [1.0, -float(m[0])] + [-float(m[i]) for i in range(t)]
+        model.start_row[t] = len(model.rows)
         model.add_row(cols, vals, 0.0, 0.0)
         for k in range(1, t + 1):
             cols = [U[t, k], U[t, k - 1], R[t, k]]
