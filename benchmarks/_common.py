@@ -75,4 +75,6 @@ def write_section(name: str, body: str) -> None:
         rf"<!-- begin {re.escape(name)} -->.*?<!-- end {re.escape(name)} -->\n", re.S
     )
     text = pattern.sub(lambda _: section, text) if pattern.search(text) else text + "\n" + section
-    RESULTS.write_text(text)
+    tmp = RESULTS.with_suffix(".md.tmp")  # atomically: a killed run leaves the old file whole
+    tmp.write_text(text)
+    tmp.replace(RESULTS)

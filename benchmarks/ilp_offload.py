@@ -9,7 +9,7 @@ overhead over store-all and status; ``ilp-offload``'s (compute plus the simulato
 values it moves, its host peak, whether the offload MILP was proven optimal (in its copy model),
 and the whole solve's seconds.
 
-    python benchmarks/ilp_offload.py        # writes RESULTS.md "ilp-offload"
+    python benchmarks/ilp_offload.py        # writes RESULTS.md "ilp_offload"
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ def main() -> None:
         + table(headers, rows)
     )
     print(body)
-    write_section("ilp-offload", body)
+    write_section("ilp_offload", body)
 
 
 if __name__ == "__main__":
