@@ -16,6 +16,7 @@ from the matrices, by the same rule, without replaying ops.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -112,10 +113,15 @@ def _stage_events(
     return computed, frees, end
 
 
-def plan_ops(g: OpGraph, R: BoolMatrix, S: BoolMatrix) -> list[Op]:
-    """The op sequence of a stage plan, in graph node ids."""
+def plan_ops(
+    g: OpGraph, R: BoolMatrix, S: BoolMatrix, starts: Callable[[int], list[Op]] | None = None
+) -> list[Op]:
+    """The op sequence of a stage plan, in graph node ids; `starts(t)`: ops issued at stage t's
+    start (an offload plan's copies)."""
     ops: list[Op] = []
     for t in range(g.n):
+        if starts is not None:
+            ops.extend(starts(t))
         computed, frees, end = _stage_events(g, R, S, t)
         for k in computed:
             ops.append(Compute(g.nodes[k]))

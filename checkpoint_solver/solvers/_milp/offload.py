@@ -33,9 +33,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from checkpoint_solver.schedule import Compute, Free, HostLink, OffloadValue, Op, PrefetchValue
+from checkpoint_solver.schedule import HostLink, OffloadValue, Op, PrefetchValue
 from checkpoint_solver.solvers._milp.formulation import MilpModel
-from checkpoint_solver.solvers._plans import BoolMatrix, OpGraph, _stage_events
+from checkpoint_solver.solvers._plans import BoolMatrix, OpGraph, plan_ops
 
 __all__ = ["OffloadColumns", "add_offload", "candidates", "offload_plan_ops"]
 
@@ -144,13 +144,11 @@ def offload_plan_ops(
         later = [s for s in range(t + 1, g.n) if P[s, i] or O[s, i]]
         if not later or not P[later[0], i]:
             O[t, i] = False
-    ops: list[Op] = []
-    for t in range(g.n):
-        ops.extend(PrefetchValue(g.nodes[i]) for i in np.flatnonzero(P[t]))
-        ops.extend(OffloadValue(g.nodes[i]) for i in np.flatnonzero(O[t]))
-        computed, frees, end = _stage_events(g, R, S, t)
-        for k in computed:
-            ops.append(Compute(g.nodes[k]))
-            ops.extend(Free(g.nodes[i]) for i in frees[k])
-        ops.extend(Free(g.nodes[i]) for i in end)
-    return ops
+
+    def starts(t: int) -> list[Op]:
+        return [
+            *(PrefetchValue(g.nodes[i]) for i in np.flatnonzero(P[t])),
+            *(OffloadValue(g.nodes[i]) for i in np.flatnonzero(O[t])),
+        ]
+
+    return plan_ops(g, R, S, starts)
