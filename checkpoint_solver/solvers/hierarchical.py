@@ -886,7 +886,9 @@ def solve_hierarchical(
         The op-level solver for the options.
     time_limit : float
         Seconds the options' solves share (``ilp`` and ``ilp-rounding`` get what is left; no
-        option is solved after it), so the whole solve takes about this plus the DP.
+        option is solved after it); the search over the DP's slot counts then gets as much
+        again (its grid always runs; the refinement around it stops, and the note says so), so
+        the whole solve takes at most about twice this.
     mem_slots : int
         The chain DP's memory discretisation.
     block_level : bool
@@ -918,7 +920,6 @@ def solve_hierarchical(
         link=link,
     )
     start = time.perf_counter()
-    deadline = Deadline(time_limit)
     curves = _curves(
         graph,
         block_level=block_level,
@@ -929,6 +930,8 @@ def solve_hierarchical(
         scope=scope,
     )
     options_s = time.perf_counter() - start
+    # The slot search gets time_limit of its own: its grid always runs, its refinement stops.
+    deadline = Deadline(time_limit)
     found = [(b, c) for c in curves if (b := _best_under(c, budget_bytes, deadline)) is not None]
     if not found:
         raise InfeasibleBudgetError(budget_bytes, _min_peak(curves), "hierarchical")

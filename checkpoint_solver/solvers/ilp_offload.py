@@ -130,14 +130,7 @@ def solve_ilp_offload(
     base = plain.predicted.compute_time
 
     def keep_plain(why: str) -> Schedule:
-        return plain.replace(
-            solver="ilp-offload",
-            options=options,
-            status=Status.HEURISTIC if plain.status is Status.OPTIMAL else plain.status,
-            link=link,
-            predicted=dataclasses.replace(plain.predicted, stall_time=0.0, host_peak_bytes=0),
-            notes=f"{why}: ilp's schedule ({plain.status.value}: {plain.notes})",
-        )
+        return _plain(plain, options, link, why)
 
     if int(sum(isinstance(op, Compute) for op in plain.ops)) == g.n:
         return keep_plain("every node computed once, nothing to gain by offload")
@@ -181,6 +174,18 @@ def solve_ilp_offload(
         status=Status.HEURISTIC,
         notes=notes,
         link=link,
+    )
+
+
+def _plain(plain: Schedule, options: dict[str, object], link: HostLink, why: str) -> Schedule:
+    """``ilp``'s schedule as ilp-offload's, with the link and no copies."""
+    return plain.replace(
+        solver="ilp-offload",
+        options=options,
+        status=Status.HEURISTIC if plain.status is Status.OPTIMAL else plain.status,
+        link=link,
+        predicted=dataclasses.replace(plain.predicted, stall_time=0.0, host_peak_bytes=0),
+        notes=f"{why}: ilp's schedule ({plain.status.value}: {plain.notes})",
     )
 
 
