@@ -59,12 +59,14 @@ def tradeoff_rows(
     torch's per-block checkpointing and ``checkpoint_sequential`` at 2..sqrt(n)+1 segments.
 
     `solvers` defaults to every registered solver of the problem's kind except ``auto`` (and, on
-    graphs, the slow exact ones: ``ilp`` and ``cpsat``; name them to include them). `blocks` is
+    graphs, the slow exact ones: ``ilp``, ``ilp-offload`` and ``cpsat``; name them to include
+    them). `blocks` is
     ``(first, count)`` of the chain's blocks (`baseline_plans.profile_blocks`); default: every stage.
     `scope` is what the budgets and peaks cover, as in `checkpoint_solver.solve`.
 
     With a `link` (a `HostLink`), the offload solvers join (``dp-offload`` on a chain, which
-    otherwise has no link to solve for; ``hierarchical`` is given the link on a graph), and on a
+    otherwise has no link to solve for; ``hierarchical``, and ``ilp-offload`` when named, are given
+    the link on a graph), and on a
     chain the Unsloth-style plan (`baseline_plans.offload_per_block`) with torch's rules; their
     times include the waits for copies.
     """
@@ -75,7 +77,7 @@ def tradeoff_rows(
         raise InvalidOptionError(f"points={points}; give at least 2")
     named = solvers is not None
     if solvers is None:
-        slow = {"auto", "ilp", "cpsat"}
+        slow = {"auto", "ilp", "ilp-offload", "cpsat"}
         solvers = [s for s in registry.available_solvers(problem.kind) if s not in slow]
     which = resolve_scope(problem, scope)
     high = (
@@ -87,7 +89,8 @@ def tradeoff_rows(
     usable = []
 
     def options(s: str) -> dict[str, Any]:
-        return {"link": link} if link is not None and s in ("dp-offload", "hierarchical") else {}
+        takes = ("dp-offload", "hierarchical", "ilp-offload")
+        return {"link": link} if link is not None and s in takes else {}
 
     if link is not None and isinstance(problem, Chain) and "dp-offload" not in solvers:
         solvers = [*solvers, "dp-offload"]

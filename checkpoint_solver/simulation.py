@@ -66,8 +66,10 @@ op                  must hold before                       effect
 ==================  =====================================  ============================================
 
 The host bytes of ``a[j]`` are what the executor copies: ``x[j]``, or with boundary values its
-values a rerun reads and what is not among the values. Over the link's ``host_budget_bytes``,
-an ``offload`` is a violation.
+values a rerun reads and what is not among the values, but the values another kept boundary
+holds when the offload starts (a plain one, or a taped one a forward has read): moving those
+would free nothing, so they stay on the device until the prefetch (no second copy comes back).
+Over the link's ``host_budget_bytes``, an ``offload`` is a violation.
 
 Boundary values
 ---------------
@@ -563,6 +565,9 @@ class _ChainSim(_Sim):
         self.spans: list[list[tuple[int, int]]] = []  # per copy: (from op, to op) it is held
         self.first_b = -1
         self.needed: list[set[int]] = [set() for _ in range(n + 1)]
+        # Per offloaded a[j]: its needed values another kept boundary holds on the device (the
+        # executor leaves them there, not copied): value -> (its copy, held since).
+        self.staying: dict[int, dict[int, tuple[int, int]]] = {}
 
     def _prepare(self, ops: tuple[Op, ...] | list[Op]) -> None:
         """What the executor learns from the whole schedule: the stages it reruns after the
@@ -582,11 +587,35 @@ class _ChainSim(_Sim):
             self.spans[copies[idx]].append((start, end))
 
     def _drop_plain(self, j: int) -> None:
-        """The plain boundary a[j] is dropped at this op: it held its needed values till now."""
+        """The plain boundary a[j] is dropped at this op: it held its needed values till now
+        (but those its host copy leaves on the device, held on till its prefetch)."""
         held = self.plain_at[j]
         if held is not None and held[1] >= 0:
-            self._hold(held[0], self.needed[j], held[1], self.index)
+            stay = self.staying.get(j, {})
+            self._hold(held[0], self.needed[j] - stay.keys(), held[1], self.index)
         self.plain_at[j] = None
+
+    def _held_elsewhere(self, j: int) -> dict[int, tuple[int, int]]:
+        """The needed values of the plain a[j] that another kept boundary holds as well (a plain
+        one, or a taped one a forward has read), as the executor finds them when it offloads
+        a[j]: value -> (its copy, held by a[j] since). The executor keeps a taped boundary from
+        its forward on; between a rerun's ``F_all(k)`` and the forward that reads it, an offload
+        here copies a value the executor leaves: over-predicted, never under."""
+        src = self.plain_at[j]
+        if src is None or not self.c.values:
+            return {}
+        copies, start = src
+        ks = [k for k in range(1, self.c.length + 1) if k != j and self.plain[k]]
+        holders = [(k, self.plain_at[k]) for k in ks]
+        holders += [(k, self.tape_at[k]) for k in sorted(self.kept_tapes)]
+        out = {}
+        for idx in self.needed[j]:
+            c = copies[idx]
+            for k, held in holders:
+                if held is not None and idx in self.needed[k] and held[0].get(idx) == c:
+                    out[idx] = (c, start)
+                    break
+        return out
 
     def _copies(self, i: int, taped: bool) -> None:
         """Stage i's forward at this op: the copies its output holds (new ones for the values it
@@ -675,8 +704,11 @@ class _ChainSim(_Sim):
 
     def _copy_bytes(self, j: int) -> int:
         """What the executor copies for a[j]: what is not among the values, and the values of
-        a[j] that a rerun reads."""
-        return self.own_x[j] + sum(self.c.values[idx].nbytes for idx in self.needed[j])
+        a[j] that a rerun reads (but those another kept boundary holds: they stay)."""
+        stay = self.staying.get(j, {})
+        return self.own_x[j] + sum(
+            self.c.values[idx].nbytes for idx in self.needed[j] if idx not in stay
+        )
 
     def _copy(self, op: Offload | Prefetch) -> None:
         j = op.index
@@ -695,6 +727,7 @@ class _ChainSim(_Sim):
                     f"a[{j}] is not kept plain on the device, so there is nothing to offload"
                 )
             self._check_drop(j)
+            self.staying[j] = self._held_elsewhere(j)
             nbytes = self._copy_bytes(j)
             self.host[j] = True
             self.host_bytes[j] = nbytes
@@ -714,7 +747,13 @@ class _ChainSim(_Sim):
         self.arrivals.append(j)
         if self.c.values:
             made: dict[int, int] = {}
+            stay = self.staying.pop(j, {})
             for idx in self.at_cut[j]:
+                if idx in stay:  # left on the device: the same copy, held on
+                    copy, start = stay[idx]
+                    self.spans[copy].append((start, self.index))
+                    made[idx] = copy
+                    continue
                 made[idx] = len(self.copy_bytes)
                 self.copy_bytes.append(self.c.values[idx].nbytes if idx in self.needed[j] else 0)
                 self.copy_made.append(self.index)
@@ -743,6 +782,9 @@ class _ChainSim(_Sim):
         self.index = n_ops
         for j in range(1, self.c.length + 1):  # boundaries still held when the ops end
             self._drop_plain(j)
+        for stay in self.staying.values():  # left on the device by a copy never brought back
+            for copy, start in stay.values():
+                self.spans[copy].append((start, n_ops))
         before = [0] * (n_ops + 2)  # copies held while op t runs (made by an earlier op)
         after = [0] * (n_ops + 2)  # copies held after op t
         for nbytes, made, spans in zip(self.copy_bytes, self.copy_made, self.spans, strict=True):

@@ -70,6 +70,71 @@ def test_copies_on_one_stream_run_one_after_the_other() -> None:
     assert r.host_peak_bytes == 20
 
 
+def test_a_value_another_kept_boundary_holds_stays_on_the_device_when_one_is_offloaded() -> None:
+    """Traced by hand (4 stages, x = 10; a 4-byte value v made by stage 1 and read by stages 2
+    and 3, so in a[1] and a[2], counted once while either holds it). F_ck(2) keeps a[1], which
+    holds v, so offloading a[2] copies only its own 6 bytes (the executor leaves v on the device:
+    moving it would free nothing), and the prefetch brings back those 6, not a second v: after
+    it, a[0] 10 + a[1] 6 + v 4 + a[3] 10 + a[4] 10 + a[2] 6 = 46 (50 with a second copy of v),
+    and B(4) peaks at 66 (70)."""
+    import dataclasses
+
+    from checkpoint_solver.problem.chain import BoundaryValue
+
+    chain = dataclasses.replace(uniform_chain(4, x=10), values=(BoundaryValue(4, 1, (2, 3)),))
+    ops = _ops(
+        "F_ck(1) F_ck(2) offload(a[2]) F_ck(3) F_all(4) prefetch(a[2]) B(4) F_all(3) B(3) "
+        "F_all(2) B(2) F_all(1) B(1)"
+    )
+    r = simulate_ops(chain, ops, link=SLOW)
+    assert r.valid, r.violation
+    assert r.host_peak_bytes == 6
+    assert r.timeline[:6] == (20, 26, 26, 30, 40, 46)
+    assert r.peak_bytes == 66
+    # Without a[1] kept (F_n(2) drops it), a[2] is v's only holder: v moves with it.
+    r = simulate_ops(
+        chain,
+        _ops(
+            "F_ck(1) F_n(2) offload(a[2]) F_ck(3) F_all(4) prefetch(a[2]) B(4) F_all(3) B(3) "
+            "F_ck(1) F_all(2) B(2) F_all(1) B(1)"
+        ),
+        link=SLOW,
+    )
+    assert r.valid, r.violation
+    assert r.host_peak_bytes == 10
+
+
+def test_the_executor_leaves_on_the_device_what_another_kept_boundary_holds() -> None:
+    """The hand-traced schedule above on a real chain: b1 makes h, b2 reads it and makes g, b3
+    reads g and h, so a[1] = {h} and a[2] = {g, h}. Offloading a[2] while a[1] is kept moves g
+    alone (h would free nothing); bitwise, device and host peaks the predicted ones."""
+    import torch
+
+    from checkpoint_solver.solvers._common import make_schedule
+    from tests.profiling.test_profile import Skip
+
+    torch.manual_seed(0)
+    model, inputs = Skip(), (torch.randn(4, 16),)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prof = cs.profile(model, inputs, blocks=["b1", "b2", "b3"], warmup=0, repeats=1)
+    chain = prof.chain
+    assert chain.length == 4 and chain.x[1] == 4 * 32 * 4 and chain.x[2] == 2 * 4 * 32 * 4
+    ops = _ops(
+        "F_ck(1) F_ck(2) offload(a[2]) F_ck(3) F_all(4) prefetch(a[2]) B(4) F_all(3) B(3) "
+        "F_all(2) B(2) F_all(1) B(1)"
+    )
+    link = HostLink(d2h_bytes_per_s=1e9, h2d_bytes_per_s=1e9)
+    r = simulate_ops(chain, ops, link=link)
+    assert r.valid, r.violation
+    sched = make_schedule(
+        chain, r.peak_bytes, ops, solver="manual", peak_bytes=r.peak_bytes,
+        compute_time=r.compute_time, link=link,
+    )  # fmt: skip
+    assert sched.predicted.host_peak_bytes == 4 * 32 * 4  # g only
+    _check_run(model, inputs, prof, sched)
+
+
 @pytest.mark.parametrize(
     ("text", "why"),
     [
@@ -164,15 +229,26 @@ def _check_run(model, inputs, prof, sched) -> None:
     assert measure_step(m, inputs).host_peak_bytes == sched.predicted.host_peak_bytes
 
 
-@pytest.mark.parametrize("name", ["resnet", "unet", "rnn_steps"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "resnet",
+        "unet",
+        "rnn_steps",
+        pytest.param("gpt2", marks=pytest.mark.slow),
+        pytest.param("t5", marks=pytest.mark.slow),
+    ],
+)
 def test_offloading_every_block_input_trains_exactly_at_the_predicted_memory(name: str) -> None:
     """The Unsloth-style plan through the executor's host pool (CPU): gradients, buffers and
-    losses bitwise; the measured device peak and host peak are the simulator's."""
+    losses bitwise; the measured device peak and host peak are the simulator's. GPT-2's blocks
+    are passed its position ids, which the embedding's kept tape holds anyway: they are not
+    copied (they were, 4 KiB per boundary, over the predicted host peak)."""
     model, inputs, prof = _profiled(name)
     first, count = profile_blocks([s.name for s in prof.stages])
     link = HostLink(d2h_bytes_per_s=1e9, h2d_bytes_per_s=1e9)
     sched = offload_per_block(prof.chain, link, first, count)
-    assert sum(isinstance(op, Offload) for op in sched.ops) >= 3
+    assert sum(isinstance(op, Offload) for op in sched.ops) >= 2
     _check_run(model, inputs, prof, sched)
 
 

@@ -111,6 +111,25 @@ def test_ilp_offload_keeps_within_the_host_budget() -> None:
     assert kept.predicted.compute_time == plain and kept.predicted.host_peak_bytes == 0
 
 
+def test_the_graph_tradeoff_curve_gains_ilp_offload_never_slower_than_ilp() -> None:
+    """``tradeoff_rows(graph, [..., "ilp-offload"], link=)``: at every budget of the shared grid
+    ilp-offload's time (waits included) is at most ilp's, and strictly less at one budget or more."""
+    from checkpoint_solver.curves import tradeoff_rows
+
+    graph = linear_graph(8, out_bytes=10)
+    rows = tradeoff_rows(graph, ["ilp", "ilp-offload"], points=4, link=LINK)
+    by = {(r.method, r.budget_bytes): r for r in rows if r.feasible}
+    budgets = sorted(b for s, b in by if s == "ilp")
+    assert len(budgets) == 4 and all(("ilp-offload", b) in by for b in budgets)
+    for b in budgets:
+        assert by["ilp-offload", b].overhead <= by["ilp", b].overhead + 1e-9
+    assert any(by["ilp-offload", b].overhead < by["ilp", b].overhead for b in budgets)
+    # Not in the default set (slow, like ilp), and refused by name without a link.
+    assert "ilp-offload" not in {r.method for r in tradeoff_rows(graph, points=2, link=LINK)}
+    with pytest.raises(cs.InvalidOptionError, match="HostLink"):
+        tradeoff_rows(graph, ["ilp-offload"], points=2)
+
+
 def test_ilp_offload_needs_a_link() -> None:
     with pytest.raises(cs.InvalidOptionError, match="HostLink"):
         cs.solve(linear_graph(4), 40, "ilp-offload")

@@ -399,7 +399,7 @@ class _Run:
         if isinstance(op, Offload):
             if j not in self.plain:
                 raise ReplayError(f"{op}: a[{j}] is not kept on the device (internal error)")
-            copy = self.ex.copier.offload(self.plain[j], self._resident())
+            copy = self.ex.copier.offload(self.plain[j], self._resident() | self._elsewhere(j))
             assert isinstance(copy.result, HostCopy)
             self.host[j] = copy.result
             self.pending.append((due, functools.partial(self._offloaded, j, copy)))
@@ -418,6 +418,14 @@ class _Run:
             held += [*model.parameters(), *model.buffers()]
             self.resident = {storage_key(t) for t in held}
         return self.resident
+
+    def _elsewhere(self, j: int) -> set[int]:
+        """Storages another kept boundary holds on the device (a plain one, or a taped one: kept
+        for a later forward to read): offloading a[j] would free none of them, so they stay (as
+        the simulator's `_held_elsewhere` counts them)."""
+        held = [e for k, e in self.plain.items() if k != j]
+        held += list(self.taped.values())
+        return {storage_key(t) for env in held for t in env.values()}
 
     def _offloaded(self, j: int, copy: Copy) -> None:
         copy.wait()
