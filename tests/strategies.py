@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 from hypothesis import strategies as st
 
 from checkpoint_solver.problem import Chain, Graph
@@ -87,6 +90,21 @@ def solver_options(solver: str) -> dict[str, object]:
 
         return {"link": HostLink(d2h_bytes_per_s=20.0, h2d_bytes_per_s=30.0)}
     return {}
+
+
+def assert_offload_never_slower(
+    problem: Any, budgets: Iterable[int], plain: str, offload: str, link: Any
+) -> None:
+    """At each budget the `offload` solver's schedule (over `link`) is valid within the budget
+    and its step time, waits included, at most the `plain` solver's compute time."""
+    import checkpoint_solver as cs
+
+    for budget in budgets:
+        base = cs.solve(problem, budget, plain)
+        off = cs.solve(problem, budget, offload, link=link)
+        r = cs.simulate(problem, off)
+        assert r.valid and r.peak_bytes <= budget, (budget, r.violation)
+        assert r.step_time <= base.predicted.compute_time * (1 + 1e-9), budget
 
 
 def applicable(solver: str, problem: object) -> bool:

@@ -20,7 +20,7 @@ from checkpoint_solver.solvers.baseline_plans import (
     profile_blocks,
     torch_per_block,
 )
-from tests.strategies import chains
+from tests.strategies import assert_offload_never_slower, chains
 from tests.zoo.check import differences, reference, train
 
 
@@ -190,12 +190,8 @@ def test_dp_offload_is_never_predicted_slower_than_dp(chain) -> None:
     link = HostLink(d2h_bytes_per_s=20.0, h2d_bytes_per_s=30.0)
     low = cs.min_budget(chain, "dp")
     high = max(low, cs.min_budget(chain, "store_all"))
-    for budget in sorted({low, (low + high) // 2, high}):
-        dp = cs.solve(chain, budget, "dp")
-        off = cs.solve(chain, budget, "dp-offload", link=link)
-        r = cs.simulate(chain, off)
-        assert r.valid and r.peak_bytes <= budget
-        assert r.step_time <= dp.predicted.compute_time * (1 + 1e-9)
+    budgets = sorted({low, (low + high) // 2, high})
+    assert_offload_never_slower(chain, budgets, "dp", "dp-offload", link)
 
 
 def test_the_offload_baselines_hold_less_than_per_block_at_its_time() -> None:

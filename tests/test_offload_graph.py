@@ -19,7 +19,7 @@ from checkpoint_solver.runtime.measure import measure_step
 from checkpoint_solver.schedule import HostLink, OffloadValue, PrefetchValue
 from checkpoint_solver.solvers import _milp
 from checkpoint_solver.solvers.baseline_plans import offload_saved
-from tests.strategies import graphs
+from tests.strategies import assert_offload_never_slower, graphs
 from tests.zoo.check import differences, reference, train
 
 SLOW = HostLink(d2h_bytes_per_s=4, h2d_bytes_per_s=5)  # 10 bytes: 2.5 out, 2.0 back
@@ -87,12 +87,7 @@ def test_ilp_offload_is_strictly_faster_than_ilp_where_values_can_wait(backend: 
 @given(graph=graphs(max_nodes=10))
 def test_ilp_offload_is_never_predicted_slower_than_ilp(graph) -> None:
     low = cs.min_budget(graph, "ilp")
-    for budget in (low, low + 10):
-        plain = cs.solve(graph, budget, "ilp")
-        off = cs.solve(graph, budget, "ilp-offload", link=LINK)
-        r = cs.simulate(graph, off)
-        assert r.valid and r.peak_bytes <= budget
-        assert r.step_time <= plain.predicted.compute_time * (1 + 1e-9)
+    assert_offload_never_slower(graph, (low, low + 10), "ilp", "ilp-offload", LINK)
 
 
 def test_ilp_offload_keeps_within_the_host_budget() -> None:
