@@ -20,7 +20,7 @@ from checkpoint_solver.solvers.baseline_plans import (
     profile_blocks,
     torch_per_block,
 )
-from tests.strategies import assert_offload_never_slower, chains
+from tests.strategies import assert_offload_never_slower, chains, chains_with_values
 from tests.zoo.check import differences, reference, train
 
 
@@ -192,6 +192,24 @@ def test_dp_offload_is_never_predicted_slower_than_dp(chain) -> None:
     high = max(low, cs.min_budget(chain, "store_all"))
     budgets = sorted({low, (low + high) // 2, high})
     assert_offload_never_slower(chain, budgets, "dp", "dp-offload", link)
+
+
+@settings(max_examples=20, deadline=None)
+@given(chain=chains_with_values(min_length=4))
+def test_dp_offload_is_never_slower_than_the_offload_baselines_within_their_peaks(chain) -> None:
+    """On chains whose boundaries share values (skips, masks, an encoder's output), the
+    baselines' simulated peaks count a value two kept boundaries hold once, where dp-offload's
+    recursion counts it per boundary: it weighs their plans, so at each baseline's own peak it
+    is at most as slow (waits included)."""
+    link = HostLink(d2h_bytes_per_s=20.0, h2d_bytes_per_s=30.0)
+    for keep_last in (True, False):
+        base = offload_per_block(chain, link, keep_last=keep_last)
+        budget = base.predicted.peak_bytes
+        off = cs.solve(chain, budget, "dp-offload", link=link)
+        r = cs.simulate(chain, off)
+        assert r.valid and r.peak_bytes <= budget, r.violation
+        limit = base.predicted.compute_time + base.predicted.stall_time
+        assert r.step_time <= limit * (1 + 1e-9)
 
 
 def test_the_offload_baselines_hold_less_than_per_block_at_its_time() -> None:

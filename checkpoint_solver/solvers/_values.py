@@ -23,10 +23,16 @@ from typing import Any
 
 from checkpoint_solver.errors import InfeasibleBudgetError
 from checkpoint_solver.problem import Chain, Problem
-from checkpoint_solver.schedule import Schedule, Status
+from checkpoint_solver.schedule import Offload, Schedule, Status
+from checkpoint_solver.simulation import simulate_ops
 from checkpoint_solver.solvers._common import make_schedule
 from checkpoint_solver.solvers._registry import SolverSpec
-from checkpoint_solver.solvers.baseline_plans import Rule, fastest_rule, rule_plans
+from checkpoint_solver.solvers.baseline_plans import (
+    Rule,
+    fastest_rule,
+    offload_rule_plans,
+    rule_plans,
+)
 
 __all__ = ["has_values", "min_budget_exact", "solve_exact"]
 
@@ -65,10 +71,17 @@ def _faster(a: tuple[Schedule, int] | None, b: tuple[Schedule, int]) -> tuple[Sc
     return b if kb < ka else a
 
 
-def _rules(spec: SolverSpec, chain: Chain) -> list[Rule]:
+def _rules(spec: SolverSpec, chain: Chain, options: dict[str, Any]) -> list[Rule]:
     """Torch's rules' plans, weighed beside `dp`'s (the solver that promises the fastest plan;
-    the others are their algorithms: Revolve's plan, the periodic one, store-all)."""
-    return rule_plans(chain) if spec.name in ("dp", "dp-offload") else []
+    the others are their algorithms: Revolve's plan, the periodic one, store-all), and for
+    ``dp-offload`` the offload baselines' over its link too (their simulated peaks count a
+    value another kept boundary holds once, where its own recursion counts it per boundary)."""
+    if spec.name == "dp":
+        return rule_plans(chain)
+    if spec.name == "dp-offload":
+        link = options.get("link")
+        return rule_plans(chain) + (offload_rule_plans(chain, link) if link is not None else [])
+    return []
 
 
 def min_budget_exact(spec: SolverSpec, chain: Chain, options: dict[str, Any]) -> int:
@@ -76,7 +89,7 @@ def min_budget_exact(spec: SolverSpec, chain: Chain, options: dict[str, Any]) ->
     rule's plan below it."""
     low = spec.min_budget(chain, **options)
     got = _attempt(spec, chain, low, options)
-    rules = [r[1] for r in _rules(spec, chain)]
+    rules = [r[1] for r in _rules(spec, chain, options)]
     return min([low if got is None else min(low, got[1]), *rules])
 
 
@@ -130,7 +143,7 @@ def solve_exact(
 def _solve_exact(
     spec: SolverSpec, chain: Chain, budget_bytes: int, options: dict[str, Any]
 ) -> Schedule:
-    rule = fastest_rule(_rules(spec, chain), budget_bytes)
+    rule = fastest_rule(_rules(spec, chain, options), budget_bytes)
     best = _attempt(spec, chain, budget_bytes, options)
     low, used = budget_bytes, budget_bytes
     if best is None:
@@ -158,10 +171,15 @@ def _solve_exact(
         best is None or rule[2] < best[0].predicted.compute_time + best[0].predicted.stall_time
     ):
         ops, peak, compute_time = rule
+        which = "a torch rule's plan (per-block or checkpoint_sequential)"
+        if any(isinstance(op, Offload) for op in ops):
+            # An offload baseline's time is its step time: the schedule records compute alone.
+            compute_time = simulate_ops(chain, ops, link=options.get("link")).compute_time
+            which = "an offload baseline's plan (Unsloth- or torchtune-style)"
         note = (
-            f"boundary values counted once per copy: a torch rule's plan (per-block or "
-            f"checkpoint_sequential) is faster within the budget than {spec.name}'s at any "
-            f"budget it was run at, simulated peak {peak} bytes; no optimality claim"
+            f"boundary values counted once per copy: {which} is faster within the budget than "
+            f"{spec.name}'s at any budget it was run at, simulated peak {peak} bytes; no "
+            f"optimality claim"
         )
         return make_schedule(
             chain,

@@ -148,7 +148,7 @@ def rule_candidates(n: int) -> list[list[Op]]:
     return out
 
 
-Rule = tuple[list[Op], int, float]  # a rule's chain ops, simulated peak and time
+Rule = tuple[list[Op], int, float]  # a rule's chain ops, simulated peak and (step) time
 
 
 def rule_plans(chain: Chain) -> list[Rule]:
@@ -159,6 +159,30 @@ def rule_plans(chain: Chain) -> list[Rule]:
         rep = simulate_ops(chain, ops)
         if rep.valid:
             out.append((ops, rep.peak_bytes, rep.compute_time))
+    return out
+
+
+def offload_rule_plans(chain: Chain, link: HostLink) -> list[Rule]:
+    """The offload baselines' plans (`offload_per_block`: Unsloth-style and torchtune-style) for
+    every framing of `rule_candidates`, with their simulated peaks and step times (compute plus
+    the waits for copies over `link`), for ``dp-offload`` to weigh as ``dp`` weighs torch's."""
+    n = chain.length
+    out = []
+    seen: set[tuple[str, ...]] = set()
+    for first in (1, 2):
+        for last in (n, n - 1):
+            count = last - first + 1
+            if count < 1:
+                continue
+            for keep_last in (True, False):
+                ops = offload_ops(rule_ops(n, first, count, 1, 0), keep_last)
+                key = tuple(str(op) for op in ops)
+                if key in seen:
+                    continue
+                seen.add(key)
+                rep = simulate_ops(chain, ops, link=link)
+                if rep.valid:
+                    out.append((ops, rep.peak_bytes, rep.step_time))
     return out
 
 
