@@ -129,22 +129,29 @@ def rule_candidates(n: int) -> list[list[Op]]:
     an accounting that counts a shared value once per boundary, can miss these plans)."""
     out: list[list[Op]] = []
     seen: set[tuple[object, ...]] = set()
+    for first, count in _framings(n):
+        shapes = [(1, 0)]  # per-block: chunks of one, nothing stored
+        for segments in sorted({2, max(1, round(math.sqrt(count)))}):
+            if 1 <= segments <= count:
+                size = count // segments
+                shapes.append((size, count - (segments - 1) * size))
+        for chunk, stored_tail in shapes:
+            ops = rule_ops(n, first, count, chunk, stored_tail)
+            key = tuple(str(op) for op in ops)
+            if key not in seen:
+                seen.add(key)
+                out.append(ops)
+    return out
+
+
+def _framings(n: int) -> list[tuple[int, int]]:
+    """``(first, count)`` of the blocks of an `n`-stage chain, the first and the last stage each
+    a block or not."""
+    out = []
     for first in (1, 2):
         for last in (n, n - 1):
-            count = last - first + 1
-            if count < 1:
-                continue
-            shapes = [(1, 0)]  # per-block: chunks of one, nothing stored
-            for segments in sorted({2, max(1, round(math.sqrt(count)))}):
-                if 1 <= segments <= count:
-                    size = count // segments
-                    shapes.append((size, count - (segments - 1) * size))
-            for chunk, stored_tail in shapes:
-                ops = rule_ops(n, first, count, chunk, stored_tail)
-                key = tuple(str(op) for op in ops)
-                if key not in seen:
-                    seen.add(key)
-                    out.append(ops)
+            if last - first + 1 >= 1:
+                out.append((first, last - first + 1))
     return out
 
 
@@ -166,23 +173,18 @@ def offload_rule_plans(chain: Chain, link: HostLink) -> list[Rule]:
     """The offload baselines' plans (`offload_per_block`: Unsloth-style and torchtune-style) for
     every framing of `rule_candidates`, with their simulated peaks and step times (compute plus
     the waits for copies over `link`), for ``dp-offload`` to weigh as ``dp`` weighs torch's."""
-    n = chain.length
     out = []
     seen: set[tuple[str, ...]] = set()
-    for first in (1, 2):
-        for last in (n, n - 1):
-            count = last - first + 1
-            if count < 1:
+    for first, count in _framings(chain.length):
+        for keep_last in (True, False):
+            ops = offload_ops(rule_ops(chain.length, first, count, 1, 0), keep_last)
+            key = tuple(str(op) for op in ops)
+            if key in seen:
                 continue
-            for keep_last in (True, False):
-                ops = offload_ops(rule_ops(n, first, count, 1, 0), keep_last)
-                key = tuple(str(op) for op in ops)
-                if key in seen:
-                    continue
-                seen.add(key)
-                rep = simulate_ops(chain, ops, link=link)
-                if rep.valid:
-                    out.append((ops, rep.peak_bytes, rep.step_time))
+            seen.add(key)
+            rep = simulate_ops(chain, ops, link=link)
+            if rep.valid:
+                out.append((ops, rep.peak_bytes, rep.step_time))
     return out
 
 
