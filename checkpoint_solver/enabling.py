@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 import checkpoint_solver as cs
-from checkpoint_solver.errors import InvalidOptionError
+from checkpoint_solver.errors import InfeasibleBudgetError, InvalidOptionError
 from checkpoint_solver.problem.profile import Profile
 from checkpoint_solver.schedule import FwdCheckpoint, FwdNoTape, Schedule
 from checkpoint_solver.units import format_bytes, parse_bytes
@@ -147,6 +147,55 @@ def _solve(
     return cs.solve(prof.chain, budget, name)
 
 
+_POLICY_TRIES = 6
+
+
+def _fitting_policy(
+    model: nn.Module,
+    example_inputs: Any,
+    prof: Profile,
+    budget: int,
+    solver: str | None,
+    say: Callable[[str], None],
+) -> tuple[Schedule, Any]:
+    """The schedule for `budget` whose torch policies (`checkpoint_solver.export`) are predicted
+    within it, and those policies. The policies are the nearest two-level form of the schedule
+    and can hold more than it does (a value the schedule frees early that a checkpoint region
+    keeps to its end), so the schedule is solved again for less by the excess, a few times.
+
+    Raises
+    ------
+    InfeasibleBudgetError
+        No try's policies fit; its ``min_budget_bytes`` is the least predicted peak of those
+        tried (a budget they fit)."""
+    target, least, who = budget, None, solver or "hierarchical"
+    for _ in range(_POLICY_TRIES):
+        try:
+            sched = _solve(prof, target, "policy", solver, say)
+        except InfeasibleBudgetError:
+            if least is None:  # the budget itself: the solver's own error names its minimum
+                raise
+            break
+        who = sched.solver
+        policy = cs.export_policy(model, sched, prof, example_inputs)
+        if policy.peak_bytes <= budget:
+            return sched, policy
+        least = policy.peak_bytes if least is None else min(least, policy.peak_bytes)
+        over = policy.peak_bytes - budget
+        say(
+            f"  torch's policies for it are predicted at {format_bytes(policy.peak_bytes)}, over "
+            f"the budget by {format_bytes(over)}: solving for less"
+        )
+        target -= max(over, budget // 50)
+    raise InfeasibleBudgetError(
+        budget,
+        least,
+        who,
+        hint="torch's checkpoint policies could not be fitted within it (the executor, "
+        "mode='executor', replays a schedule exactly)",
+    )
+
+
 def enable(
     model: nn.Module,
     example_inputs: Any,
@@ -203,6 +252,7 @@ def enable(
     paths = (folder / f"{key}.profile.json", folder / f"{key}.schedule.json")
     cached = cache and all(p.is_file() for p in paths)
     name = type(model).__name__
+    policy = None
     if cached:
         prof = Profile.load(paths[0])
         sched = Schedule.load(paths[1])
@@ -220,15 +270,18 @@ def enable(
         )
         say(f"  {prof.chain.length} stages in {time.perf_counter() - t0:.1f} s")
         t0 = time.perf_counter()
-        sched = _solve(prof, budget_bytes, mode, solver, say)
+        if mode == "policy":
+            sched, policy = _fitting_policy(model, example_inputs, prof, budget_bytes, solver, say)
+        else:
+            sched = _solve(prof, budget_bytes, mode, solver, say)
         say(f"  solved in {time.perf_counter() - t0:.1f} s")
         if cache:
             folder.mkdir(parents=True, exist_ok=True)
             prof.save(paths[0])
             sched.save(paths[1])
-    policy = None
     if mode == "policy":
-        policy = cs.export_policy(model, sched, prof, example_inputs)
+        if policy is None:  # from the cache
+            policy = cs.export_policy(model, sched, prof, example_inputs)
         policy.apply(model)
         peak, time_ = policy.peak_bytes, policy.predicted.compute_time
         what = policy.describe().split(";")[0]

@@ -88,6 +88,48 @@ def test_the_cache_key_follows_what_a_schedule_depends_on() -> None:
     assert key not in others and len(set(others)) == len(others)
 
 
+class _Over:
+    """An exported policy predicted over any budget (the real one's other attributes)."""
+
+    def __init__(self, real: object, peak: int) -> None:
+        self.real, self.peak_bytes = real, peak
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.real, name)
+
+
+def test_policy_mode_solves_again_until_torchs_policies_fit(monkeypatch, capsys) -> None:
+    """torch's policies are the nearest two-level form of a graph schedule and can hold more than
+    it: when the first one is predicted over the budget, enable solves for less by the excess,
+    and what it applies is predicted within the budget and measured there (3 % slack)."""
+    model, inputs = _gpt()
+    low = cs.min_budget(cs.profile(copy.deepcopy(model), inputs, graph=False).chain, "dp")
+    budget = int(low * 1.5)
+    real, calls = cs.export_policy, []
+
+    def export(*a: object, **k: object) -> object:
+        calls.append(1)
+        policy = real(*a, **k)
+        return _Over(policy, budget + 50_000) if len(calls) == 1 else policy
+
+    monkeypatch.setattr(cs, "export_policy", export)
+    got = cs.enable(model, inputs, budget, mode="policy", cache=False)
+    assert len(calls) >= 2 and "over the budget" in capsys.readouterr().err
+    assert not isinstance(got.policy, _Over) and got.policy.peak_bytes <= budget
+    assert measure_step(model, inputs).peak_bytes <= budget * 1.03
+
+
+def test_policy_mode_refuses_a_budget_no_policy_fits_naming_the_least_found(monkeypatch) -> None:
+    model, inputs = _gpt()
+    low = cs.min_budget(cs.profile(copy.deepcopy(model), inputs, graph=False).chain, "dp")
+    budget = int(low * 1.5)
+    peaks = iter(range(budget + 9_000, 0, -1_000))
+    monkeypatch.setattr(cs, "export_policy", lambda *a, **k: _Over(None, next(peaks)))
+    with pytest.raises(cs.InfeasibleBudgetError, match="policies could not be fitted") as err:
+        cs.enable(model, inputs, budget, mode="policy", cache=False)
+    assert err.value.min_budget_bytes == budget + 4_000  # the sixth and least of the tries
+
+
 def test_enable_refuses_bad_input(tmp_path: Path) -> None:
     model, inputs = _gpt()
     with pytest.raises(cs.InvalidOptionError, match="mode"):
