@@ -60,15 +60,15 @@ def tradeoff_rows(
 
     `solvers` defaults to every registered solver of the problem's kind except ``auto`` (and, on
     graphs, the slow exact ones: ``ilp``, ``ilp-offload`` and ``cpsat``; name them to include
-    them). `blocks` is
-    ``(first, count)`` of the chain's blocks (`baseline_plans.profile_blocks`); default: every stage.
-    `scope` is what the budgets and peaks cover, as in `checkpoint_solver.solve`.
+    them). `blocks` is ``(first, count)`` of the chain's blocks (`baseline_plans.profile_blocks`);
+    default: every stage. `scope` is what the budgets and peaks cover, as in
+    `checkpoint_solver.solve`.
 
     With a `link` (a `HostLink`), the offload solvers join (``dp-offload`` on a chain, which
-    otherwise has no link to solve for; ``hierarchical``, and ``ilp-offload`` when named, are given
-    the link on a graph), and on a
-    chain the Unsloth-style plan (`baseline_plans.offload_per_block`) with torch's rules; their
-    times include the waits for copies.
+    otherwise has no link to solve for; ``hierarchical``, and ``ilp-offload`` when named, are
+    given the link on a graph), and on a chain the Unsloth-style plan
+    (`baseline_plans.offload_per_block`) with torch's rules; their times include the waits for
+    copies.
     """
     from checkpoint_solver import solvers as registry
     from checkpoint_solver.solvers.store_all import min_budget_store_all

@@ -168,7 +168,7 @@ def _fitting_policy(
     InfeasibleBudgetError
         No try's policies fit; its ``min_budget_bytes`` is the least predicted peak of those
         tried (a budget they fit)."""
-    target, least, who = budget, None, solver or "hierarchical"
+    target, least = budget, None
     for _ in range(_POLICY_TRIES):
         try:
             sched = _solve(prof, target, "policy", solver, say)
@@ -176,7 +176,6 @@ def _fitting_policy(
             if least is None:  # the budget itself: the solver's own error names its minimum
                 raise
             break
-        who = sched.solver
         policy = cs.export_policy(model, sched, prof, example_inputs)
         if policy.peak_bytes <= budget:
             return sched, policy
@@ -190,7 +189,7 @@ def _fitting_policy(
     raise InfeasibleBudgetError(
         budget,
         least,
-        who,
+        sched.solver,  # a solve succeeded: a failing first one raised above
         hint="torch's checkpoint policies could not be fitted within it (the executor, "
         "mode='executor', replays a schedule exactly)",
     )
