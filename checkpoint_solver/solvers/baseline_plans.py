@@ -65,6 +65,7 @@ __all__ = [
     "fastest_rule",
     "offload_ops",
     "offload_per_block",
+    "offload_rule_plans",
     "offload_saved",
     "profile_blocks",
     "rule_candidates",
